@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -70,36 +71,70 @@ def splitmix_entries(xp: Any, counters: Any, key: int, v: int) -> Any:
     return out
 
 
-def _fill(xp: Any, out: Any, start: int, key: int, v: int) -> None:
-    """Fill the flat float32 array ``out`` with entries for counters ``start, start+1, ...``."""
-    total = out.size
-    flat = out.reshape(-1)
-    step = CHUNK if xp is np else total or 1
-    for offset in range(0, total, step):
-        stop = min(total, offset + step)
+def _fill_span(xp: Any, flat: Any, begin: int, end: int, start: int, key: int, v: int) -> None:
+    step = CHUNK if xp is np else (end - begin) or 1
+    for offset in range(begin, end, step):
+        stop = min(end, offset + step)
         counters = xp.arange(start + offset, start + stop, dtype=xp.uint64)
         flat[offset:stop] = splitmix_entries(xp, counters, key, v)
 
 
+def _fill(
+    xp: Any, out: Any, start: int, key: int, v: int, pool: Executor | None = None, parts: int = 1
+) -> None:
+    """Fill the float32 array ``out`` (in row-major order) with entries for counters
+    ``start, start + 1, ...``. With a ``pool``, ``parts`` contiguous spans are filled in parallel
+    (NumPy releases the GIL inside its loops)."""
+    flat = out.reshape(-1)
+    total = flat.size
+    if pool is None or parts <= 1 or total < 2 * CHUNK:
+        _fill_span(xp, flat, 0, total, start, key, v)
+        return
+    bounds = [total * i // parts for i in range(parts + 1)]
+    futures = [
+        pool.submit(_fill_span, xp, flat, lo, hi, start, key, v)
+        for lo, hi in zip(bounds, bounds[1:], strict=False)
+    ]
+    for future in futures:
+        future.result()
+
+
 def matrix_a(
-    xp: Any, key: int, params: ChallengeParams, rows: range | None = None
+    xp: Any,
+    key: int,
+    params: ChallengeParams,
+    rows: range | None = None,
+    *,
+    out: Any = None,
+    pool: Executor | None = None,
+    parts: int = 1,
 ) -> Any:
     """Rows ``rows`` (default: all ``m``) of ``A_t`` as float32, shape ``(len(rows), k)``.
 
-    ``A_t[i, l]`` uses counter ``i * k + l``."""
+    ``A_t[i, l]`` uses counter ``i * k + l``. ``out`` may supply a buffer to reuse."""
     span = range(params.m) if rows is None else rows
     if span.step != 1:
         raise ValueError("row ranges must be contiguous")
-    out = xp.empty((len(span), params.k), dtype=xp.float32)
-    _fill(xp, out, span.start * params.k, key, params.v)
+    if out is None:
+        out = xp.empty((len(span), params.k), dtype=xp.float32)
+    _fill(xp, out, span.start * params.k, key, params.v, pool, parts)
     return out
 
 
-def matrix_b(xp: Any, key: int, params: ChallengeParams) -> Any:
+def matrix_b(
+    xp: Any,
+    key: int,
+    params: ChallengeParams,
+    *,
+    out: Any = None,
+    pool: Executor | None = None,
+    parts: int = 1,
+) -> Any:
     """All of ``B_t`` as float32, shape ``(k, n)``. ``B_t[l, j]`` uses counter
     ``2**63 ^ (l * n + j)``; since ``l * n + j < 2**63`` that is ``2**63 + l * n + j``."""
-    out = xp.empty((params.k, params.n), dtype=xp.float32)
-    _fill(xp, out, 0, key ^ B_OFFSET, params.v)
+    if out is None:
+        out = xp.empty((params.k, params.n), dtype=xp.float32)
+    _fill(xp, out, 0, key ^ B_OFFSET, params.v, pool, parts)
     return out
 
 
