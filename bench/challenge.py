@@ -84,17 +84,16 @@ def bench_verifier(quick: bool) -> None:
     os.sched_setaffinity(0, {min(affinity)})  # one core, as the spec's budget says
     try:
         seconds = statistics.median(
-            [
-                best_of(1, lambda: verify_openings(commitment, samples, openings))
-                for _ in range(7)
-            ]
+            [best_of(1, lambda: verify_openings(commitment, samples, openings)) for _ in range(7)]
         )
     finally:
         os.sched_setaffinity(0, affinity)
     ops = verifier_operations(params, sampling)
     one_stage = params.model_copy(update={"stages": 1})
-    print(f"verifier: default GPU challenge m=n={params.m} k={params.k} R={params.stages}, "
-          f"r={sampling.stages} s={sampling.rows} e={sampling.columns}")
+    print(
+        f"verifier: default GPU challenge m=n={params.m} k={params.k} R={params.stages}, "
+        f"r={sampling.stages} s={sampling.rows} e={sampling.columns}"
+    )
     print(f"  verify time on one core          {seconds * 1e3:9.1f} ms   (target < 100 ms)")
     print(f"  worker FLOPs / verifier ops      {params.flops / ops:9.3g}      (target >= 1e5)")
     print(f"  ... with a single stage (R=1)    {one_stage.flops / ops:9.3g}")
@@ -104,10 +103,14 @@ def bench_verifier(quick: bool) -> None:
         b = matrix_b(np, key, params)
         gemm = best_of(1, lambda: a @ b)
         del a, b
-        print(f"  one bare {params.m}^3 GEMM on this CPU {gemm:8.2f} s; the worker does R="
-              f"{params.stages} of them")
-        print(f"  worker time / verifier time      {params.stages * gemm / seconds:9.3g}  "
-              "(CPU GEMM as the worker; a GPU is faster, so this is an upper bound)")
+        print(
+            f"  one bare {params.m}^3 GEMM on this CPU {gemm:8.2f} s; the worker does R="
+            f"{params.stages} of them"
+        )
+        print(
+            f"  worker time / verifier time      {params.stages * gemm / seconds:9.3g}  "
+            "(CPU GEMM as the worker; a GPU is faster, so this is an upper bound)"
+        )
 
 
 def bench_generation() -> None:
@@ -115,16 +118,21 @@ def bench_generation() -> None:
     out = np.empty(count, dtype=np.float32)
     out.fill(0)  # fault the pages in before timing
     seconds = best_of(3, lambda: _fill(np, out, 0, 0x1234_5678_9ABC_DEF0, 15))
-    print(f"generation: {count:,} entries        {seconds / count * 1e9:9.2f} ns/entry "
-          "(target <= 12)")
+    print(
+        f"generation: {count:,} entries        {seconds / count * 1e9:9.2f} ns/entry (target <= 12)"
+    )
 
 
 def bench_cpu_stage(sizes: list[int]) -> None:
     threads = os.cpu_count() or 1
-    print("CPU stage: one whole stage (generate A and B, GEMM, canonicalise, hash rows, tree) "
-          "vs bare A @ B into the same buffer")
-    print(f"  {'m=n=k':>6} {'bare GEMM':>10} {'stage':>10} {'ratio':>7} "
-          f"{'1-thread':>10} {'ratio':>7} {'GFLOP/s':>8}")
+    print(
+        "CPU stage: one whole stage (generate A and B, GEMM, canonicalise, hash rows, tree) "
+        "vs bare A @ B into the same buffer"
+    )
+    print(
+        f"  {'m=n=k':>6} {'bare GEMM':>10} {'stage':>10} {'ratio':>7} "
+        f"{'1-thread':>10} {'ratio':>7} {'GFLOP/s':>8}"
+    )
     for size in sizes:
         params = ChallengeParams(m=size, n=size, k=size, v=15, stages=1)
         key = stage_key(SEED, BINDING, 0)
@@ -137,16 +145,20 @@ def bench_cpu_stage(sizes: list[int]) -> None:
                 repeats, lambda: build_levels(compute_stage(0, key, space, pool, threads)[1])
             )
         single = best_of(repeats, lambda: build_levels(compute_stage(0, key, space)[1]))
-        print(f"  {size:>6} {bare * 1e3:8.1f}ms {full * 1e3:8.1f}ms {full / bare:7.2f} "
-              f"{single * 1e3:8.1f}ms {single / bare:7.2f} {params.flops / full / 1e9:8.1f}")
+        print(
+            f"  {size:>6} {bare * 1e3:8.1f}ms {full * 1e3:8.1f}ms {full / bare:7.2f} "
+            f"{single * 1e3:8.1f}ms {single / bare:7.2f} {params.flops / full / 1e9:8.1f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes only")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}, python {platform.python_version()}"
+    )
     bench_verifier(args.quick)
     bench_generation()
     bench_cpu_stage([256, 512, 1024] if args.quick else [256, 1024, 2048, 4096])

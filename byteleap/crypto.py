@@ -1,10 +1,11 @@
 """Hashing and signature primitives shared by every link.
 
-* :func:`frame` is the length-prefixed field encoding of SPEC 4.2 (``f(b) = u32le(len(b)) || b``).
-  Every signed or hashed message in ByteLeap is a domain tag followed by framed fields, so that no two
-  field lists encode alike and no signature made for one purpose verifies for another.
-* Worker identity is an ed25519 key pair (SPEC 2). The private key never leaves the worker; the miner
-  pins the 32-byte raw public key.
+* :func:`frame` is the length-prefixed field encoding of SPEC 4.2
+  (``f(b) = u32le(len(b)) || b``). Every signed or hashed message in ByteLeap is a domain tag
+  followed by framed fields, so that no two field lists encode alike and no signature made for one
+  purpose verifies for another.
+* Worker identity is an ed25519 key pair (SPEC 2). The private key never leaves the worker; the
+  miner pins the 32-byte raw public key.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ All arithmetic is on unsigned 64-bit integers and wraps mod 2**64, as the spec r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import struct
 from concurrent.futures import Executor
 from typing import Any
@@ -31,9 +32,7 @@ B_OFFSET = 1 << 63
 CHUNK = 1 << 16
 
 
-def stage_key(
-    seed: bytes, binding: Binding, stage: int, previous_root: bytes | None = None
-) -> int:
+def stage_key(seed: bytes, binding: Binding, stage: int, previous_root: bytes | None = None) -> int:
     """``key_t`` for stage ``t``: the first 8 bytes (little-endian) of a SHA-256 over the framed
     seed, miner hotkey, worker public key, GPU UUID, ``u32le(t)`` and ``root_{t-1}``."""
     if len(seed) != 32:
@@ -93,7 +92,7 @@ def _fill(
     bounds = [total * i // parts for i in range(parts + 1)]
     futures = [
         pool.submit(_fill_span, xp, flat, lo, hi, start, key, v)
-        for lo, hi in zip(bounds, bounds[1:], strict=False)
+        for lo, hi in itertools.pairwise(bounds)
     ]
     for future in futures:
         future.result()
@@ -142,7 +141,8 @@ def a_rows_exact(key: int, params: ChallengeParams, rows: list[int]) -> np.ndarr
     """Selected rows of ``A_t`` as int64, shape ``(len(rows), k)``: the verifier's O(k) per row."""
     idx = np.asarray(rows, dtype=np.uint64)[:, None] * np.uint64(params.k)
     counters = idx + np.arange(params.k, dtype=np.uint64)[None, :]
-    return splitmix_entries(np, counters, key, params.v).astype(np.int64)
+    rows_out: np.ndarray[Any, Any] = splitmix_entries(np, counters, key, params.v).astype(np.int64)
+    return rows_out
 
 
 def b_columns_exact(
@@ -151,4 +151,5 @@ def b_columns_exact(
     """Columns of ``B_t`` as int64 with shape ``columns.shape + (k,)``: O(k) per column."""
     cols = np.asarray(columns, dtype=np.uint64)[..., None]
     counters = np.arange(params.k, dtype=np.uint64) * np.uint64(params.n) + cols
-    return splitmix_entries(np, counters, key ^ B_OFFSET, params.v).astype(np.int64)
+    cols_out: np.ndarray[Any, Any] = splitmix_entries(np, counters, key ^ B_OFFSET, params.v)
+    return cols_out.astype(np.int64)

@@ -94,5 +94,7 @@ def stages_for_target(
     ``target_seconds``. Never fewer than one stage."""
     if flops_per_second <= 0 or target_seconds <= 0:
         raise ValueError("flops_per_second and target_seconds must be positive")
-    stages = max(1, min(MAX_STAGES, round(flops_per_second * target_seconds / base.flops_per_stage)))
+    stages = max(
+        1, min(MAX_STAGES, round(flops_per_second * target_seconds / base.flops_per_stage))
+    )
     return base.model_copy(update={"stages": stages})

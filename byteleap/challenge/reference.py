@@ -9,6 +9,7 @@ just those rows of the stage (``A_t[rows] @ B_t``), which costs far less than th
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,8 +104,7 @@ def compute_stage(
         return product, row_leaves(stage, product)
     bounds = [params.m * i // parts for i in range(parts + 1)]
     futures = [
-        pool.submit(row_leaves, stage, product[lo:hi], lo)
-        for lo, hi in zip(bounds, bounds[1:], strict=False)
+        pool.submit(row_leaves, stage, product[lo:hi], lo) for lo, hi in itertools.pairwise(bounds)
     ]
     leaves: list[bytes] = []
     for future in futures:

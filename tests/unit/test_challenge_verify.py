@@ -108,7 +108,9 @@ def test_a_swapped_row_is_fraud(honest: ProverRun) -> None:
     (row3,) = reveal(honest, samples)
     (row4,) = open_rows(honest, 1, [4])
     # serving row 4's values and path at position 3: the leaf binds the index
-    assert reason_of(commitment_of(honest), samples, [replace(row4, row=3)]) is FraudReason.BAD_PROOF
+    assert (
+        reason_of(commitment_of(honest), samples, [replace(row4, row=3)]) is FraudReason.BAD_PROOF
+    )
     # committing a tree with rows 3 and 4 swapped: Merkle is consistent, the entries are not
 
     def swap(stage: int, product: np.ndarray) -> np.ndarray:
