@@ -16,6 +16,8 @@ never on the message::
     ├── FraudError                  the peer computed wrongly: scored as fraud
     │   └── VerificationFailed      exact verification rejected a reveal; carries a FraudReason
     ├── PeerTimeout                 the peer was late: scored as a missed challenge
+    ├── WorkerFailure               the worker could not do the work (out of memory, device lost):
+    │                               scored as a missed challenge, like a timeout
     ├── PeerUnavailable             busy or leased: excused, never scored against the peer
     └── TransientError              our side or the link failed: retried, excused
         ├── LinkError               connection refused/reset/closed
@@ -190,6 +192,13 @@ class PeerTimeout(ByteLeapError):
     code = "timeout"
 
 
+class WorkerFailure(ByteLeapError):
+    """The worker could not do the work (out of memory, device lost). Scored as a missed
+    challenge: it is not fraud, but it is the worker's problem, not ours."""
+
+    code = "worker_failure"
+
+
 class PeerUnavailable(ByteLeapError):
     """The peer is busy or leased. Excused: never scored against it."""
 
@@ -230,7 +239,7 @@ def outcome_of(exc: BaseException | None) -> Outcome:
         return Outcome.VERIFIED
     if isinstance(exc, FraudError):
         return Outcome.FRAUD
-    if isinstance(exc, PeerTimeout):
+    if isinstance(exc, PeerTimeout | WorkerFailure):
         return Outcome.TIMEOUT
     # A malformed reply from an authenticated worker is its fault, not ours: treat it as fraud
     # only when it is evidence; everything else on the protocol level is excused.
@@ -258,5 +267,6 @@ __all__ = [
     "Unauthenticated",
     "UnsupportedVersion",
     "VerificationFailed",
+    "WorkerFailure",
     "outcome_of",
 ]

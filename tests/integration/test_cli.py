@@ -6,6 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.unit.test_challenge_vectors import BINDING, SEED, SMALL_ROOTS
 
@@ -54,3 +57,37 @@ def test_version_and_devnet_explain_themselves() -> None:
     devnet = byteleap("devnet", "--miners", "2")
     assert devnet.returncode == 0
     assert "devchain" in devnet.stdout and "2 honest miners" in devnet.stdout
+
+
+def daemon(module: str, *args: str, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [sys.executable, "-c", f"from {module} import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "250", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    "module,example",
+    [("neurons.miner.cli", "miner"), ("neurons.validator.cli", "validator")],
+)
+def test_daemon_check_config_accepts_the_example_and_names_bad_keys(
+    module: str, example: str, tmp_path: Path
+) -> None:
+    good = daemon(module, "check-config", "-c", f"configs/{example}.example.yaml")
+    assert good.returncode == 0, good.stderr
+    assert "wallet:" in good.stdout and "config OK" in good.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metrics:\n  port: 99999\n  colour: blue\n")
+    refused = daemon(module, "check-config", "-c", str(bad))
+    assert refused.returncode == 2
+    assert "metrics." in refused.stderr and str(bad) in refused.stderr
+    via_env = daemon(
+        module, "check-config", "-c", f"configs/{example}.example.yaml",
+        env={"BYTELEAP_METRICS__PORT": "not-a-port"},
+    )  # fmt: skip
+    assert via_env.returncode == 2
+    assert "BYTELEAP_METRICS__PORT" in via_env.stderr
