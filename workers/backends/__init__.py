@@ -1,0 +1,1 @@
+"""Compute backends: what actually runs a challenge on a worker's devices."""

@@ -1,0 +1,234 @@
+"""The worker daemon: an asyncio shell around :class:`workers.agent.WorkerAgent`.
+
+It only moves bytes and runs what the agent asks for: open the websocket (reconnecting with
+jittered exponential backoff), feed received frames and clock ticks to the agent, send what it
+returns, and run challenges and reveals on the compute executor. Shutdown (SIGINT/SIGTERM) stops
+taking work, abandons a running challenge at the next stage boundary, closes the link and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from byteleap.errors import ByteLeapError, WorkerFailure
+from byteleap.protocol import codec
+from byteleap.protocol.common import Message
+from byteleap.protocol.worker_link import ChallengeDispatch, RevealRequest
+from workers.agent import (
+    ChallengeFinished,
+    CloseLink,
+    Connected,
+    Disconnected,
+    Instruction,
+    LinkPhase,
+    LogEvent,
+    OpenRows,
+    Received,
+    RowsOpened,
+    RunChallenge,
+    Send,
+    StopChallenge,
+    Tick,
+    WorkerAgent,
+)
+from workers.backends.base import Abandoned
+from workers.compute import ChallengeExecutor
+from workers.metrics import WorkerMetrics
+
+log = structlog.get_logger("byteleap.worker")
+
+TICK_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    url: str
+    max_message_bytes: int
+    connect_timeout_s: float
+    reconnect_min_s: float
+    reconnect_max_s: float
+    ca_file: str | None = None
+
+
+def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [base/2, base], base = low * 2**attempt."""
+    base = min(high, low * (2 ** min(attempt, 30)))
+    return rng.uniform(base / 2, base)
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        agent: WorkerAgent,
+        executor: ChallengeExecutor,
+        link: LinkSettings,
+        *,
+        metrics: WorkerMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.agent = agent
+        self.executor = executor
+        self.link = link
+        self.metrics = metrics or WorkerMetrics()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.should_exit = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._challenge_started: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        attempt = 0
+        while not self.should_exit.is_set():
+            registered = await self._one_connection()
+            if self.should_exit.is_set():
+                break
+            attempt = 0 if registered else attempt + 1
+            delay = backoff_delay(
+                attempt, self.link.reconnect_min_s, self.link.reconnect_max_s, self.rng
+            )
+            self.metrics.reconnects.inc()
+            log.info("reconnecting", delay_s=round(delay, 2), attempt=attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.should_exit.wait(), timeout=delay)
+        await self._drain()
+
+    def request_exit(self) -> None:
+        """Graceful stop: abandon the current challenge and close the link."""
+        self._carry_out(self.agent.shutdown())
+        self.should_exit.set()
+        if self._ws is not None:
+            self._spawn(self._ws.close())
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=30)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.link.url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=self.link.ca_file)
+
+    async def _one_connection(self) -> bool:
+        """Run one connection until it drops; True when the miner welcomed us on it."""
+        try:
+            ws = await connect(
+                self.link.url,
+                max_size=self.link.max_message_bytes,
+                open_timeout=self.link.connect_timeout_s,
+                ssl=self._ssl_context(),
+                compression=None,
+            )
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            log.warning("connect_failed", url=self.link.url, error=str(exc) or type(exc).__name__)
+            return False
+        self._ws = ws
+        self.metrics.link_up.set(1)
+        log.info("connected", url=self.link.url)
+        self._carry_out(self.agent.handle(Connected(self.clock())))
+        ticker = asyncio.create_task(self._ticks())
+        reason = "closed"
+        try:
+            async for frame in ws:
+                self._carry_out(self.agent.handle(Received(frame, self.clock())))
+        except ConnectionClosed as exc:
+            reason = f"closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+        finally:
+            ticker.cancel()
+            self._ws = None
+            self.metrics.link_up.set(0)
+            welcomed = self.agent.session_id is not None
+            self._carry_out(self.agent.handle(Disconnected(self.clock(), reason)))
+        return welcomed
+
+    async def _ticks(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self._carry_out(self.agent.handle(Tick(self.clock())))
+
+    # ------------------------------------------------------------------ instructions
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _carry_out(self, instructions: list[Instruction]) -> None:
+        for instruction in instructions:
+            match instruction:
+                case Send(message=message):
+                    self._spawn(self._send(message))
+                case RunChallenge(dispatch=dispatch):
+                    self._spawn(self._run_challenge(dispatch))
+                case OpenRows(request=request):
+                    self._spawn(self._open_rows(request))
+                case StopChallenge():
+                    self.executor.stop()
+                case CloseLink(reason=reason):
+                    log.warning("closing_link", reason=reason)
+                    if self._ws is not None:
+                        self._spawn(self._ws.close(reason=reason[:120]))
+                case LogEvent(level=level, event=event, fields=fields):
+                    log.log(_LEVELS.get(level, 20), event, **fields)
+
+    async def _send(self, message: Message) -> None:
+        ws = self._ws
+        if ws is None or self.agent.phase is LinkPhase.DISCONNECTED:
+            return
+        with contextlib.suppress(ConnectionClosed):  # the reader notices and reconnects
+            await ws.send(codec.encode(message))
+
+    async def _run_challenge(self, dispatch: ChallengeDispatch) -> None:
+        cid = dispatch.challenge_id
+        started = self.clock()
+        self.metrics.busy.set(1)
+        try:
+            commits = await self.executor.run(dispatch, self.agent.miner_hotkey or "")
+        except Abandoned:
+            self.metrics.challenges.labels(result="abandoned").inc()
+            event = ChallengeFinished(cid, abandoned=True)
+        except ByteLeapError as exc:
+            self.metrics.challenges.labels(result="failed").inc()
+            event = ChallengeFinished(cid, error=exc)
+        except Exception as exc:  # a backend bug must not kill the daemon
+            log.exception("challenge_crashed", challenge=cid)
+            self.metrics.challenges.labels(result="failed").inc()
+            event = ChallengeFinished(cid, error=WorkerFailure(f"internal error: {exc!r}"))
+        else:
+            seconds = self.clock() - started
+            self.metrics.challenges.labels(result="committed").inc()
+            self.metrics.challenge_seconds.observe(seconds)
+            per_gpu = dispatch.params.flops / seconds if seconds > 0 else 0.0
+            for uuid in dispatch.gpu_uuids:
+                self.metrics.throughput.labels(gpu=uuid).set(per_gpu)
+            event = ChallengeFinished(cid, commits=commits)
+        finally:
+            self.metrics.busy.set(0)
+        self._carry_out(self.agent.handle(event))
+
+    async def _open_rows(self, request: RevealRequest) -> None:
+        try:
+            openings = await self.executor.open(request)
+            event = RowsOpened(request.challenge_id, openings=openings)
+        except ByteLeapError as exc:
+            event = RowsOpened(request.challenge_id, error=exc)
+        except Exception as exc:
+            log.exception("reveal_crashed", challenge=request.challenge_id)
+            event = RowsOpened(request.challenge_id, error=WorkerFailure(repr(exc)))
+        self._carry_out(self.agent.handle(event))
+
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
