@@ -1,7 +1,7 @@
 """Bodies of the validator -> miner HTTP API (SPEC 1, 2, 4 and 6).
 
 Every request is authenticated by ``btauth/1`` at the HTTP layer; these models are only the bodies.
-Bodies travel as codec frames (``application/octet-stream``) because commitments and revealed rows
+Bodies travel as codec frames (``application/x-byteleap-frame``) because commitments and revealed rows
 are binary. The challenge sub-models (``GpuCommit``, ``OpeningRequest``, ``RowOpening``) are the
 worker link's own, so the miner relays the worker's evidence without re-packing it.
 

@@ -1,0 +1,307 @@
+"""The validator's HTTP client of a miner's validator API (docs/protocol-http.md).
+
+Every request is signed with the validator's hotkey (``btauth/1``, receiver-bound to the miner's
+hotkey, a fresh nonce per attempt). Every failure is a typed ``ByteLeapError``, so the validator
+scores it by class (SPEC 3):
+
+* the miner's ``ApiError`` body -> the error class of its ``code`` (``timeout`` -> ``PeerTimeout``,
+  ``unavailable`` -> ``PeerUnavailable``, ``link`` -> ``LinkError``, ...);
+* connection refused / reset / closed, a connect timeout, a proxy's non-frame 502/503 ->
+  ``LinkError`` (excused, never scored against the miner);
+* the miner accepted the request but did not answer within ``timeout`` -> ``PeerTimeout``;
+* an answer that is not a valid frame of the expected type -> ``MalformedMessage``; one larger
+  than ``max_response_bytes`` -> ``MessageTooLarge``;
+* a ``ChallengeResponse`` whose miner signature does not verify ->
+  ``VerificationFailed(BAD_SIGNATURE)``.
+
+Note: the codes a miner answers with are its own claims. A dishonest miner can answer
+``unavailable`` or ``link`` instead of letting a challenge time out; the validator should watch
+how often a miner is excused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from bittensor import http_auth, resolve_signer, sp_core
+
+from byteleap.errors import (
+    AuthError,
+    ByteLeapError,
+    ChainError,
+    Forbidden,
+    FraudReason,
+    LinkError,
+    MalformedMessage,
+    MessageTooLarge,
+    PeerTimeout,
+    PeerUnavailable,
+    ProtocolError,
+    RateLimited,
+    StorageError,
+    TransientError,
+    Unauthenticated,
+    UnsupportedVersion,
+    VerificationFailed,
+    WorkerFailure,
+)
+from byteleap.protocol import codec
+from byteleap.protocol.common import Message
+from byteleap.protocol.validator_api import (
+    ApiError,
+    ChallengeRequest,
+    ChallengeResponse,
+    HealthResponse,
+    InventoryResponse,
+    LeaseStartRequest,
+    LeaseStartResponse,
+    LeaseStatusRequest,
+    LeaseStatusResponse,
+    LeaseStopRequest,
+    LeaseStopResponse,
+    OpeningsRequest,
+    OpeningsResponse,
+)
+
+#: media type of request and response bodies
+CONTENT_TYPE = "application/x-byteleap-frame"
+#: seconds a challenge request may take beyond its own deadline (the miner's slack plus the link)
+CHALLENGE_GRACE_S = 5.0
+
+_M = TypeVar("_M", bound=Message)
+
+#: ``ApiError.code`` -> the error it stands for (codes whose constructor takes a message)
+_SIMPLE_CODES: dict[str, type[ByteLeapError]] = {
+    "protocol": ProtocolError,
+    "malformed": MalformedMessage,
+    "rate_limited": RateLimited,
+    "auth": AuthError,
+    "unauthenticated": Unauthenticated,
+    "forbidden": Forbidden,
+    "timeout": PeerTimeout,
+    "worker_failure": WorkerFailure,
+    "transient": TransientError,
+    "link": LinkError,
+    "chain": ChainError,
+    "storage": StorageError,
+}
+
+
+def error_from_api(error: ApiError, status: int) -> ByteLeapError:
+    """The typed error a miner's ``ApiError`` body stands for."""
+    code, message = error.code, f"miner: {error.message}"
+    if code in _SIMPLE_CODES:
+        return _SIMPLE_CODES[code](message)
+    if code == "unavailable":
+        return PeerUnavailable(message, leased="leased" in error.message.lower())
+    if code == "too_large":
+        exc: ByteLeapError = MessageTooLarge(0, 0)
+        exc.args = (message,)
+        return exc
+    if code == "unsupported_version":
+        exc = UnsupportedVersion(0, 0)
+        exc.args = (message,)
+        return exc
+    if code == "internal" or status >= 500:
+        return TransientError(f"miner internal error ({status}): {error.message}")
+    # unknown codes, and codes a miner has no business sending (fraud verdicts are ours)
+    return MalformedMessage(f"miner answered {status} with unexpected error code {code!r}")
+
+
+def _error_without_body(status: int) -> ByteLeapError:
+    """A non-2xx answer that is not an ``ApiError`` frame (a proxy, a crash page, ...)."""
+    if status == 504:
+        return PeerTimeout(f"HTTP {status} without an ApiError body")
+    if status in (502, 503):
+        return LinkError(f"HTTP {status} without an ApiError body")
+    if status == 401:
+        return Unauthenticated(f"HTTP {status} without an ApiError body")
+    if status == 403:
+        return Forbidden(f"HTTP {status} without an ApiError body")
+    if status >= 500:
+        return TransientError(f"HTTP {status} without an ApiError body")
+    return MalformedMessage(f"HTTP {status} without an ApiError body")
+
+
+class MinerClient:
+    """A signed client of one miner's validator API. Use as ``async with MinerClient(...)``.
+
+    ``wallet_or_signer`` is anything ``bittensor.http_auth.sign`` accepts (a ``bt.Wallet``, a
+    ``Keypair``); its hotkey is the validator's identity. ``base_url`` is the miner's endpoint
+    (``Endpoint.url()``), optionally with a path prefix. ``timeout`` bounds every request except
+    ``challenge``, which waits ``deadline_ms`` plus :data:`CHALLENGE_GRACE_S` when that is longer.
+    """
+
+    def __init__(
+        self,
+        wallet_or_signer: Any,
+        miner_hotkey: str,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        max_response_bytes: int = codec.VALIDATOR_API_MAX_BYTES,
+        connect_timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._signer = resolve_signer(wallet_or_signer, role="hotkey")
+        self.validator_hotkey: str = self._signer.ss58_address
+        self.miner_hotkey = miner_hotkey
+        self.base_url = httpx.URL(base_url.rstrip("/"))
+        self.timeout = float(timeout)
+        self.connect_timeout = min(float(connect_timeout), self.timeout)
+        self.max_response_bytes = int(max_response_bytes)
+        self._http = httpx.AsyncClient(transport=transport, follow_redirects=False)
+
+    async def __aenter__(self) -> MinerClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def health(self) -> HealthResponse:
+        """``GET /health`` (public; still signed, which costs nothing and is ignored)."""
+        return await self._call("GET", "/health", None, HealthResponse)
+
+    async def inventory(self) -> InventoryResponse:
+        return await self._call("GET", "/inventory", None, InventoryResponse)
+
+    async def challenge(self, request: ChallengeRequest) -> ChallengeResponse:
+        """Dispatch a challenge; the answer's miner signature is verified before it is returned."""
+        timeout = max(self.timeout, request.deadline_ms / 1000.0 + CHALLENGE_GRACE_S)
+        response = await self._call(
+            "POST", "/challenge", request, ChallengeResponse, wait_s=timeout
+        )
+        self.check_challenge_response(request, response)
+        return response
+
+    async def reveal(self, request: OpeningsRequest) -> OpeningsResponse:
+        response = await self._call("POST", "/reveal", request, OpeningsResponse)
+        if response.challenge_id != request.challenge_id:
+            raise MalformedMessage("the miner revealed a different challenge")
+        return response
+
+    async def lease_start(self, request: LeaseStartRequest) -> LeaseStartResponse:
+        return await self._call("POST", "/lease/start", request, LeaseStartResponse)
+
+    async def lease_stop(self, request: LeaseStopRequest) -> LeaseStopResponse:
+        return await self._call("POST", "/lease/stop", request, LeaseStopResponse)
+
+    async def lease_status(self, request: LeaseStatusRequest) -> LeaseStatusResponse:
+        return await self._call("POST", "/lease/status", request, LeaseStatusResponse)
+
+    # ------------------------------------------------------------------ verification
+
+    def check_challenge_response(
+        self, request: ChallengeRequest, response: ChallengeResponse
+    ) -> None:
+        """Raise unless ``response`` answers ``request`` and carries the miner's signature."""
+        if response.challenge_id != request.challenge_id:
+            raise MalformedMessage("the miner answered a different challenge")
+        if response.worker_pubkey != request.worker_pubkey:
+            raise MalformedMessage("the miner answered for a different worker")
+        if response.miner_hotkey != self.miner_hotkey:
+            raise MalformedMessage("the response names a different miner hotkey")
+        payload = response.payload(
+            validator_hotkey=self.validator_hotkey, seed=request.seed, params=request.params
+        )
+        if not verify_hotkey_signature(self.miner_hotkey, payload, response.miner_signature):
+            raise VerificationFailed(
+                FraudReason.BAD_SIGNATURE, "miner_signature does not verify against the miner"
+            )
+
+    # ------------------------------------------------------------------ transport
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body_message: Message | None,
+        expected: type[_M],
+        *,
+        wait_s: float | None = None,
+    ) -> _M:
+        body = b"" if body_message is None else codec.encode(body_message)
+        url = self.base_url.join(self.base_url.path.rstrip("/") + path)
+        target = url.raw_path.decode("ascii")  # path plus ?query, exactly as sent
+        headers = http_auth.sign(
+            self._signer, method=method, path=target, body=body, receiver_ss58=self.miner_hotkey
+        )
+        if body_message is not None:
+            headers["Content-Type"] = CONTENT_TYPE
+        headers["Accept"] = CONTENT_TYPE
+        headers["Accept-Encoding"] = "identity"  # the size cap applies to the bytes received
+        limit = self.timeout if wait_s is None else wait_s
+        request = self._http.build_request(
+            method,
+            url,
+            content=body,
+            headers=headers,
+            timeout=httpx.Timeout(limit, connect=self.connect_timeout),
+        )
+        status, raw = await self._send(request)
+        if not 200 <= status < 300:
+            try:
+                error = codec.decode(raw, codec.MINER_RESPONSE, max_bytes=self.max_response_bytes)
+            except ProtocolError:
+                raise _error_without_body(status) from None
+            if not isinstance(error, ApiError):
+                raise _error_without_body(status)
+            raise error_from_api(error, status)
+        message = codec.decode(raw, codec.MINER_RESPONSE, max_bytes=self.max_response_bytes)
+        if not isinstance(message, expected):
+            raise MalformedMessage(
+                f"expected {expected.model_fields['type'].default}, got {message.type}"
+            )
+        return message
+
+    async def _send(self, request: httpx.Request) -> tuple[int, bytes]:
+        try:
+            response = await self._http.send(request, stream=True)
+            try:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_response_bytes:
+                    raise MessageTooLarge(int(declared), self.max_response_bytes)
+                if response.is_stream_consumed:  # a transport that hands over a read body
+                    if len(response.content) > self.max_response_bytes:
+                        raise MessageTooLarge(len(response.content), self.max_response_bytes)
+                    return response.status_code, response.content
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in response.aiter_raw():
+                    received += len(chunk)
+                    if received > self.max_response_bytes:
+                        raise MessageTooLarge(received, self.max_response_bytes)
+                    chunks.append(chunk)
+                return response.status_code, b"".join(chunks)
+            finally:
+                await response.aclose()
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise LinkError(f"cannot reach the miner: {type(exc).__name__}") from None
+        except httpx.TimeoutException as exc:
+            raise PeerTimeout(f"the miner did not answer in time ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            # connect refused, reset, closed, protocol violations of the connection
+            raise LinkError(f"link to the miner failed: {type(exc).__name__}: {exc}") from None
+
+
+def verify_hotkey_signature(ss58_address: str, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is the sr25519 signature of ``message`` by ``ss58_address``."""
+    try:
+        return bool(sp_core.verify(message, signature, ss58_address, sp_core.CRYPTO_SR25519))
+    except ValueError:
+        return False
+
+
+__all__ = [
+    "CHALLENGE_GRACE_S",
+    "CONTENT_TYPE",
+    "MinerClient",
+    "error_from_api",
+    "verify_hotkey_signature",
+]
