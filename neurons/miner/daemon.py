@@ -1,0 +1,124 @@
+"""``byteleap-miner run``: the worker hub, the validator API and the chain sync in one process.
+
+Start-up order matters for operators: the chain is read first, so an unregistered hotkey stops the
+miner with a clear message before any port is opened. Shutdown (SIGINT/SIGTERM) stops the API,
+closes worker links with "going away", and stops the chain sync, within a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+
+import structlog
+import uvicorn
+from prometheus_client import CollectorRegistry, start_http_server
+
+import byteleap
+from byteleap.chain import ChainPort, Endpoint
+from byteleap.config import MinerConfig
+from neurons.miner.api import create_app
+from neurons.miner.auth import ValidatorGate
+from neurons.miner.authorized import AuthorizedKeys
+from neurons.miner.chain_sync import MetagraphCache, sync_forever, sync_once
+from neurons.miner.hub import WorkerHub
+from neurons.miner.hub_metrics import HubMetrics
+
+log = structlog.get_logger("byteleap.miner")
+
+
+def public_endpoint(cfg: MinerConfig) -> Endpoint | None:
+    """The ``ip:port`` validators should call; None when it cannot be derived (not served)."""
+    wildcard = ("0.0.0.0", "::")  # noqa: S104 (a comparison, not a bind)
+    ip = cfg.api.external_ip or (cfg.api.host if cfg.api.host not in wildcard else None)
+    if ip is None:
+        return None
+    return Endpoint(str(ip), cfg.api.external_port or cfg.api.port)
+
+
+@dataclass
+class MinerDaemon:
+    cfg: MinerConfig
+    hotkey: str
+    signer: object
+    chain: ChainPort
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.cfg
+        endpoint = public_endpoint(cfg)
+        cache = MetagraphCache()
+        cache.view = await sync_once(self.chain, self.hotkey, endpoint)  # NotRegistered stops us
+        log.info(
+            "registered",
+            hotkey=self.hotkey,
+            netuid=cfg.chain.netuid,
+            endpoint=str(endpoint) if endpoint else None,
+        )
+
+        registry = CollectorRegistry()
+        authorized = AuthorizedKeys.from_config(cfg.workers)
+        hub = WorkerHub(cfg.workers, authorized, self.hotkey, metrics=HubMetrics(registry))
+        await hub.start()
+        gate = ValidatorGate(
+            self.hotkey,
+            metagraph_source=cache.current,
+            min_stake=cfg.api.min_validator_stake,
+            # the operator's own hotkey may read its miner (`byteleap-miner workers`)
+            allowed={*cfg.api.allowed_validators, self.hotkey},
+        )
+        app = create_app(
+            miner_hotkey=self.hotkey,
+            signer=self.signer,
+            gate=gate,
+            workers=hub,
+            config=cfg.api,
+            version=byteleap.__version__,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=cfg.api.host,
+                port=cfg.api.port,
+                lifespan="off",
+                ws="none",
+                log_config=None,
+                access_log=False,
+            )
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        if cfg.metrics.enabled:
+            start_http_server(cfg.metrics.port, addr=cfg.metrics.host, registry=registry)
+
+        api_task = asyncio.create_task(server.serve())
+        sync_task = asyncio.create_task(
+            sync_forever(self.chain, self.hotkey, endpoint, cache, cfg.chain.sync_interval_s, stop)
+        )
+        log.info("miner_started", workers_port=hub.port, api_port=cfg.api.port)
+        await stop.wait()
+        log.info("miner_stopping")
+        server.should_exit = True
+        await hub.stop()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(api_task, sync_task), timeout=15)
+        await self.chain.close()
+
+
+def run_miner(cfg: MinerConfig, wallet: object, chain_factory: object) -> None:
+    """Run until SIGINT/SIGTERM. ``chain_factory`` is an async callable returning the port."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        chain = await chain_factory()  # type: ignore[operator]
+        hotkey = wallet.hotkey.ss58_address  # type: ignore[attr-defined]
+        daemon = MinerDaemon(cfg, hotkey, wallet.hotkey.sign, chain)  # type: ignore[attr-defined]
+        await daemon.run(stop)
+
+    started = time.monotonic()
+    asyncio.run(main())
+    log.info("miner_stopped", ran_s=round(time.monotonic() - started, 1))
