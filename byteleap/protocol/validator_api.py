@@ -1,9 +1,9 @@
 """Bodies of the validator -> miner HTTP API (SPEC 1, 2, 4 and 6).
 
 Every request is authenticated by ``btauth/1`` at the HTTP layer; these models are only the bodies.
-Bodies travel as codec frames (``application/x-byteleap-frame``) because commitments and revealed rows
-are binary. The challenge sub-models (``GpuCommit``, ``OpeningRequest``, ``RowOpening``) are the
-worker link's own, so the miner relays the worker's evidence without re-packing it.
+Bodies travel as codec frames (``application/x-byteleap-frame``) because commitments and revealed
+rows are binary. The challenge sub-models (``GpuCommit``, ``OpeningRequest``, ``RowOpening``) are
+the worker link's own, so the miner relays the worker's evidence without re-packing it.
 
 The miner signs the evidence it returns (``ChallengeResponse``) with its hotkey over
 :func:`evidence_payload`; that binds the worker's signed roots to the miner, the validator that
