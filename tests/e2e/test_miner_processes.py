@@ -167,3 +167,35 @@ def test_an_unregistered_miner_stops_with_a_clear_message(tmp_path: Path) -> Non
     miner = start("neurons.miner.cli", tmp_path / "miner.yaml", tmp_path / "miner.log")
     assert miner.wait(timeout=60) == 3
     assert "not registered" in (tmp_path / "miner.log").read_text()
+
+
+def test_workers_come_back_after_the_miner_restarts(tmp_path: Path) -> None:
+    net = network(tmp_path)
+    net["chain"].register(net["miner_hotkey"], coldkey_of(net["miner_wallet"]))
+    base = f"http://127.0.0.1:{net['api_port']}"
+
+    async def worker_uuid() -> str:
+        async with MinerClient(net["validator_wallet"], net["miner_hotkey"], base) as client:
+            return await wait_for_worker(client, time.monotonic() + 60)
+
+    async def challenge(uuid: str) -> bool:
+        async with MinerClient(net["validator_wallet"], net["miner_hotkey"], base) as client:
+            response = await client.challenge(
+                ChallengeRequest(
+                    challenge_id="after-restart", worker_pubkey=net["worker_key"].public_key.hex(),
+                    gpu_uuids=[uuid], seed=random.randbytes(32), params=PARAMS, deadline_ms=30_000,
+                )
+            )  # fmt: skip
+            return response.gpus[0].verify(net["worker_key"].public_key, "after-restart")
+
+    worker = start("workers.cli", tmp_path / "worker.yaml", tmp_path / "worker.log")
+    first = start("neurons.miner.cli", tmp_path / "miner.yaml", tmp_path / "miner-1.log")
+    with stopped_on_exit(worker, first):
+        uuid = asyncio.run(worker_uuid())
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        second = start("neurons.miner.cli", tmp_path / "miner.yaml", tmp_path / "miner-2.log")
+        with stopped_on_exit(second):
+            assert asyncio.run(worker_uuid()) == uuid  # the same worker, reconnected
+            assert asyncio.run(challenge(uuid))
+    assert worker.returncode == 0
