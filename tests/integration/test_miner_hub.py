@@ -9,7 +9,6 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,8 @@ from byteleap.protocol.worker_link import (
 from neurons.miner.authorized import AuthorizedKeys, token_hash
 from neurons.miner.hub import WorkerHub
 from neurons.miner.registry import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_REPLACED
-from tests.support.worker import MINER_HOTKEY
+from tests.support.worker import MINER_HOTKEY, running_worker
 from tests.support.worker import inventory as make_inventory
-from workers.agent import WorkerAgent
-from workers.backends.numpy_backend import NumpyBackend
-from workers.backends.select import advertise_devices
-from workers.compute import ChallengeExecutor
-from workers.runtime import LinkSettings, WorkerRuntime
 
 SMALL = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
 #: long enough (hundreds of stages) to observe a worker while it computes
@@ -93,42 +87,6 @@ async def running_hub(
 
 def url_of(hub: WorkerHub) -> str:
     return f"ws://127.0.0.1:{hub.port}/worker"
-
-
-@dataclass
-class Worker:
-    key: WorkerKey
-    runtime: WorkerRuntime
-    task: asyncio.Task[None]
-    device_uuid: str
-
-
-@contextlib.asynccontextmanager
-async def running_worker(
-    url: str, key: WorkerKey | None = None, *, join_token: str | None = None
-) -> AsyncIterator[Worker]:
-    key = key or WorkerKey.generate()
-    backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1)
-    inventory = advertise_devices(make_inventory(), backend)
-    agent = WorkerAgent(key, inventory, agent_version="test", join_token=join_token)
-    runtime = WorkerRuntime(
-        agent,
-        ChallengeExecutor(backend, key, clock=time.perf_counter),
-        LinkSettings(
-            url=url,
-            max_message_bytes=1 << 24,
-            connect_timeout_s=5,
-            reconnect_min_s=0.05,
-            reconnect_max_s=0.2,
-        ),
-        rng=random.Random(0),
-    )
-    task = asyncio.create_task(runtime.run())
-    try:
-        yield Worker(key, runtime, task, backend.devices()[0].uuid)
-    finally:
-        runtime.request_exit()
-        await asyncio.wait_for(task, 30)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -17,7 +17,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
 from byteleap.challenge.reference import RowOpening as CoreOpening
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
-from byteleap.crypto import WorkerKey
 from byteleap.protocol import codec
 from byteleap.protocol.handshake import verify_register
 from byteleap.protocol.worker_link import (
@@ -36,13 +35,7 @@ from byteleap.protocol.worker_link import (
     Unavailable,
     Welcome,
 )
-from tests.support.worker import MINER_HOTKEY
-from tests.support.worker import inventory as make_inventory
-from workers.agent import WorkerAgent
-from workers.backends.numpy_backend import NumpyBackend
-from workers.backends.select import advertise_devices
-from workers.compute import ChallengeExecutor
-from workers.runtime import LinkSettings, WorkerRuntime
+from tests.support.worker import MINER_HOTKEY, running_worker
 
 SMALL = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
 SLOW = ChallengeParams(m=512, n=512, k=512, v=15, stages=400)
@@ -90,46 +83,12 @@ async def recv(ws: ServerConnection, kind: type, timeout: float = 30.0):
             await ws.send(codec.encode(HeartbeatAck(seq=message.seq)))
 
 
-@dataclass
-class Worker:
-    key: WorkerKey
-    runtime: WorkerRuntime
-    task: asyncio.Task[None]
-    device_uuid: str
-
-
 @pytest.fixture
 async def miner() -> AsyncIterator[FakeMiner]:
     fake = FakeMiner()
     async with serve(fake.handler, "127.0.0.1", 0) as server:
         fake.server = server
         yield fake
-
-
-@contextlib.asynccontextmanager
-async def running_worker(url: str) -> AsyncIterator[Worker]:
-    key = WorkerKey.generate()
-    backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1)
-    inventory = advertise_devices(make_inventory(), backend)
-    agent = WorkerAgent(key, inventory, agent_version="test")
-    runtime = WorkerRuntime(
-        agent,
-        ChallengeExecutor(backend, key, clock=time.perf_counter),
-        LinkSettings(
-            url=url,
-            max_message_bytes=1 << 24,
-            connect_timeout_s=5,
-            reconnect_min_s=0.05,
-            reconnect_max_s=0.2,
-        ),
-        rng=random.Random(0),
-    )
-    task = asyncio.create_task(runtime.run())
-    try:
-        yield Worker(key, runtime, task, backend.devices()[0].uuid)
-    finally:
-        runtime.request_exit()
-        await asyncio.wait_for(task, 30)
 
 
 def dispatch(cid: str, uuid: str, params: ChallengeParams = SMALL) -> ChallengeDispatch:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from byteleap.crypto import WorkerKey
 from byteleap.protocol.inventory import GpuInfo, HostInfo, Inventory
+from workers.agent import WorkerAgent
+from workers.backends.numpy_backend import NumpyBackend
+from workers.backends.select import advertise_devices
+from workers.compute import ChallengeExecutor
+from workers.runtime import LinkSettings, WorkerRuntime
 
 MINER_HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
@@ -23,3 +36,39 @@ def inventory(*uuids: str) -> Inventory:
         for i, uuid in enumerate(uuids)
     ]
     return Inventory(host=host(), gpus=gpus, backends=["numpy"])
+
+
+@dataclass
+class Worker:
+    key: WorkerKey
+    runtime: WorkerRuntime
+    task: asyncio.Task[None]
+    device_uuid: str
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    url: str, key: WorkerKey | None = None, *, join_token: str | None = None
+) -> AsyncIterator[Worker]:
+    key = key or WorkerKey.generate()
+    backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1)
+    advertised = advertise_devices(inventory(), backend)
+    agent = WorkerAgent(key, advertised, agent_version="test", join_token=join_token)
+    runtime = WorkerRuntime(
+        agent,
+        ChallengeExecutor(backend, key, clock=time.perf_counter),
+        LinkSettings(
+            url=url,
+            max_message_bytes=1 << 24,
+            connect_timeout_s=5,
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.2,
+        ),
+        rng=random.Random(0),
+    )
+    task = asyncio.create_task(runtime.run())
+    try:
+        yield Worker(key, runtime, task, backend.devices()[0].uuid)
+    finally:
+        runtime.request_exit()
+        await asyncio.wait_for(task, 30)
