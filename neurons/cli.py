@@ -43,8 +43,9 @@ runs through its real command line and talks over 127.0.0.1. You watch the round
 live: challenges, verdicts, scores and the weights the validator sets; cheaters
 end with weight 0.
 
-The daemons it launches are still being built (see the project's open issues), so
-this build of devnet stops here. Today you can already run the challenge core:
+The worker and the miner are ready (docs/running-a-worker.md, docs/running-a-miner.md);
+the validator it needs is still being built (see the project's open issues), so this
+build of devnet stops here. Today you can already check any challenge's roots:
 
     byteleap challenge reference --seed <64 hex> --miner-hotkey <ss58> \\
         --worker-pubkey <64 hex> --gpu-uuid GPU-... --json
