@@ -42,13 +42,21 @@ BINDING = Binding(
 SEED = bytes(range(32))
 
 
-def best_of(repeats: int, fn: Callable[[], object]) -> float:
-    times = []
+def timings(repeats: int, fn: Callable[[], object]) -> list[float]:
+    out = []
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def best_of(repeats: int, fn: Callable[[], object]) -> float:
+    return min(timings(repeats, fn))
+
+
+def median_of(repeats: int, fn: Callable[[], object]) -> float:
+    return statistics.median(timings(repeats, fn))
 
 
 def sampled_commitment(
@@ -83,9 +91,7 @@ def bench_verifier(quick: bool) -> None:
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(affinity)})  # one core, as the spec's budget says
     try:
-        seconds = statistics.median(
-            [best_of(1, lambda: verify_openings(commitment, samples, openings)) for _ in range(7)]
-        )
+        seconds = median_of(7, lambda: verify_openings(commitment, samples, openings))
     finally:
         os.sched_setaffinity(0, affinity)
     ops = verifier_operations(params, sampling)

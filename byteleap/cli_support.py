@@ -28,13 +28,18 @@ ConfigOption = Annotated[
 stderr = Console(stderr=True)
 
 
+def fail(message: str, *, code: int = 2, label: str = "error") -> typer.Exit:
+    """Print ``message`` to stderr and return the ``typer.Exit`` to raise."""
+    stderr.print(f"[bold red]{label}[/]: {message}", highlight=False)
+    return typer.Exit(code=code)
+
+
 def load_or_exit(model: type[T], path: Path | None) -> T:
     """Load and validate the config; on error print it (naming the key) and exit with 2."""
     try:
         return load_config(model, path)
     except ConfigError as exc:
-        stderr.print(f"[bold red]config error[/]: {exc.message}", highlight=False)
-        raise typer.Exit(code=2) from None
+        raise fail(exc.message, label="config error") from None
 
 
 def add_check_config(app: typer.Typer, model: type[BaseModel], process: str) -> None:

@@ -19,7 +19,7 @@ import byteleap
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
 from byteleap.challenge.timing import peak_for
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
-from byteleap.cli_support import ConfigOption, add_check_config, load_or_exit
+from byteleap.cli_support import ConfigOption, add_check_config, fail, load_or_exit
 from byteleap.config import WorkerConfig
 from byteleap.errors import ByteLeapError, ConfigError
 from workers.agent import WorkerAgent
@@ -44,11 +44,6 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _fail(exc: ByteLeapError) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {exc.message}", highlight=False)
-    return typer.Exit(code=2)
-
-
 @app.callback()
 def _root(ctx: typer.Context, config: ConfigOption = None) -> None:
     """ByteLeap worker. Without a subcommand it runs the daemon (same as `run`)."""
@@ -65,7 +60,7 @@ def run(config: ConfigOption = None) -> None:
         key = read_key(cfg.link.key_file)
         join_token = cfg.link.join_token.resolve() if cfg.link.join_token else None
     except ByteLeapError as exc:
-        raise _fail(exc) from None
+        raise fail(exc.message) from None
     inventory, warnings = collect_inventory(nvml=load_nvml(), backends=None)
     for warning in warnings:
         err.print(f"[yellow]inventory[/]: {warning}", highlight=False)
@@ -74,7 +69,7 @@ def run(config: ConfigOption = None) -> None:
             cfg.compute.backend, key.public_key, inventory, cfg.compute.devices
         )
     except ConfigError as exc:
-        raise _fail(exc) from None
+        raise fail(exc.message) from None
     inventory = advertise_devices(inventory, backend)
     agent = WorkerAgent(
         key,
@@ -128,7 +123,7 @@ def keygen(
     try:
         key = write_key(path, overwrite=force)
     except ByteLeapError as exc:
-        raise _fail(exc) from None
+        raise fail(exc.message) from None
     err.print(f"wrote {path} (mode 0600). Authorize this worker on your miner with:")
     typer.echo(key.public_key.hex())
 

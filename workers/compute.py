@@ -20,6 +20,7 @@ from byteleap.protocol.worker_link import (
     RevealRequest,
     RowOpening,
 )
+from workers.agent import MAX_KEPT_RUNS
 from workers.backends.base import Abandoned, ComputeBackend, Device
 
 
@@ -30,7 +31,7 @@ class ChallengeExecutor:
         key: WorkerKey,
         *,
         clock: Callable[[], float],
-        keep: int = 8,
+        keep: int = MAX_KEPT_RUNS,
     ) -> None:
         self.backend = backend
         self.key = key

@@ -43,11 +43,14 @@ async def sync_forever(
     interval_s: float,
     stop: asyncio.Event,
 ) -> None:
-    """Refresh ``cache`` every ``interval_s``; a failing chain keeps the last good view."""
-    while not stop.is_set():
+    """Refresh ``cache`` every ``interval_s`` after the start-up sync the caller already did;
+    a failing chain keeps the last good view."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        if stop.is_set():
+            return
         try:
             cache.view = await sync_once(chain, hotkey, endpoint)
         except ChainError as exc:
             log.warning("metagraph_sync_failed", error=exc.message)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from byteleap.chain import NotRegistered
-from byteleap.cli_support import ConfigOption, add_check_config, load_or_exit
+from byteleap.chain import ChainPort, NotRegistered
+from byteleap.cli_support import ConfigOption, add_check_config, fail, load_or_exit
 from byteleap.config import MinerConfig
 from byteleap.errors import ByteLeapError
 
@@ -26,11 +26,6 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error[/]: {message}", highlight=False)
-    return typer.Exit(code=code)
-
-
 def _wallet(cfg: MinerConfig):  # type: ignore[no-untyped-def]
     import bittensor as bt
 
@@ -38,7 +33,7 @@ def _wallet(cfg: MinerConfig):  # type: ignore[no-untyped-def]
     try:
         _ = wallet.hotkey.ss58_address
     except Exception as exc:  # the SDK raises several kinds for a missing or locked key file
-        raise _fail(f"cannot load hotkey {cfg.wallet.name}/{cfg.wallet.hotkey}: {exc}") from None
+        raise fail(f"cannot load hotkey {cfg.wallet.name}/{cfg.wallet.hotkey}: {exc}") from None
     return wallet
 
 
@@ -60,15 +55,15 @@ def run(config: ConfigOption = None) -> None:
     configure_logging(cfg.logging.level, cfg.logging.format)
     wallet = _wallet(cfg)
 
-    async def chain():  # type: ignore[no-untyped-def]
+    async def chain() -> ChainPort:
         return await open_chain(wallet, network=cfg.chain.network, netuid=cfg.chain.netuid)
 
     try:
         run_miner(cfg, wallet, chain)
     except NotRegistered as exc:
-        raise _fail(exc.message, code=3) from None
+        raise fail(exc.message, code=3) from None
     except ByteLeapError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
 
 
 @app.command()
@@ -84,7 +79,7 @@ def authorize(
     try:
         key = parse_pubkey(pubkey)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     added = AuthorizedKeys(cfg.workers.authorized_keys_file).add(key, comment=comment)
     path = cfg.workers.authorized_keys_file
     err.print(f"{'authorized' if added else 'already authorized'}: {pubkey} ({path})")
@@ -112,7 +107,7 @@ def workers(
     try:
         inventory = asyncio.run(fetch())
     except ByteLeapError as exc:
-        raise _fail(f"{base}: {exc.message}") from None
+        raise fail(f"{base}: {exc.message}") from None
     table = Table(title=f"workers of {inventory.miner_hotkey}")
     for column in ("worker", "state", "GPUs", "last heartbeat", "agent"):
         table.add_column(column)

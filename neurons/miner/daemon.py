@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 import uvicorn
@@ -43,7 +45,7 @@ def public_endpoint(cfg: MinerConfig) -> Endpoint | None:
 class MinerDaemon:
     cfg: MinerConfig
     hotkey: str
-    signer: object
+    signer: Callable[[bytes], bytes]
     chain: ChainPort
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -106,17 +108,18 @@ class MinerDaemon:
         await self.chain.close()
 
 
-def run_miner(cfg: MinerConfig, wallet: object, chain_factory: object) -> None:
-    """Run until SIGINT/SIGTERM. ``chain_factory`` is an async callable returning the port."""
+def run_miner(
+    cfg: MinerConfig, wallet: Any, chain_factory: Callable[[], Awaitable[ChainPort]]
+) -> None:
+    """Run until SIGINT/SIGTERM. ``wallet`` is a bittensor wallet whose hotkey signs."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        chain = await chain_factory()  # type: ignore[operator]
-        hotkey = wallet.hotkey.ss58_address  # type: ignore[attr-defined]
-        daemon = MinerDaemon(cfg, hotkey, wallet.hotkey.sign, chain)  # type: ignore[attr-defined]
+        chain = await chain_factory()
+        daemon = MinerDaemon(cfg, wallet.hotkey.ss58_address, wallet.hotkey.sign, chain)
         await daemon.run(stop)
 
     started = time.monotonic()

@@ -13,15 +13,20 @@ import pytest
 from tests.unit.test_challenge_vectors import BINDING, SEED, SMALL_ROOTS
 
 
-def byteleap(*args: str) -> subprocess.CompletedProcess[str]:
+def run_module(module: str, *args: str, env: dict[str, str] | None = None):
+    """``main()`` of ``module`` in a fresh interpreter, as its console script would run it."""
     return subprocess.run(
-        [sys.executable, "-m", "neurons.cli", *args],
+        [sys.executable, "-c", f"from {module} import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env={**os.environ, "COLUMNS": "250"},  # keep rich from wrapping error messages
+        env={**os.environ, "COLUMNS": "250", **(env or {})},  # keep rich from wrapping errors
     )
+
+
+def byteleap(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_module("neurons.cli", *args)
 
 
 def test_challenge_reference_prints_the_frozen_roots() -> None:
@@ -59,17 +64,6 @@ def test_version_and_devnet_explain_themselves() -> None:
     assert "devchain" in devnet.stdout and "2 honest miners" in devnet.stdout
 
 
-def daemon(module: str, *args: str, env: dict[str, str] | None = None):
-    return subprocess.run(
-        [sys.executable, "-c", f"from {module} import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "COLUMNS": "250", **(env or {})},
-    )
-
-
 @pytest.mark.parametrize(
     "module,example",
     [("neurons.miner.cli", "miner"), ("neurons.validator.cli", "validator")],
@@ -77,15 +71,15 @@ def daemon(module: str, *args: str, env: dict[str, str] | None = None):
 def test_daemon_check_config_accepts_the_example_and_names_bad_keys(
     module: str, example: str, tmp_path: Path
 ) -> None:
-    good = daemon(module, "check-config", "-c", f"configs/{example}.example.yaml")
+    good = run_module(module, "check-config", "-c", f"configs/{example}.example.yaml")
     assert good.returncode == 0, good.stderr
     assert "wallet:" in good.stdout and "config OK" in good.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("metrics:\n  port: 99999\n  colour: blue\n")
-    refused = daemon(module, "check-config", "-c", str(bad))
+    refused = run_module(module, "check-config", "-c", str(bad))
     assert refused.returncode == 2
     assert "metrics." in refused.stderr and str(bad) in refused.stderr
-    via_env = daemon(
+    via_env = run_module(
         module, "check-config", "-c", f"configs/{example}.example.yaml",
         env={"BYTELEAP_METRICS__PORT": "not-a-port"},
     )  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from byteleap.errors import ConfigError
-from byteleap.protocol.inventory import Inventory
+from byteleap.protocol.inventory import GpuInfo, Inventory
 from workers.backends.base import ComputeBackend
 from workers.backends.numpy_backend import NumpyBackend
 
@@ -39,8 +39,6 @@ def advertise_devices(inventory: Inventory, backend: ComputeBackend) -> Inventor
 
     A CPU-class worker (development, devnet) has no NVML GPU, but validators challenge devices by
     UUID, so its CPU appears in ``gpus`` under its per-worker ``CPU-...`` UUID."""
-    from byteleap.protocol.inventory import GpuInfo
-
     listed = {gpu.uuid for gpu in inventory.gpus}
     extra = [
         GpuInfo(
