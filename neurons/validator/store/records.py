@@ -1,0 +1,295 @@
+"""What the validator stores and reads back: plain records and the store's interface.
+
+The rounds (``neurons/validator``) talk to storage only through :class:`ValidatorStore`; the
+SQLAlchemy implementation (:class:`neurons.validator.store.SqlStore`) serves PostgreSQL and SQLite
+with the same code. Every datetime is timezone-aware UTC. Worker identities are the worker's
+ed25519 public key as 64 lower-case hex characters; miners are ss58 hotkeys; GPUs are NVML UUIDs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from byteleap.chain import NeuronView
+from byteleap.challenge.params import ChallengeParams
+from byteleap.errors import Outcome
+from byteleap.scoring import (
+    AvailabilityCount,
+    ChallengeObservation,
+    GpuClaim,
+    LeaseInterval,
+    LeaseUsage,
+    ScoringParams,
+)
+
+WorkerState = Literal["idle", "busy", "leased"]
+#: a challenge row's life: dispatched -> committed -> closed (with an Outcome)
+ChallengeStatus = Literal["dispatched", "committed", "closed"]
+WeightStatus = Literal["set", "dry_run", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class MinerRow:
+    """A neuron of the subnet as last synced from the metagraph."""
+
+    uid: int
+    hotkey: str
+    coldkey: str
+    stake: float
+    validator_permit: bool
+    #: ``http://ip:port`` from the neuron's axon; None when it serves nothing
+    endpoint: str | None
+    #: False once the hotkey left the metagraph (deregistered); its history stays
+    registered: bool
+    last_synced: datetime
+    #: when an inventory poll of this miner last succeeded / last failed (None: never)
+    last_poll_ok: datetime | None = None
+    last_poll_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSnapshot:
+    """One GPU of a worker, as an inventory poll reported it."""
+
+    uuid: str
+    model: str
+    memory_mib: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSnapshot:
+    """One worker, as an inventory poll reported it."""
+
+    worker_pubkey: str
+    state: WorkerState
+    gpus: tuple[GpuSnapshot, ...]
+    #: the worker answered heartbeats recently enough for the miner to list it
+    healthy: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A worker as the challenge planner sees it."""
+
+    miner_hotkey: str
+    miner_uid: int
+    endpoint: str | None
+    worker_pubkey: str
+    state: WorkerState
+    #: in the miner's most recent successful poll
+    online: bool
+    last_seen: datetime
+    gpus: tuple[GpuSnapshot, ...]
+    #: GPUs of this worker that another miner or worker claimed first (never challenged)
+    conflicted_gpus: frozenset[str] = frozenset()
+    #: dispatch time of this worker's newest challenge (any outcome); None when never challenged
+    last_challenge_at: datetime | None = None
+    #: a challenge of this worker is dispatched or committed and not yet closed
+    in_flight: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeOpen:
+    """A challenge about to be dispatched: one row per challenged GPU."""
+
+    challenge_id: str
+    miner_hotkey: str
+    worker_pubkey: str
+    gpu_uuids: tuple[str, ...]
+    #: the model each GPU claimed when it was challenged (for the throughput check)
+    gpu_models: Mapping[str, str]
+    params: ChallengeParams
+    seed: bytes
+    dispatched_at: datetime
+    deadline_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeVerdict:
+    """How one GPU's challenge ended."""
+
+    challenge_id: str
+    gpu_uuid: str
+    closed_at: datetime
+    outcome: Outcome
+    #: FraudReason value for fraud; the error code (``timeout``, ``link``, ...) otherwise
+    failure: str | None = None
+    detail: str | None = None
+    #: validator-measured FLOP/s; required for VERIFIED
+    throughput_flops: float | None = None
+    #: seconds from dispatch to commit, when a commit arrived
+    elapsed_s: float | None = None
+    #: seconds the verification itself took (process pool)
+    verify_s: float | None = None
+    #: number of entries checked exactly
+    checked_entries: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRow:
+    """A stored challenge of one GPU."""
+
+    challenge_id: str
+    miner_hotkey: str
+    worker_pubkey: str
+    gpu_uuid: str
+    gpu_model: str
+    params: ChallengeParams
+    seed: bytes
+    dispatched_at: datetime
+    deadline_at: datetime
+    status: ChallengeStatus
+    committed_at: datetime | None = None
+    roots: tuple[bytes, ...] | None = None
+    closed_at: datetime | None = None
+    outcome: Outcome | None = None
+    failure: str | None = None
+    detail: str | None = None
+    throughput_flops: float | None = None
+    elapsed_s: float | None = None
+    verify_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MinerTally:
+    """Challenge outcomes of one miner since a point in time (for devnet and the CLI)."""
+
+    miner_hotkey: str
+    by_outcome: dict[str, int]
+    #: failure type -> count, over fraud and timeout
+    by_failure: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringInputs:
+    """Everything :func:`byteleap.scoring.compute_weights` needs, read at ``now``."""
+
+    now: datetime
+    params: ScoringParams
+    #: registered miners' hotkeys (exactly these are scored)
+    miners: tuple[str, ...]
+    uids: Mapping[str, int]
+    challenges: tuple[ChallengeObservation, ...]
+    gpu_claims: tuple[GpuClaim, ...]
+    availability_counts: tuple[AvailabilityCount, ...]
+    lease_intervals: tuple[LeaseInterval, ...] = ()
+    lease_usage: tuple[LeaseUsage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WeightSubmission:
+    """One weight vector the validator set (or would have set, or failed to set)."""
+
+    submitted_at: datetime
+    status: WeightStatus
+    uids: tuple[int, ...]
+    weights: tuple[float, ...]
+    #: ``WeightResult.to_dict()`` and whatever else explains the vector
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    block: int | None = None
+    version_key: int | None = None
+    reason: str | None = None
+    id: int | None = None
+
+
+class ValidatorStore(Protocol):
+    """The validator's storage. Every method is one short transaction; every failure of the
+    database raises :class:`byteleap.errors.StorageError` (a transient error: retried, never
+    scored against anyone)."""
+
+    # --- metagraph ---------------------------------------------------------------------
+    async def sync_miners(self, now: datetime, neurons: Sequence[NeuronView]) -> None:
+        """Upsert every neuron by hotkey; hotkeys missing from ``neurons`` become unregistered.
+        A uid taken over by a new hotkey is a new miner (history stays with the old hotkey)."""
+
+    async def miners(self, *, registered_only: bool = True) -> list[MinerRow]: ...
+
+    # --- inventory and availability ----------------------------------------------------
+    async def record_inventory(
+        self,
+        now: datetime,
+        miner_hotkey: str,
+        workers: Sequence[WorkerSnapshot],
+        *,
+        bucket_seconds: int,
+    ) -> None:
+        """Store one successful poll: upsert workers and GPUs (first-seen claims kept forever),
+        mark the miner's workers absent from ``workers`` offline, and count every healthy worker
+        online in ``now``'s availability bucket (idempotent within a bucket)."""
+
+    async def record_poll_failure(self, now: datetime, miner_hotkey: str, error: str) -> None:
+        """A poll failed: the miner's workers go offline; no availability is counted."""
+
+    async def workers(self, now: datetime) -> list[WorkerRow]:
+        """Every known worker of a registered miner, with what the planner needs."""
+
+    # --- challenges ----------------------------------------------------------------------
+    async def open_challenge(self, challenge: ChallengeOpen) -> None:
+        """Insert one ``dispatched`` row per GPU before the request leaves."""
+
+    async def record_commit(
+        self,
+        challenge_id: str,
+        committed_at: datetime,
+        roots: Mapping[str, Sequence[bytes]],
+    ) -> None:
+        """The commit arrived: store each GPU's roots; status becomes ``committed``."""
+
+    async def close_challenge(self, verdict: ChallengeVerdict) -> None:
+        """Close one GPU's row with its outcome. Closing a closed row raises
+        :class:`byteleap.errors.StorageError` (no challenge is scored twice)."""
+
+    async def close_in_flight(self, now: datetime, detail: str) -> int:
+        """Close every dispatched or committed row as EXCUSED (restart); returns how many."""
+
+    async def challenge(self, challenge_id: str) -> list[ChallengeRow]: ...
+
+    async def recent_challenges(self, limit: int = 50) -> list[ChallengeRow]:
+        """The newest rows first."""
+
+    async def tally(self, since: datetime) -> list[MinerTally]: ...
+
+    # --- scoring and weights ---------------------------------------------------------------
+    async def scoring_inputs(self, now: datetime, params: ScoringParams) -> ScoringInputs:
+        """Read the observations of every window ending at ``now``: challenges from
+        ``earliest_challenge_needed``, all GPU claims of registered miners, availability counts
+        over the horizon aggregated in the database, and lease intervals/usage."""
+
+    async def record_weights(self, submission: WeightSubmission) -> int:
+        """Store one submission with its inputs; returns its id."""
+
+    async def weight_submissions(self, limit: int = 20) -> list[WeightSubmission]:
+        """The newest first."""
+
+    # --- housekeeping ------------------------------------------------------------------------
+    async def prune(
+        self, now: datetime, *, retention: timedelta, availability_retention: timedelta
+    ) -> dict[str, int]:
+        """Delete closed challenges and weight submissions older than ``retention`` and
+        availability older than ``availability_retention``; rows deleted per table."""
+
+    async def ping(self) -> float:
+        """Round-trip a trivial query; seconds taken (health and DB-latency metric)."""
+
+    async def close(self) -> None: ...
+
+
+__all__ = [
+    "ChallengeOpen",
+    "ChallengeRow",
+    "ChallengeStatus",
+    "ChallengeVerdict",
+    "GpuSnapshot",
+    "MinerRow",
+    "MinerTally",
+    "ScoringInputs",
+    "ValidatorStore",
+    "WeightStatus",
+    "WeightSubmission",
+    "WorkerRow",
+    "WorkerSnapshot",
+    "WorkerState",
+]
