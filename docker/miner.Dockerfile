@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# byteleap-miner: the miner's gateway (worker websocket server + validator API).
+# Build from the repository root:  docker build -f docker/miner.Dockerfile -t byteleap/miner .
+FROM python:3.12-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/byteleap
+COPY pyproject.toml README.md LICENSE ./
+COPY byteleap ./byteleap
+COPY neurons ./neurons
+COPY workers ./workers
+COPY migrations ./migrations
+RUN /opt/byteleap/bin/pip install ".[miner]"
+
+FROM python:3.12-slim-bookworm
+LABEL org.opencontainers.image.title="byteleap-miner" \
+      org.opencontainers.image.description="ByteLeap miner (Bittensor subnet 128)" \
+      org.opencontainers.image.licenses="MIT"
+RUN groupadd --system --gid 10001 byteleap \
+ && useradd --system --create-home --home-dir /var/lib/byteleap --uid 10001 --gid 10001 byteleap \
+ && install -d -o 10001 -g 10001 /var/lib/byteleap/data
+COPY --from=build /opt/byteleap /opt/byteleap
+ENV PATH=/opt/byteleap/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    BYTELEAP_CONFIG=/etc/byteleap/miner.yaml \
+    BYTELEAP_LOGGING__FORMAT=json
+USER 10001:10001
+WORKDIR /var/lib/byteleap
+# 8092: validator API (publish it; it goes on chain), 8091: workers, 9102: metrics
+EXPOSE 8091 8092 9102
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('BYTELEAP_API__PORT', '8092') + '/health', timeout=4)"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["byteleap-miner"]
+CMD ["run"]
