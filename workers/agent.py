@@ -6,8 +6,16 @@ the instructions ask for, then feeds the results back as new events. Everything 
 on the link (handshake order, duplicate challenges, reveals for unknown challenges, leases arriving
 mid-challenge) is decided here and tested with plain objects.
 
-What survives a reconnect: the lease state, finished challenges kept for their reveal, and commits
-that finished while the link was down (sent as soon as the miner welcomes us again).
+What survives a reconnect: the lease state, finished challenges kept for their reveal, commits
+that finished while the link was down (sent as soon as the miner welcomes us again), and jobs
+(kept by the runtime's job manager, which this agent only routes requests to).
+
+Jobs: a ``JobSubmit`` is served only for the lease the worker holds, and only when a runner is
+configured; otherwise the agent answers ``JobRefused`` itself (``not_leased``,
+``runner_disabled``). Other job requests (status, logs, results, artifacts, cancel) go to the job
+manager for any lease, which answers ``unknown_job`` for jobs it does not have, so a renter can
+still collect the results of a lease that just ended. A lease stop cancels the lease's jobs; a
+new lease starting discards the finished jobs of earlier leases.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from byteleap.protocol.common import Message
 from byteleap.protocol.handshake import make_register
 from byteleap.protocol.inventory import Inventory
 from byteleap.protocol.worker_link import (
+    ArtifactQuery,
     ChallengeCommit,
     ChallengeDispatch,
     ErrorReply,
@@ -31,6 +40,14 @@ from byteleap.protocol.worker_link import (
     Heartbeat,
     HeartbeatAck,
     Hello,
+    JobCancel,
+    JobLogsQuery,
+    JobRefusal,
+    JobRefused,
+    JobRequest,
+    JobResultQuery,
+    JobStatusQuery,
+    JobSubmit,
     LeaseAck,
     LeaseStart,
     LeaseStop,
@@ -40,6 +57,9 @@ from byteleap.protocol.worker_link import (
     Unavailable,
     Welcome,
 )
+
+#: job requests other than a submit: answered by the job manager for any lease
+_JOB_QUERIES = (JobCancel, JobStatusQuery, JobLogsQuery, JobResultQuery, ArtifactQuery)
 
 #: finished challenges kept for their reveal; older ones are dropped first
 MAX_KEPT_RUNS = 8
@@ -132,6 +152,29 @@ class StopChallenge:
 
 
 @dataclass(frozen=True)
+class HandleJob:
+    """Give a job request to the job manager and send its answer. ``gpu_uuids`` are the lease's
+    GPUs (for a submit; empty otherwise)."""
+
+    request: JobRequest
+    gpu_uuids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CancelJobs:
+    """Cancel the unfinished jobs of ``lease_id`` (of every lease when ``None``)."""
+
+    lease_id: str | None
+
+
+@dataclass(frozen=True)
+class PurgeJobs:
+    """Discard the finished jobs (and their files) of every lease except ``keep_lease``."""
+
+    keep_lease: str
+
+
+@dataclass(frozen=True)
 class CloseLink:
     reason: str
 
@@ -145,7 +188,17 @@ class LogEvent:
     fields: dict[str, object] = field(default_factory=dict)
 
 
-Instruction = Send | RunChallenge | OpenRows | StopChallenge | CloseLink | LogEvent
+Instruction = (
+    Send
+    | RunChallenge
+    | OpenRows
+    | StopChallenge
+    | HandleJob
+    | CancelJobs
+    | PurgeJobs
+    | CloseLink
+    | LogEvent
+)
 
 
 # --------------------------------------------------------------------------- the agent
@@ -170,7 +223,9 @@ class WorkerAgent:
         expected_miner_hotkey: str | None = None,
         max_message_bytes: int = 16 * 1024 * 1024,
         inventory_every: int = 6,
+        job_runner: str | None = None,
     ) -> None:
+        """``job_runner`` names the configured job runner; ``None`` refuses every job."""
         self.key = key
         self.inventory = inventory
         self.agent_version = agent_version
@@ -179,6 +234,7 @@ class WorkerAgent:
         self.expected_miner_hotkey = expected_miner_hotkey
         self.max_message_bytes = max_message_bytes
         self.inventory_every = inventory_every
+        self.job_runner = job_runner
 
         self.phase = LinkPhase.DISCONNECTED
         self.session_id: str | None = None
@@ -223,10 +279,11 @@ class WorkerAgent:
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover
 
     def shutdown(self) -> list[Instruction]:
-        """Abandon the running challenge cleanly."""
-        if self.running is None:
-            return []
-        return [StopChallenge(self.running.challenge_id)]
+        """Abandon the running challenge and stop every job, cleanly."""
+        out: list[Instruction] = [CancelJobs(None)] if self.job_runner is not None else []
+        if self.running is not None:
+            out.append(StopChallenge(self.running.challenge_id))
+        return out
 
     # ------------------------------------------------------------------ link lifecycle
 
@@ -282,6 +339,10 @@ class WorkerAgent:
                 return self._lease_start(message)
             case LeaseStop():
                 return self._lease_stop(message)
+            case JobSubmit():
+                return self._job_submit(message)
+            case _ if isinstance(message, _JOB_QUERIES):
+                return [HandleJob(message)]
             case ErrorReply():
                 return [
                     LogEvent(
@@ -446,6 +507,8 @@ class WorkerAgent:
             return [Send(ack)]
         self.lease = Lease(start.lease_id, tuple(start.gpu_uuids), start.ends_at)
         out: list[Instruction] = []
+        if self.job_runner is not None:
+            out.append(PurgeJobs(start.lease_id))
         if self.running is not None:
             out.append(StopChallenge(self.running.challenge_id))
         out.append(Send(LeaseAck(lease_id=start.lease_id, accepted=True)))
@@ -457,7 +520,29 @@ class WorkerAgent:
             ack = LeaseAck(lease_id=stop.lease_id, accepted=False, reason="no such lease")
             return [Send(ack)]
         self.lease = None
+        out: list[Instruction] = [CancelJobs(stop.lease_id)] if self.job_runner else []
         return [
+            *out,
             Send(LeaseAck(lease_id=stop.lease_id, accepted=True)),
             LogEvent("INFO", "lease_stopped", {"lease": stop.lease_id, "reason": stop.reason}),
         ]
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job_submit(self, submit: JobSubmit) -> list[Instruction]:
+        def refuse(reason: JobRefusal, message: str) -> list[Instruction]:
+            refused = JobRefused(
+                request_id=submit.request_id,
+                lease_id=submit.lease_id,
+                job_id=submit.job_id,
+                reason=reason,
+                message=message,
+            )
+            return [Send(refused)]
+
+        if self.job_runner is None:
+            return refuse("runner_disabled", "this worker runs no jobs (jobs.runner: none)")
+        if self.lease is None or self.lease.lease_id != submit.lease_id:
+            held = f"lease {self.lease.lease_id}" if self.lease else "no lease"
+            return refuse("not_leased", f"this worker holds {held}")
+        return [HandleJob(submit, self.lease.gpu_uuids)]

@@ -28,6 +28,8 @@ from workers.backends.select import advertise_devices, choose_backend
 from workers.compute import ChallengeExecutor
 from workers.inventory import collect_inventory, inventory_command
 from workers.inventory.gpus import load_nvml
+from workers.jobs import DockerRunner, make_runner
+from workers.jobs.manager import JobManager
 from workers.keys import read_key, write_key
 from workers.logs import configure_logging
 from workers.metrics import WorkerMetrics
@@ -71,6 +73,24 @@ def run(config: ConfigOption = None) -> None:
     except ConfigError as exc:
         raise fail(exc.message) from None
     inventory = advertise_devices(inventory, backend)
+    try:
+        runner = make_runner(cfg.jobs)
+    except ConfigError as exc:
+        raise fail(exc.message) from None
+    if isinstance(runner, DockerRunner) and runner.docker() is None:
+        err.print(
+            f"[yellow]jobs[/]: docker CLI {cfg.jobs.docker_command!r} not found; jobs will fail "
+            "until it is installed (or set jobs.runner: none)",
+            highlight=False,
+        )
+    jobs = JobManager(
+        runner,
+        cfg.paths.data_dir / "jobs",
+        max_output_bytes=cfg.jobs.max_output_bytes,
+        max_artifact_bytes=cfg.jobs.max_artifact_bytes,
+        max_parallel=cfg.jobs.max_parallel,
+        max_jobs_per_lease=cfg.jobs.max_jobs_per_lease,
+    )
     agent = WorkerAgent(
         key,
         inventory,
@@ -78,6 +98,7 @@ def run(config: ConfigOption = None) -> None:
         gpu_uuids=lambda: {device.uuid for device in backend.devices()},
         join_token=join_token,
         max_message_bytes=cfg.link.max_message_bytes,
+        job_runner=runner.name if runner is not None else None,
     )
     metrics = WorkerMetrics()
     if cfg.metrics.enabled:
@@ -94,10 +115,12 @@ def run(config: ConfigOption = None) -> None:
             ca_file=str(cfg.link.ca_file) if cfg.link.ca_file else None,
         ),
         metrics=metrics,
+        jobs=jobs,
     )
     err.print(
         f"worker {key.public_key.hex()} -> {cfg.link.miner_url} "
-        f"({backend.name}, {len(backend.devices())} device(s))",
+        f"({backend.name}, {len(backend.devices())} device(s), "
+        f"jobs: {runner.name if runner else 'none'})",
         highlight=False,
     )
 

@@ -31,6 +31,12 @@ class WorkerMetrics:
         self.reconnects = Counter(
             "byteleap_worker_reconnects", "Reconnection attempts to the miner", registry=r
         )
+        self.jobs = Counter(
+            "byteleap_worker_jobs", "Renters' jobs by final state", ["state"], registry=r
+        )
+        self.running_jobs = Gauge(
+            "byteleap_worker_jobs_running", "Renters' jobs running now", registry=r
+        )
 
     def serve(self, host: str, port: int) -> None:
         """Expose ``/metrics`` over HTTP from a daemon thread."""

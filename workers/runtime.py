@@ -2,8 +2,10 @@
 
 It only moves bytes and runs what the agent asks for: open the websocket (reconnecting with
 jittered exponential backoff), feed received frames and clock ticks to the agent, send what it
-returns, and run challenges and reveals on the compute executor. Shutdown (SIGINT/SIGTERM) stops
-taking work, abandons a running challenge at the next stage boundary, closes the link and exits.
+returns, run challenges and reveals on the compute executor, and hand job requests to the job
+manager (``workers.jobs``), which runs renters' jobs and keeps them across reconnects. Shutdown
+(SIGINT/SIGTERM) stops taking work, abandons a running challenge at the next stage boundary,
+stops every job, closes the link and exits.
 """
 
 from __future__ import annotations
@@ -24,16 +26,25 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from byteleap.errors import ByteLeapError, WorkerFailure
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
-from byteleap.protocol.worker_link import ChallengeDispatch, RevealRequest
+from byteleap.protocol.worker_link import (
+    ChallengeDispatch,
+    JobRefused,
+    JobRequest,
+    JobSubmit,
+    RevealRequest,
+)
 from workers.agent import (
+    CancelJobs,
     ChallengeFinished,
     CloseLink,
     Connected,
     Disconnected,
+    HandleJob,
     Instruction,
     LinkPhase,
     LogEvent,
     OpenRows,
+    PurgeJobs,
     Received,
     RowsOpened,
     RunChallenge,
@@ -44,6 +55,7 @@ from workers.agent import (
 )
 from workers.backends.base import Abandoned
 from workers.compute import ChallengeExecutor
+from workers.jobs.manager import Job, JobManager
 from workers.metrics import WorkerMetrics
 
 log = structlog.get_logger("byteleap.worker")
@@ -77,7 +89,9 @@ class WorkerRuntime:
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        jobs: JobManager | None = None,
     ) -> None:
+        """``jobs`` runs renters' jobs; without it every job request is refused."""
         self.agent = agent
         self.executor = executor
         self.link = link
@@ -88,10 +102,15 @@ class WorkerRuntime:
         self._ws: ClientConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._challenge_started: dict[str, float] = {}
+        self.jobs = jobs
+        if jobs is not None and jobs.on_finished is None:
+            jobs.on_finished = self._job_finished
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
+        if self.jobs is not None:
+            await self.jobs.start()
         attempt = 0
         while not self.should_exit.is_set():
             registered = await self._one_connection()
@@ -105,6 +124,8 @@ class WorkerRuntime:
             log.info("reconnecting", delay_s=round(delay, 2), attempt=attempt)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.should_exit.wait(), timeout=delay)
+        if self.jobs is not None:
+            await self.jobs.close()
         await self._drain()
 
     def request_exit(self) -> None:
@@ -178,6 +199,14 @@ class WorkerRuntime:
                     self._spawn(self._open_rows(request))
                 case StopChallenge():
                     self.executor.stop()
+                case HandleJob(request=request, gpu_uuids=gpus):
+                    self._spawn(self._handle_job(request, gpus))
+                case CancelJobs(lease_id=lease_id):
+                    if self.jobs is not None:
+                        self.jobs.cancel_lease(lease_id)
+                case PurgeJobs(keep_lease=keep):
+                    if self.jobs is not None:
+                        self._spawn(self.jobs.purge(keep))
                 case CloseLink(reason=reason):
                     log.warning("closing_link", reason=reason)
                     if self._ws is not None:
@@ -230,6 +259,33 @@ class WorkerRuntime:
             log.exception("reveal_crashed", challenge=request.challenge_id)
             event = RowsOpened(request.challenge_id, error=WorkerFailure(repr(exc)))
         self._carry_out(self.agent.handle(event))
+
+    async def _handle_job(self, request: JobRequest, gpu_uuids: tuple[str, ...]) -> None:
+        reply: Message
+        if self.jobs is None:
+            reply = JobRefused(
+                request_id=request.request_id,
+                lease_id=request.lease_id,
+                job_id=request.job_id,
+                reason="runner_disabled" if isinstance(request, JobSubmit) else "unknown_job",
+                message="this worker runs no jobs",
+            )
+        else:
+            try:
+                reply = await self.jobs.handle(request, gpu_uuids)
+            except ByteLeapError as exc:
+                reply = codec.error_reply_for(exc, in_reply_to=request.request_id)
+            except Exception as exc:
+                log.exception("job_request_crashed", job=request.job_id)
+                failure = WorkerFailure(f"internal error: {exc!r}")
+                reply = codec.error_reply_for(failure, in_reply_to=request.request_id)
+        self.metrics.running_jobs.set(self.jobs.running() if self.jobs else 0)
+        await self._send(reply)
+
+    def _job_finished(self, job: Job) -> None:
+        self.metrics.jobs.labels(state=job.state).inc()
+        if self.jobs is not None:
+            self.metrics.running_jobs.set(self.jobs.running())
 
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}

@@ -115,12 +115,36 @@ class MinerApiSection(Section):
     )
 
 
+class MinerLeasesSection(Section):
+    """Leases the miner routes and the usage receipts it countersigns (SPEC 5.2, 6)."""
+
+    database_file: ExpandedPath | None = Field(
+        default=None,
+        description="SQLite file of leases and countersigned receipts; default "
+        "<paths.data_dir>/miner.sqlite3",
+    )
+    receipt_retention_days: int = Field(
+        default=30,
+        ge=8,
+        le=3650,
+        description="countersigned receipts are kept this many days (validators count 7)",
+    )
+    receipt_clock_skew_s: int = Field(
+        default=120,
+        ge=0,
+        le=3600,
+        description="seconds of clock difference tolerated between a receipt's period and "
+        "this miner's record of the lease",
+    )
+
+
 class MinerPaths(Section):
     """Where the miner keeps its state."""
 
     data_dir: ExpandedPath = Field(
         default=Path("~/.byteleap/miner"),
-        description="directory for authorized worker keys and spent join tokens",
+        description="directory for authorized worker keys, spent join tokens and the lease "
+        "database",
     )
 
 
@@ -148,6 +172,9 @@ class MinerConfig(Section):
     api: MinerApiSection = Field(
         default_factory=MinerApiSection, description="server for validators"
     )
+    leases: MinerLeasesSection = Field(
+        default_factory=MinerLeasesSection, description="leases and receipts"
+    )
     paths: MinerPaths = Field(default_factory=MinerPaths, description="local state")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="logging")
     metrics: MinerMetrics = Field(default_factory=MinerMetrics, description="metrics")
@@ -157,12 +184,21 @@ class MinerConfig(Section):
         if self.workers.authorized_keys_file is None:
             keys_file = self.paths.data_dir / "authorized_workers"
             fill_default(self, "workers", authorized_keys_file=keys_file)
+        if self.leases.database_file is None:
+            fill_default(self, "leases", database_file=self.paths.data_dir / "miner.sqlite3")
         return self
+
+    @property
+    def database_file(self) -> Path:
+        """The lease and receipt database (always set after validation)."""
+        assert self.leases.database_file is not None
+        return self.leases.database_file
 
 
 __all__ = [
     "MinerApiSection",
     "MinerConfig",
+    "MinerLeasesSection",
     "MinerMetrics",
     "MinerPaths",
     "WorkerServerSection",

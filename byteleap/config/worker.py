@@ -120,6 +120,20 @@ class JobsSection(Section):
     stop_timeout_s: Seconds = Field(
         default=10.0, description="grace period between SIGTERM and SIGKILL when a job is stopped"
     )
+    pull_timeout_s: Seconds = Field(
+        default=600.0, description="seconds a job's image pull may take before the job fails"
+    )
+    max_parallel: int = Field(
+        default=1, ge=1, le=64, description="jobs that run at the same time; the others queue"
+    )
+    max_jobs_per_lease: int = Field(
+        default=256, ge=1, le=100_000, description="jobs one lease may submit in total"
+    )
+    allow_network: bool = Field(
+        default=False,
+        description="let jobs that ask for network 'bridge' reach the network (docker runner); "
+        "otherwise such jobs are refused and every container runs with --network none",
+    )
 
     @model_validator(mode="after")
     def _subprocess_needs_consent(self) -> Self:

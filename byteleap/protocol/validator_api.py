@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Annotated, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -37,6 +37,7 @@ from byteleap.protocol.common import (
     MAX_GPUS,
     MAX_OPENING_REQUESTS,
     MAX_OPENINGS,
+    MAX_U63,
     MAX_UNIX_SECONDS,
     Bytes32,
     Code,
@@ -47,6 +48,7 @@ from byteleap.protocol.common import (
     Message,
     NonNegFloat,
     PublicKeyHex,
+    Seq,
     ShortName,
     Signature,
     Text,
@@ -55,7 +57,18 @@ from byteleap.protocol.common import (
     distinct,
 )
 from byteleap.protocol.worker_link import (
+    MAX_ARTIFACT_CHUNK,
+    MAX_ARTIFACTS,
+    MAX_LOG_SLICE,
+    ArtifactInfo,
+    ArtifactName,
+    ByteCount,
     GpuCommit,
+    JobId,
+    JobInfo,
+    JobLogSlice,
+    JobRefusal,
+    JobSpec,
     OpeningRequest,
     RowOpening,
     WorkerState,
@@ -67,6 +80,14 @@ from byteleap.protocol.worker_link import (
 EVIDENCE_TAG = b"byteleap/evidence/v1"
 #: most workers one miner may list
 MAX_WORKERS = 4096
+#: most receipts in one ``GET /receipts`` page (keeps the page's JSON header far below its cap)
+MAX_RECEIPTS_PAGE = 200
+#: the receipt format this code writes and reads
+RECEIPT_VERSION: Final = 1
+#: highest price per GPU-hour a receipt may carry, in micro-units (a billion units)
+MAX_PRICE_MICROS = 10**15
+
+ReceiptKind = Literal["start", "hourly", "end"]
 
 _GpuList = Annotated[list[GpuUuid], Field(min_length=1, max_length=MAX_GPUS)]
 _Capability = Annotated[str, Field(max_length=7, pattern=r"^[0-9]{1,3}\.[0-9]{1,3}$")]
@@ -311,6 +332,218 @@ class LeaseStatusResponse(Message):
     ends_at: UnixSeconds | None = None
 
 
+# --------------------------------------------------------------------------- jobs
+#
+# A job request names a lease the caller started; the miner routes it to the worker holding the
+# lease. Every answer is a 200 with either its payload or ``refusal`` set (a typed reason, with
+# ``reason`` in words): refusals are answers, not failures. Failures (worker offline, timeout,
+# not the lease's owner, ...) are ``ApiError``s like on every other route.
+
+
+class _JobQuery(Message):
+    lease_id: Identifier
+    job_id: JobId
+
+
+class _JobAnswer(Message):
+    lease_id: Identifier
+    job_id: JobId
+    #: set when the request was refused; the payload fields are then empty
+    refusal: JobRefusal | None = None
+    reason: Text = ""
+
+
+class JobSubmitRequest(_JobQuery):
+    """``POST /lease/job/submit``: run a job on the lease's GPUs."""
+
+    type: Literal["job_submit_request"] = "job_submit_request"
+    spec: JobSpec
+
+
+class JobSubmitResponse(_JobAnswer):
+    type: Literal["job_submit_response"] = "job_submit_response"
+    job: JobInfo | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.refusal is None and self.job is not None
+
+
+class JobStatusRequest(_JobQuery):
+    """``POST /lease/job/status``."""
+
+    type: Literal["job_status_request"] = "job_status_request"
+
+
+class JobStatusResponse(_JobAnswer):
+    type: Literal["job_status_response"] = "job_status_response"
+    job: JobInfo | None = None
+
+
+class JobCancelRequest(_JobQuery):
+    """``POST /lease/job/cancel``: stop the job (SIGTERM, then SIGKILL)."""
+
+    type: Literal["job_cancel_request"] = "job_cancel_request"
+
+
+class JobCancelResponse(_JobAnswer):
+    type: Literal["job_cancel_response"] = "job_cancel_response"
+    job: JobInfo | None = None
+
+
+class JobLogsRequest(_JobQuery):
+    """``POST /lease/job/logs``: up to ``limit`` bytes of stdout and of stderr from the offsets."""
+
+    type: Literal["job_logs_request"] = "job_logs_request"
+    stdout_offset: ByteCount = 0
+    stderr_offset: ByteCount = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_LOG_SLICE)] = 64 * 1024
+
+
+class JobLogsResponse(_JobAnswer):
+    type: Literal["job_logs_response"] = "job_logs_response"
+    logs: JobLogSlice | None = None
+
+
+class JobResultRequest(_JobQuery):
+    """``POST /lease/job/result``: the job's state and, once it ended, its artifacts."""
+
+    type: Literal["job_result_request"] = "job_result_request"
+
+
+class JobResultResponse(_JobAnswer):
+    type: Literal["job_result_response"] = "job_result_response"
+    job: JobInfo | None = None
+    artifacts: Annotated[list[ArtifactInfo], Field(max_length=MAX_ARTIFACTS)] = Field(
+        default_factory=list
+    )
+    artifacts_omitted: ByteCount = 0
+
+
+class JobArtifactRequest(_JobQuery):
+    """``POST /lease/job/artifact``: up to ``limit`` bytes of one artifact from ``offset``."""
+
+    type: Literal["job_artifact_request"] = "job_artifact_request"
+    name: ArtifactName
+    offset: ByteCount = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_ARTIFACT_CHUNK)] = MAX_ARTIFACT_CHUNK
+
+
+class JobArtifactResponse(_JobAnswer):
+    type: Literal["job_artifact_response"] = "job_artifact_response"
+    artifact: ArtifactInfo | None = None
+    offset: ByteCount = 0
+    data: Annotated[bytes, Field(max_length=MAX_ARTIFACT_CHUNK)] = b""
+    eof: bool = False
+
+
+# --------------------------------------------------------------------------- receipts
+
+
+class Receipt(WireModel):
+    """One usage receipt (``byteleap.leases.receipts`` has its canonical bytes and rules).
+
+    Build it, then sign ``byteleap.leases.receipts.signing_payload(receipt)``.
+    """
+
+    version: Literal[1] = 1
+    netuid: Annotated[int, Field(ge=0, le=65_535)]
+    lease_id: Identifier
+    #: position in this validator's chain for the lease: 0 for "start", then growing
+    seq: Seq
+    kind: ReceiptKind
+    validator_hotkey: Hotkey
+    miner_hotkey: Hotkey
+    worker_pubkey: PublicKeyHex
+    #: the leased GPUs, sorted
+    gpu_uuids: Annotated[list[GpuUuid], Field(min_length=1, max_length=MAX_GPUS)]
+    #: ``len(gpu_uuids)``, spelled out so a reader of the JSON sees the billed count
+    gpus: Annotated[int, Field(ge=1, le=MAX_GPUS)]
+    #: price per GPU-hour in micro-units of the validator's currency
+    price_per_gpu_hour_micros: Annotated[int, Field(ge=0, le=MAX_PRICE_MICROS)]
+    #: the usage this receipt bills: ``[period_start, period_end)``, unix seconds
+    period_start: UnixSeconds
+    period_end: UnixSeconds
+    #: when the validator issued it, unix seconds
+    issued_at: UnixSeconds
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        if not distinct(self.gpu_uuids):
+            raise ValueError("gpu_uuids must be distinct")
+        if self.gpu_uuids != sorted(self.gpu_uuids):
+            raise ValueError("gpu_uuids must be sorted")
+        if self.gpus != len(self.gpu_uuids):
+            raise ValueError(f"gpus is {self.gpus} but {len(self.gpu_uuids)} GPUs are listed")
+        return self
+
+    @property
+    def seconds(self) -> int:
+        """Length of the billed period."""
+        return self.period_end - self.period_start
+
+    @property
+    def amount_micros(self) -> int:
+        """What the period costs, in micro-units, rounded down: ``price × gpus × hours``."""
+        return self.price_per_gpu_hour_micros * self.gpus * self.seconds // 3600
+
+
+class SignedReceipt(WireModel):
+    """A receipt with the validator's signature and (once countersigned) the miner's."""
+
+    receipt: Receipt
+    #: the validator hotkey's sr25519 signature of ``signing_payload(receipt)``
+    validator_signature: Signature
+    #: the miner hotkey's sr25519 signature of the same bytes
+    miner_signature: Signature
+
+
+class ReceiptSubmitRequest(Message):
+    """``POST /lease/receipt``: a receipt the calling validator signed, for the miner to
+    countersign (``byteleap.leases.receipts``)."""
+
+    type: Literal["receipt_submit_request"] = "receipt_submit_request"
+    receipt: Receipt
+    #: the caller's sr25519 signature of ``signing_payload(receipt)``
+    validator_signature: Signature
+
+
+class ReceiptSubmitResponse(Message):
+    """The receipt with both signatures, as the miner stored it."""
+
+    type: Literal["receipt_submit_response"] = "receipt_submit_response"
+    signed: SignedReceipt
+    #: the receipt's position in ``GET /receipts``
+    cursor: Annotated[int, Field(ge=1, le=MAX_U63)]
+
+
+class ReceiptPage(Message):
+    """``GET /receipts?after=<cursor>&limit=<n>``: stored receipts after ``cursor``, oldest first.
+
+    ``cursors[i]`` is the position of ``receipts[i]``; ask again with ``after=next_cursor``
+    while ``more`` is true.
+    """
+
+    type: Literal["receipt_page"] = "receipt_page"
+    miner_hotkey: Hotkey
+    receipts: Annotated[list[SignedReceipt], Field(max_length=MAX_RECEIPTS_PAGE)] = Field(
+        default_factory=list
+    )
+    cursors: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_U63)]], Field(max_length=MAX_RECEIPTS_PAGE)
+    ] = Field(default_factory=list)
+    next_cursor: Annotated[int, Field(ge=0, le=MAX_U63)]
+    more: bool
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if len(self.cursors) != len(self.receipts):
+            raise ValueError("one cursor per receipt")
+        if any(b <= a for a, b in zip(self.cursors, self.cursors[1:], strict=False)):
+            raise ValueError("cursors must increase")
+        return self
+
+
 # --------------------------------------------------------------------------- health, errors
 
 
@@ -359,7 +592,18 @@ def http_status_for(exc: ByteLeapError) -> int:
 
 
 ValidatorRequest = Annotated[
-    ChallengeRequest | OpeningsRequest | LeaseStartRequest | LeaseStopRequest | LeaseStatusRequest,
+    ChallengeRequest
+    | OpeningsRequest
+    | LeaseStartRequest
+    | LeaseStopRequest
+    | LeaseStatusRequest
+    | JobSubmitRequest
+    | JobStatusRequest
+    | JobCancelRequest
+    | JobLogsRequest
+    | JobResultRequest
+    | JobArtifactRequest
+    | ReceiptSubmitRequest,
     Field(discriminator="type"),
 ]
 """Every body a validator sends."""
@@ -371,6 +615,14 @@ MinerResponse = Annotated[
     | LeaseStartResponse
     | LeaseStopResponse
     | LeaseStatusResponse
+    | JobSubmitResponse
+    | JobStatusResponse
+    | JobCancelResponse
+    | JobLogsResponse
+    | JobResultResponse
+    | JobArtifactResponse
+    | ReceiptSubmitResponse
+    | ReceiptPage
     | HealthResponse
     | ApiError,
     Field(discriminator="type"),
@@ -389,6 +641,21 @@ ValidatorApiMessage = Annotated[
     | LeaseStopResponse
     | LeaseStatusRequest
     | LeaseStatusResponse
+    | JobSubmitRequest
+    | JobSubmitResponse
+    | JobStatusRequest
+    | JobStatusResponse
+    | JobCancelRequest
+    | JobCancelResponse
+    | JobLogsRequest
+    | JobLogsResponse
+    | JobResultRequest
+    | JobResultResponse
+    | JobArtifactRequest
+    | JobArtifactResponse
+    | ReceiptSubmitRequest
+    | ReceiptSubmitResponse
+    | ReceiptPage
     | HealthResponse
     | ApiError,
     Field(discriminator="type"),
@@ -398,13 +665,28 @@ ValidatorApiMessage = Annotated[
 
 __all__ = [
     "EVIDENCE_TAG",
+    "MAX_PRICE_MICROS",
+    "MAX_RECEIPTS_PAGE",
     "MAX_WORKERS",
+    "RECEIPT_VERSION",
     "ApiError",
     "ChallengeRequest",
     "ChallengeResponse",
     "GpuSummary",
     "HealthResponse",
     "InventoryResponse",
+    "JobArtifactRequest",
+    "JobArtifactResponse",
+    "JobCancelRequest",
+    "JobCancelResponse",
+    "JobLogsRequest",
+    "JobLogsResponse",
+    "JobResultRequest",
+    "JobResultResponse",
+    "JobStatusRequest",
+    "JobStatusResponse",
+    "JobSubmitRequest",
+    "JobSubmitResponse",
     "LeaseStartRequest",
     "LeaseStartResponse",
     "LeaseState",
@@ -415,6 +697,12 @@ __all__ = [
     "MinerResponse",
     "OpeningsRequest",
     "OpeningsResponse",
+    "Receipt",
+    "ReceiptKind",
+    "ReceiptPage",
+    "ReceiptSubmitRequest",
+    "ReceiptSubmitResponse",
+    "SignedReceipt",
     "ValidatorApiMessage",
     "ValidatorRequest",
     "WorkerSummary",

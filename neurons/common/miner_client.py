@@ -12,7 +12,11 @@ scores it by class (SPEC 3):
 * an answer that is not a valid frame of the expected type -> ``MalformedMessage``; one larger
   than ``max_response_bytes`` -> ``MessageTooLarge``;
 * a ``ChallengeResponse`` whose miner signature does not verify ->
-  ``VerificationFailed(BAD_SIGNATURE)``.
+  ``VerificationFailed(BAD_SIGNATURE)``; so does a countersigned receipt whose miner signature
+  does not verify.
+
+Job requests (``job_*``) answer with their response model; a refusal (unknown lease, lease
+ended, no such job, ...) is an answer with ``refusal`` set, not an exception.
 
 Note: the codes a miner answers with are its own claims. A dishonest miner can answer
 ``unavailable`` or ``link`` instead of letting a challenge time out; the validator should watch
@@ -21,6 +25,7 @@ how often a miner is excused.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, TypeVar
 
 import httpx
@@ -46,14 +51,28 @@ from byteleap.errors import (
     VerificationFailed,
     WorkerFailure,
 )
+from byteleap.leases.receipts import Receipt, SignedReceipt, signing_payload
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
 from byteleap.protocol.validator_api import (
+    MAX_RECEIPTS_PAGE,
     ApiError,
     ChallengeRequest,
     ChallengeResponse,
     HealthResponse,
     InventoryResponse,
+    JobArtifactRequest,
+    JobArtifactResponse,
+    JobCancelRequest,
+    JobCancelResponse,
+    JobLogsRequest,
+    JobLogsResponse,
+    JobResultRequest,
+    JobResultResponse,
+    JobStatusRequest,
+    JobStatusResponse,
+    JobSubmitRequest,
+    JobSubmitResponse,
     LeaseStartRequest,
     LeaseStartResponse,
     LeaseStatusRequest,
@@ -62,7 +81,11 @@ from byteleap.protocol.validator_api import (
     LeaseStopResponse,
     OpeningsRequest,
     OpeningsResponse,
+    ReceiptPage,
+    ReceiptSubmitRequest,
+    ReceiptSubmitResponse,
 )
+from byteleap.protocol.worker_link import MAX_ARTIFACT_CHUNK, ArtifactInfo
 
 #: media type of request and response bodies
 CONTENT_TYPE = "application/x-byteleap-frame"
@@ -195,6 +218,123 @@ class MinerClient:
     async def lease_status(self, request: LeaseStatusRequest) -> LeaseStatusResponse:
         return await self._call("POST", "/lease/status", request, LeaseStatusResponse)
 
+    # ------------------------------------------------------------------ jobs
+
+    async def job_submit(self, request: JobSubmitRequest) -> JobSubmitResponse:
+        """Run a job on a lease this validator started (``response.accepted`` or ``refusal``)."""
+        response = await self._call("POST", "/lease/job/submit", request, JobSubmitResponse)
+        _check_job_answer(request.lease_id, request.job_id, response)
+        return response
+
+    async def job_status(self, request: JobStatusRequest) -> JobStatusResponse:
+        response = await self._call("POST", "/lease/job/status", request, JobStatusResponse)
+        _check_job_answer(request.lease_id, request.job_id, response)
+        return response
+
+    async def job_cancel(self, request: JobCancelRequest) -> JobCancelResponse:
+        response = await self._call("POST", "/lease/job/cancel", request, JobCancelResponse)
+        _check_job_answer(request.lease_id, request.job_id, response)
+        return response
+
+    async def job_logs(self, request: JobLogsRequest) -> JobLogsResponse:
+        response = await self._call("POST", "/lease/job/logs", request, JobLogsResponse)
+        _check_job_answer(request.lease_id, request.job_id, response)
+        return response
+
+    async def job_result(self, request: JobResultRequest) -> JobResultResponse:
+        response = await self._call("POST", "/lease/job/result", request, JobResultResponse)
+        _check_job_answer(request.lease_id, request.job_id, response)
+        return response
+
+    async def job_artifact(self, request: JobArtifactRequest) -> JobArtifactResponse:
+        response = await self._call("POST", "/lease/job/artifact", request, JobArtifactResponse)
+        _check_job_answer(request.lease_id, request.job_id, response)
+        return response
+
+    async def fetch_artifact(
+        self,
+        lease_id: str,
+        job_id: str,
+        artifact: ArtifactInfo,
+        *,
+        chunk_bytes: int = MAX_ARTIFACT_CHUNK,
+    ) -> bytes:
+        """A whole artifact, chunk by chunk, checked against its listed size and SHA-256.
+
+        Raises ``MalformedMessage`` when the bytes do not match the listing (or the job refuses).
+        Hold the result in memory only for artifacts of a sensible size; fetch large ones with
+        ``job_artifact`` into a file instead.
+        """
+        parts: list[bytes] = []
+        offset = 0
+        while offset < artifact.size or not parts:
+            answer = await self.job_artifact(
+                JobArtifactRequest(
+                    lease_id=lease_id,
+                    job_id=job_id,
+                    name=artifact.name,
+                    offset=offset,
+                    limit=chunk_bytes,
+                )
+            )
+            if answer.refusal is not None:
+                raise MalformedMessage(
+                    f"artifact {artifact.name}: {answer.refusal} {answer.reason}"
+                )
+            if answer.offset != offset or (not answer.data and offset < artifact.size):
+                raise MalformedMessage(f"artifact {artifact.name}: no progress at byte {offset}")
+            parts.append(answer.data)
+            offset += len(answer.data)
+            if answer.eof:
+                break
+        data = b"".join(parts)
+        if len(data) != artifact.size or hashlib.sha256(data).digest() != artifact.sha256:
+            raise MalformedMessage(f"artifact {artifact.name} does not match its SHA-256")
+        return data
+
+    # ------------------------------------------------------------------ receipts
+
+    async def submit_receipt(self, receipt: Receipt) -> ReceiptSubmitResponse:
+        """Sign ``receipt`` with this validator's hotkey, have the miner countersign and store
+        it, and check the miner's signature before returning it."""
+        if receipt.validator_hotkey != self.validator_hotkey:
+            raise ValueError("the receipt names another validator hotkey than this client's")
+        payload = signing_payload(receipt)
+        request = ReceiptSubmitRequest(
+            receipt=receipt, validator_signature=bytes(self._signer.sign(payload))
+        )
+        response = await self._call("POST", "/lease/receipt", request, ReceiptSubmitResponse)
+        self.check_countersigned(receipt, response.signed)
+        return response
+
+    def check_countersigned(self, receipt: Receipt, signed: SignedReceipt) -> None:
+        """Raise unless ``signed`` is ``receipt`` countersigned by this client's miner."""
+        if signed.receipt != receipt:
+            raise MalformedMessage("the miner countersigned another receipt than the one sent")
+        if not verify_hotkey_signature(
+            self.miner_hotkey, signing_payload(receipt), signed.miner_signature
+        ):
+            raise VerificationFailed(
+                FraudReason.BAD_SIGNATURE, "the miner's receipt signature does not verify"
+            )
+
+    async def receipts(self, *, after: int = 0, limit: int = 100) -> ReceiptPage:
+        """One page of the receipts the miner stored (any validator's), oldest first.
+
+        Signatures are *not* checked here: check each with
+        ``byteleap.leases.receipts.verify_signatures`` and the hotkeys against the metagraph.
+        """
+        if not (after >= 0 and 1 <= limit <= MAX_RECEIPTS_PAGE):
+            raise ValueError(f"after must be >= 0 and limit in 1..{MAX_RECEIPTS_PAGE}")
+        page = await self._call("GET", f"/receipts?after={after}&limit={limit}", None, ReceiptPage)
+        if page.miner_hotkey != self.miner_hotkey:
+            raise MalformedMessage("the receipt page names a different miner hotkey")
+        if page.cursors and page.cursors[0] <= after:
+            raise MalformedMessage("the receipt page starts at or before the cursor asked for")
+        if len(page.receipts) > limit:
+            raise MalformedMessage("the receipt page is longer than asked for")
+        return page
+
     # ------------------------------------------------------------------ verification
 
     def check_challenge_response(
@@ -288,6 +428,11 @@ class MinerClient:
         except httpx.HTTPError as exc:
             # connect refused, reset, closed, protocol violations of the connection
             raise LinkError(f"link to the miner failed: {type(exc).__name__}: {exc}") from None
+
+
+def _check_job_answer(lease_id: str, job_id: str, answer: Message) -> None:
+    if (getattr(answer, "lease_id", None), getattr(answer, "job_id", None)) != (lease_id, job_id):
+        raise MalformedMessage("the miner answered about another job")
 
 
 def verify_hotkey_signature(ss58_address: str, message: bytes, signature: bytes) -> bool:

@@ -11,6 +11,11 @@ order of checks for an authenticated route is:
 5. the caller's token bucket (429);
 6. the body, decoded with ``codec.VALIDATOR_REQUEST`` and type-checked (400).
 
+Leases (``/lease/*``) are kept in a :class:`~neurons.miner.leases.LeaseTable`, written through
+to the miner's SQLite store when one is given; job requests (``/lease/job/*``) are routed to the
+worker holding the lease, for the validator that started it only; ``/lease/receipt``
+countersigns usage receipts and ``/receipts`` pages through them (docs/leases-and-receipts.md).
+
 Bodies are codec frames (:data:`CONTENT_TYPE`) both ways; every non-2xx answer is an ``ApiError``
 frame with ``http_status_for(exc)`` as its status. Nothing unexpected escapes as a bare 500: a
 bug is answered with ``ApiError(code="internal")`` and logged here.
@@ -19,9 +24,9 @@ bug is answered with ``ApiError(code="internal")`` and logged here.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from fastapi import FastAPI, Request
@@ -37,34 +42,68 @@ from byteleap.errors import (
     PeerUnavailable,
     RateLimited,
 )
+from byteleap.leases.receipts import DEFAULT_SKEW_S, Verifier, check_receipt, signing_payload
 from byteleap.protocol import codec
 from byteleap.protocol.common import MAX_TEXT, Message
 from byteleap.protocol.validator_api import (
+    MAX_RECEIPTS_PAGE,
     ApiError,
     ChallengeRequest,
     ChallengeResponse,
     HealthResponse,
     InventoryResponse,
+    JobArtifactRequest,
+    JobArtifactResponse,
+    JobCancelRequest,
+    JobCancelResponse,
+    JobLogsRequest,
+    JobLogsResponse,
+    JobResultRequest,
+    JobResultResponse,
+    JobStatusRequest,
+    JobStatusResponse,
+    JobSubmitRequest,
+    JobSubmitResponse,
     LeaseStartRequest,
     LeaseStartResponse,
-    LeaseState,
     LeaseStatusRequest,
     LeaseStatusResponse,
     LeaseStopRequest,
     LeaseStopResponse,
     OpeningsRequest,
     OpeningsResponse,
+    ReceiptPage,
+    ReceiptSubmitRequest,
+    ReceiptSubmitResponse,
     evidence_payload,
     http_status_for,
 )
 from byteleap.protocol.worker_link import (
+    ArtifactChunk,
+    ArtifactQuery,
     ChallengeDispatch,
+    JobAccepted,
+    JobCancel,
+    JobLogs,
+    JobLogsQuery,
+    JobRefusal,
+    JobRefused,
+    JobReply,
+    JobRequest,
+    JobResult,
+    JobResultQuery,
+    JobStatus,
+    JobStatusQuery,
+    JobSubmit,
     LeaseStart,
     LeaseStop,
     RevealRequest,
 )
+from neurons.common.miner_client import verify_hotkey_signature
 from neurons.miner.auth import ValidatorGate
+from neurons.miner.leases import LEASE_RETENTION_S, LeaseRecord, LeaseTable
 from neurons.miner.ports import WorkerDirectory
+from neurons.miner.store import MinerStore
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +111,12 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/x-byteleap-frame"
 #: seconds the miner waits for a commit beyond the challenge's own deadline (link latency)
 CHALLENGE_SLACK_S = 0.5
-#: ended leases are remembered this long for ``/lease/status``
-LEASE_RETENTION_S = 7 * 24 * 3600.0
-#: most leases remembered; the oldest ended ones are dropped first
-MAX_LEASES = 100_000
+#: receipts are kept this long by default (at least the validators' 7-day lease window)
+RECEIPT_RETENTION_S = 30 * 24 * 3600.0
+#: how often old leases and receipts are pruned from the store, at most
+PRUNE_EVERY_S = 3600.0
+#: receipts per ``GET /receipts`` page when the caller does not say
+DEFAULT_RECEIPTS_PAGE = 100
 
 _M = TypeVar("_M", bound=Message)
 
@@ -118,70 +159,6 @@ class TokenBuckets:
                 del self._buckets[key]
         if len(self._buckets) >= self.max_keys:
             self._buckets.clear()
-
-
-# --------------------------------------------------------------------------- leases
-
-
-@dataclass
-class LeaseRecord:
-    lease_id: str
-    owner: str  # the validator hotkey that started it
-    worker_pubkey: str
-    gpu_uuids: list[str]
-    ends_at: int
-    state: LeaseState
-    updated: float
-
-
-class LeaseTable:
-    """The leases this miner routed, for ``/lease/status`` and to refuse challenges on them."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._leases: dict[str, LeaseRecord] = {}
-
-    def get(self, lease_id: str) -> LeaseRecord | None:
-        record = self._leases.get(lease_id)
-        if record is not None and record.state == "active" and self._clock() >= record.ends_at:
-            record.state = "ended"
-            record.updated = self._clock()
-        return record
-
-    def put(self, record: LeaseRecord) -> None:
-        self._prune()
-        self._leases[record.lease_id] = record
-
-    def discard(self, lease_id: str) -> None:
-        self._leases.pop(lease_id, None)
-
-    def leased(self, worker_pubkey: str) -> bool:
-        """Whether a lease that has not ended holds (some GPUs of) this worker."""
-        return any(
-            record.worker_pubkey == worker_pubkey
-            and self.get(record.lease_id) is not None
-            and record.state in ("starting", "active")
-            for record in list(self._leases.values())
-        )
-
-    def _prune(self) -> None:
-        now = self._clock()
-        for lease_id in list(self._leases):
-            current = self.get(lease_id)
-            if (
-                current is not None
-                and current.state == "ended"
-                and now - current.updated > LEASE_RETENTION_S
-            ):
-                del self._leases[lease_id]
-        if len(self._leases) >= MAX_LEASES:
-            ended = sorted(
-                (r for r in self._leases.values() if r.state == "ended"), key=lambda r: r.updated
-            )
-            for record in ended[: len(self._leases) - MAX_LEASES + 1]:
-                del self._leases[record.lease_id]
-            if len(self._leases) >= MAX_LEASES:
-                raise PeerUnavailable("the miner's lease table is full")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -247,6 +224,11 @@ def create_app(
     rate_burst: int = 60,
     health_rate_per_second: float = 5.0,
     health_burst: int = 20,
+    store: MinerStore | None = None,
+    netuid: int | None = None,
+    verify_signature: Verifier = verify_hotkey_signature,
+    receipt_skew_s: int = DEFAULT_SKEW_S,
+    receipt_retention_s: float = RECEIPT_RETENTION_S,
 ) -> FastAPI:
     """The validator API of one miner.
 
@@ -255,13 +237,40 @@ def create_app(
     ``request_timeout_s`` are read. ``clock`` is unix time (lease ends, uptime, rate buckets).
     ``rate_*`` is the per-validator token bucket of the authenticated routes; ``health_*`` the
     per-client-IP bucket of the public ``/health``.
+
+    ``store`` keeps leases and countersigned receipts on disk; its leases are loaded now. Without
+    one, both live in memory only (an in-memory store is made for the receipts). ``netuid``, when
+    given, is the only subnet whose receipts are countersigned. ``verify_signature`` checks a
+    validator's sr25519 signature on a receipt; ``receipt_skew_s`` is the clock difference
+    tolerated in receipt periods; receipts are kept ``receipt_retention_s``.
     """
     max_body = int(config.max_body_bytes)
     request_timeout = float(config.request_timeout_s)
     started = clock()
     buckets = TokenBuckets(rate_per_second, rate_burst, clock)
     health_buckets = TokenBuckets(health_rate_per_second, health_burst, clock)
-    leases = LeaseTable(clock)
+    durable = store is not None
+    leases = LeaseTable(clock, store.load_leases() if store is not None else ())
+    stores: dict[str, MinerStore] = {} if store is None else {"main": store}
+    last_prune = [clock()]
+
+    def receipt_store() -> MinerStore:
+        if "main" not in stores:
+            stores["main"] = MinerStore(None)
+        return stores["main"]
+
+    async def persist(record: LeaseRecord) -> None:
+        if durable:
+            await receipt_store().save_lease(record)
+
+    async def prune_now() -> None:
+        now = clock()
+        if now - last_prune[0] < PRUNE_EVERY_S:
+            return
+        last_prune[0] = now
+        await receipt_store().prune(
+            leases_before=now - LEASE_RETENTION_S, receipts_before=now - receipt_retention_s
+        )
 
     app = FastAPI(
         title="ByteLeap miner validator API",
@@ -429,7 +438,8 @@ def create_app(
                 raise
             if ack.accepted:
                 record.state = "active"
-                record.updated = clock()
+                record.started_at = record.updated = clock()
+                await persist(record)
             else:
                 leases.discard(req.lease_id)
             return LeaseStartResponse(
@@ -459,9 +469,12 @@ def create_app(
                 LeaseStop(lease_id=req.lease_id, reason=req.reason),
                 timeout=request_timeout,
             )
-            if ack.accepted:
-                record.state = "ended"
-                record.updated = clock()
+            # The owner ended the lease. The worker either stopped it or does not hold it (it
+            # restarted, say): either way no job runs under it any more, so the miner ends it
+            # too, rather than refusing challenges to that worker until ends_at.
+            record.state = "ended"
+            record.stopped_at = record.updated = clock()
+            await persist(record)
             return LeaseStopResponse(lease_id=req.lease_id, stopped=ack.accepted, reason=ack.reason)
 
         return await guarded(request, run)
@@ -484,9 +497,305 @@ def create_app(
 
         return await guarded(request, run)
 
+    # ------------------------------------------------------------------ jobs
+
+    def job_lease(
+        caller: str, lease_id: str, *, submit: bool
+    ) -> tuple[JobRefusal, str] | LeaseRecord:
+        """The lease a job request may use, or the refusal; raises ``Forbidden`` for a lease
+        another validator started."""
+        record = leases.get(lease_id)
+        if record is None:
+            return "unknown_lease", f"this miner routed no lease {lease_id}"
+        if record.owner != caller:
+            raise Forbidden(f"lease {lease_id} belongs to another validator")
+        if submit and record.state != "active":
+            return "lease_ended", f"lease {lease_id} is {record.state}: it takes no new jobs"
+        return record
+
+    async def job_call(
+        caller: str,
+        lease_id: str,
+        job_id: str,
+        build: Callable[[str], JobRequest],
+        *,
+        submit: bool = False,
+    ) -> JobReply | tuple[JobRefusal, str]:
+        """Route one job request to the lease's worker; the worker's answer or a refusal."""
+        found = job_lease(caller, lease_id, submit=submit)
+        if isinstance(found, tuple):
+            return found
+        request_id = "r-" + os.urandom(8).hex()
+        reply = await workers.job(
+            _worker_key(found.worker_pubkey), build(request_id), timeout=request_timeout
+        )
+        if isinstance(reply, JobRefused):
+            return reply.reason, reply.message
+        return reply
+
+    def unexpected(reply: object) -> MalformedMessage:  # pragma: no cover - the hub checks types
+        return MalformedMessage(f"unexpected answer {type(reply).__name__} from the worker")
+
+    @app.post("/lease/job/submit")
+    async def job_submit(request: Request) -> Response:
+        async def run() -> Message:
+            caller, body = await authenticated(request)
+            req = decode(body, JobSubmitRequest)
+            answer = await job_call(
+                caller,
+                req.lease_id,
+                req.job_id,
+                lambda rid: JobSubmit(
+                    request_id=rid, lease_id=req.lease_id, job_id=req.job_id, spec=req.spec
+                ),
+                submit=True,
+            )
+            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
+            if isinstance(answer, tuple):
+                return JobSubmitResponse(**ids, refusal=answer[0], reason=answer[1])
+            if not isinstance(answer, JobAccepted):
+                raise unexpected(answer)
+            return JobSubmitResponse(**ids, job=answer.job)
+
+        return await guarded(request, run)
+
+    @app.post("/lease/job/status")
+    async def job_status(request: Request) -> Response:
+        async def run() -> Message:
+            caller, body = await authenticated(request)
+            req = decode(body, JobStatusRequest)
+            answer = await job_call(
+                caller,
+                req.lease_id,
+                req.job_id,
+                lambda rid: JobStatusQuery(
+                    request_id=rid, lease_id=req.lease_id, job_id=req.job_id
+                ),
+            )
+            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
+            if isinstance(answer, tuple):
+                return JobStatusResponse(**ids, refusal=answer[0], reason=answer[1])
+            if not isinstance(answer, JobStatus):
+                raise unexpected(answer)
+            return JobStatusResponse(**ids, job=answer.job)
+
+        return await guarded(request, run)
+
+    @app.post("/lease/job/cancel")
+    async def job_cancel(request: Request) -> Response:
+        async def run() -> Message:
+            caller, body = await authenticated(request)
+            req = decode(body, JobCancelRequest)
+            answer = await job_call(
+                caller,
+                req.lease_id,
+                req.job_id,
+                lambda rid: JobCancel(request_id=rid, lease_id=req.lease_id, job_id=req.job_id),
+            )
+            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
+            if isinstance(answer, tuple):
+                return JobCancelResponse(**ids, refusal=answer[0], reason=answer[1])
+            if not isinstance(answer, JobStatus):
+                raise unexpected(answer)
+            return JobCancelResponse(**ids, job=answer.job)
+
+        return await guarded(request, run)
+
+    @app.post("/lease/job/logs")
+    async def job_logs(request: Request) -> Response:
+        async def run() -> Message:
+            caller, body = await authenticated(request)
+            req = decode(body, JobLogsRequest)
+            answer = await job_call(
+                caller,
+                req.lease_id,
+                req.job_id,
+                lambda rid: JobLogsQuery(
+                    request_id=rid,
+                    lease_id=req.lease_id,
+                    job_id=req.job_id,
+                    stdout_offset=req.stdout_offset,
+                    stderr_offset=req.stderr_offset,
+                    limit=req.limit,
+                ),
+            )
+            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
+            if isinstance(answer, tuple):
+                return JobLogsResponse(**ids, refusal=answer[0], reason=answer[1])
+            if not isinstance(answer, JobLogs):
+                raise unexpected(answer)
+            return JobLogsResponse(**ids, logs=answer.logs)
+
+        return await guarded(request, run)
+
+    @app.post("/lease/job/result")
+    async def job_result(request: Request) -> Response:
+        async def run() -> Message:
+            caller, body = await authenticated(request)
+            req = decode(body, JobResultRequest)
+            answer = await job_call(
+                caller,
+                req.lease_id,
+                req.job_id,
+                lambda rid: JobResultQuery(
+                    request_id=rid, lease_id=req.lease_id, job_id=req.job_id
+                ),
+            )
+            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
+            if isinstance(answer, tuple):
+                return JobResultResponse(**ids, refusal=answer[0], reason=answer[1])
+            if not isinstance(answer, JobResult):
+                raise unexpected(answer)
+            return JobResultResponse(
+                **ids,
+                job=answer.job,
+                artifacts=answer.artifacts,
+                artifacts_omitted=answer.artifacts_omitted,
+            )
+
+        return await guarded(request, run)
+
+    @app.post("/lease/job/artifact")
+    async def job_artifact(request: Request) -> Response:
+        async def run() -> Message:
+            caller, body = await authenticated(request)
+            req = decode(body, JobArtifactRequest)
+            answer = await job_call(
+                caller,
+                req.lease_id,
+                req.job_id,
+                lambda rid: ArtifactQuery(
+                    request_id=rid,
+                    lease_id=req.lease_id,
+                    job_id=req.job_id,
+                    name=req.name,
+                    offset=req.offset,
+                    limit=req.limit,
+                ),
+            )
+            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
+            if isinstance(answer, tuple):
+                return JobArtifactResponse(**ids, refusal=answer[0], reason=answer[1])
+            if not isinstance(answer, ArtifactChunk):
+                raise unexpected(answer)
+            if answer.artifact.name != req.name or answer.offset != req.offset:
+                raise MalformedMessage("the worker answered with another part of the artifact")
+            return JobArtifactResponse(
+                **ids,
+                artifact=answer.artifact,
+                offset=answer.offset,
+                data=answer.data,
+                eof=answer.eof,
+            )
+
+        return await guarded(request, run)
+
+    # ------------------------------------------------------------------ receipts
+
+    @app.post("/lease/receipt")
+    async def lease_receipt(request: Request) -> Response:
+        async def run() -> Message:
+            caller, body = await authenticated(request)
+            req = decode(body, ReceiptSubmitRequest)
+            receipt = req.receipt
+            if receipt.validator_hotkey != caller:
+                raise Forbidden(
+                    f"the receipt names validator {receipt.validator_hotkey}, "
+                    f"but {caller} signed the request"
+                )
+            if receipt.miner_hotkey != miner_hotkey:
+                raise Forbidden(f"the receipt is for miner {receipt.miner_hotkey}, not this one")
+            if netuid is not None and receipt.netuid != netuid:
+                raise Forbidden(f"the receipt is for netuid {receipt.netuid}, not {netuid}")
+            now = clock()
+            check_receipt(receipt, now=int(now), skew_s=receipt_skew_s)
+            payload = signing_payload(receipt)
+            if not verify_signature(caller, payload, req.validator_signature):
+                raise MalformedMessage("validator_signature is not the caller's signature of it")
+            record = leases.get(receipt.lease_id)
+            if record is None or record.state == "starting":
+                raise Forbidden(f"this miner routed no lease {receipt.lease_id}")
+            if record.owner != caller:
+                raise Forbidden(f"lease {receipt.lease_id} belongs to another validator")
+            if record.worker_pubkey != receipt.worker_pubkey:
+                raise Forbidden("the receipt names another worker than the lease")
+            if sorted(record.gpu_uuids) != receipt.gpu_uuids:
+                raise Forbidden("the receipt names other GPUs than the lease")
+            if receipt.period_start < record.started_at - receipt_skew_s:
+                raise Forbidden("the receipt's period starts before the lease started")
+            if receipt.period_end > record.billable_until + receipt_skew_s:
+                raise Forbidden("the receipt's period ends after the lease ended")
+            signature = bytes(signer(payload))
+            signed, cursor, created = await receipt_store().add_receipt(
+                receipt, req.validator_signature, signature, now=now
+            )
+            log.info(
+                "receipt %s seq %d (%s) of lease %s for %s",
+                "countersigned" if created else "already stored",
+                receipt.seq,
+                receipt.kind,
+                receipt.lease_id,
+                caller,
+            )
+            await prune_now()
+            return ReceiptSubmitResponse(signed=signed, cursor=cursor)
+
+        return await guarded(request, run)
+
+    @app.get("/receipts")
+    async def receipts(request: Request) -> Response:
+        async def run() -> Message:
+            _, body = await authenticated(request)
+            if body:
+                raise MalformedMessage("GET /receipts takes no body")
+            after, limit = _page_query(request)
+            page, more = await receipt_store().receipts_after(after, limit)
+            return ReceiptPage(
+                miner_hotkey=miner_hotkey,
+                receipts=[signed for _, signed in page],
+                cursors=[cursor for cursor, _ in page],
+                next_cursor=page[-1][0] if page else after,
+                more=more,
+            )
+
+        return await guarded(request, run)
+
     app.state.leases = leases
     app.state.rate_buckets = buckets
+    app.state.receipt_store = receipt_store
     return app
 
 
-__all__ = ["CHALLENGE_SLACK_S", "CONTENT_TYPE", "LeaseTable", "TokenBuckets", "create_app"]
+def _page_query(request: Request) -> tuple[int, int]:
+    """``after`` and ``limit`` of ``GET /receipts``; ``MalformedMessage`` for anything else."""
+    params = request.query_params
+    unknown = sorted(set(params) - {"after", "limit"})
+    if unknown:
+        raise MalformedMessage(f"unknown query parameter {unknown[0][:32]!r}")
+    values: dict[str, int] = {}
+    for name, default, low, high in (
+        ("after", 0, 0, 2**63 - 1),
+        ("limit", DEFAULT_RECEIPTS_PAGE, 1, MAX_RECEIPTS_PAGE),
+    ):
+        given = params.getlist(name)
+        if len(given) > 1:
+            raise MalformedMessage(f"query parameter {name} is given twice")
+        text = given[0] if given else str(default)
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            raise MalformedMessage(f"{name} must be a whole number")
+        values[name] = int(text)
+        if not low <= values[name] <= high:
+            raise MalformedMessage(f"{name} must be between {low} and {high}")
+    return values["after"], values["limit"]
+
+
+__all__ = [
+    "CHALLENGE_SLACK_S",
+    "CONTENT_TYPE",
+    "DEFAULT_RECEIPTS_PAGE",
+    "RECEIPT_RETENTION_S",
+    "LeaseRecord",
+    "LeaseTable",
+    "TokenBuckets",
+    "create_app",
+]

@@ -28,6 +28,7 @@ from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.chain_sync import MetagraphCache, sync_forever, sync_once
 from neurons.miner.hub import WorkerHub
 from neurons.miner.hub_metrics import HubMetrics
+from neurons.miner.store import MinerStore
 
 log = structlog.get_logger("byteleap.miner")
 
@@ -61,6 +62,8 @@ class MinerDaemon:
         )
 
         registry = CollectorRegistry()
+        # StorageError stops the start-up, naming the file
+        store = await asyncio.to_thread(MinerStore, cfg.database_file)
         authorized = AuthorizedKeys.from_config(cfg.workers)
         hub = WorkerHub(cfg.workers, authorized, self.hotkey, metrics=HubMetrics(registry))
         await hub.start()
@@ -78,6 +81,10 @@ class MinerDaemon:
             workers=hub,
             config=cfg.api,
             version=byteleap.__version__,
+            store=store,
+            netuid=cfg.chain.netuid,
+            receipt_skew_s=cfg.leases.receipt_clock_skew_s,
+            receipt_retention_s=cfg.leases.receipt_retention_days * 86_400.0,
         )
         server = uvicorn.Server(
             uvicorn.Config(
@@ -105,6 +112,7 @@ class MinerDaemon:
         await hub.stop()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(api_task, sync_task), timeout=15)
+        await asyncio.to_thread(store.close)
         await self.chain.close()
 
 

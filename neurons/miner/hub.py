@@ -11,6 +11,7 @@ One connection::
     ◀─ Register  within handshake_timeout_s               ─▶   verify_register + authorization
     Welcome(session_id)  or  ErrorReply + close(1008)     ─▶
     ◀─ Heartbeat ─▶ HeartbeatAck; replies are routed to waiting requests by challenge/lease id
+                                and, for jobs, by the request id the miner chose
 
 Anything a worker sends is size-capped by the websocket layer (``max_size``, close code 1009),
 rate-limited per session, and decoded by ``codec.decode``: a bad message gets a typed
@@ -57,12 +58,21 @@ from byteleap.protocol.common import Message
 from byteleap.protocol.handshake import verify_register
 from byteleap.protocol.validator_api import WorkerSummary
 from byteleap.protocol.worker_link import (
+    JOB_ANSWERS,
+    ArtifactChunk,
     ChallengeCommit,
     ChallengeDispatch,
     ErrorReply,
     Heartbeat,
     HeartbeatAck,
     Hello,
+    JobAccepted,
+    JobLogs,
+    JobRefused,
+    JobReply,
+    JobRequest,
+    JobResult,
+    JobStatus,
     LeaseAck,
     LeaseStart,
     LeaseStop,
@@ -399,7 +409,19 @@ class WorkerHub:
             case Register():
                 error = MalformedMessage("already registered on this connection")
                 await ws.send(codec.encode(codec.error_reply_for(error, in_reply_to="register")))
-            case ChallengeCommit() | Unavailable() | Reveal() | LeaseAck() | ErrorReply():
+            case (
+                ChallengeCommit()
+                | Unavailable()
+                | Reveal()
+                | LeaseAck()
+                | JobAccepted()
+                | JobRefused()
+                | JobStatus()
+                | JobLogs()
+                | JobResult()
+                | ArtifactChunk()
+                | ErrorReply()
+            ):
                 resolved = self.registry.reply(session_id, message)
                 if resolved is None:
                     # late (after its timeout), duplicate or unsolicited; never answer an error
@@ -515,6 +537,30 @@ class WorkerHub:
         timeout: float,
     ) -> LeaseAck:
         return await self._lease(worker_pubkey, stop, timeout)
+
+    async def job(
+        self,
+        worker_pubkey: bytes,
+        request: JobRequest,
+        *,
+        timeout: float,
+    ) -> JobReply:
+        """Send a job request and return the worker's answer: the answer type of the request
+        (``JOB_ANSWERS``) or ``JobRefused``. An ``ErrorReply`` raises its typed error."""
+        _, reply = await self._request(worker_pubkey, ("job", request.request_id), request, timeout)
+        if isinstance(reply, ErrorReply):
+            raise _reply_error(reply)
+        expected = JOB_ANSWERS[type(request)]
+        if not isinstance(reply, JobRefused | expected):
+            raise MalformedMessage(f"unexpected {reply.message_type()} in answer to {request.type}")
+        assert isinstance(reply, JobReply)
+        if isinstance(reply, JobAccepted | JobStatus | JobResult):
+            job_id = reply.job.job_id
+        else:
+            job_id = reply.job_id
+        if (reply.lease_id, job_id) != (request.lease_id, request.job_id):
+            raise MalformedMessage(f"the worker answered about another job than {request.job_id}")
+        return reply
 
 
 def _peer(ws: ServerConnection) -> str:

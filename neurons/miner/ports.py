@@ -20,6 +20,8 @@ from byteleap.protocol.validator_api import WorkerSummary
 from byteleap.protocol.worker_link import (
     ChallengeCommit,
     ChallengeDispatch,
+    JobReply,
+    JobRequest,
     LeaseAck,
     LeaseStart,
     LeaseStop,
@@ -54,3 +56,7 @@ class WorkerDirectory(Protocol):
     async def lease_stop(
         self, worker_pubkey: bytes, stop: LeaseStop, *, timeout: float
     ) -> LeaseAck: ...
+
+    async def job(self, worker_pubkey: bytes, request: JobRequest, *, timeout: float) -> JobReply:
+        """Send a job request; the answer type of ``worker_link.JOB_ANSWERS`` or ``JobRefused``."""
+        ...

@@ -36,9 +36,16 @@ from byteleap.errors import ByteLeapError, Forbidden, LinkError, PeerUnavailable
 from byteleap.protocol.inventory import Inventory
 from byteleap.protocol.validator_api import GpuSummary, WorkerSummary
 from byteleap.protocol.worker_link import (
+    ArtifactChunk,
     ChallengeCommit,
     ErrorReply,
     Heartbeat,
+    JobAccepted,
+    JobLogs,
+    JobRefused,
+    JobReply,
+    JobResult,
+    JobStatus,
     LeaseAck,
     Reveal,
     Unavailable,
@@ -53,7 +60,7 @@ CLOSE_POLICY = 1008  # RFC 6455 "policy violation": rate abuse, refused registra
 CLOSE_GOING_AWAY = 1001
 
 #: a reply from a worker answers one of these
-RequestKind = str  # "challenge" | "reveal" | "lease"
+RequestKind = str  # "challenge" | "reveal" | "lease" | "job" (keyed by the request id)
 RequestKey = tuple[RequestKind, str]
 
 
@@ -318,7 +325,7 @@ class WorkerRegistry(Generic[T]):
     def reply(
         self,
         session_id: str,
-        message: ChallengeCommit | Unavailable | Reveal | LeaseAck | ErrorReply,
+        message: ChallengeCommit | Unavailable | Reveal | LeaseAck | JobReply | ErrorReply,
     ) -> Resolved[T] | None:
         """Match a reply to its pending request and update the worker's state from it.
 
@@ -355,8 +362,17 @@ class WorkerRegistry(Generic[T]):
                 return ("reveal", cid)
             case LeaseAck(lease_id=lid):
                 return ("lease", lid)
+            case (
+                JobAccepted(request_id=rid)
+                | JobRefused(request_id=rid)
+                | JobStatus(request_id=rid)
+                | JobLogs(request_id=rid)
+                | JobResult(request_id=rid)
+                | ArtifactChunk(request_id=rid)
+            ):
+                return ("job", rid)
             case ErrorReply(in_reply_to=ref) if ref is not None:
-                for kind in ("challenge", "reveal", "lease"):
+                for kind in ("challenge", "reveal", "lease", "job"):
                     if (kind, ref) in session.pending:
                         return (kind, ref)
         return None

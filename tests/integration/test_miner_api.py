@@ -810,7 +810,20 @@ def test_signed_random_bodies_never_produce_500(
     ids: Identities, start_miner: Callable[..., Miner]
 ) -> None:
     miner = start_miner(rate_per_second=1000.0, rate_burst=10_000)
-    paths = ["/challenge", "/reveal", "/lease/start", "/lease/stop", "/lease/status"]
+    paths = [
+        "/challenge",
+        "/reveal",
+        "/lease/start",
+        "/lease/stop",
+        "/lease/status",
+        "/lease/job/submit",
+        "/lease/job/status",
+        "/lease/job/cancel",
+        "/lease/job/logs",
+        "/lease/job/result",
+        "/lease/job/artifact",
+        "/lease/receipt",
+    ]
     seen: set[int] = set()
 
     with httpx.Client(base_url=miner.url) as http:
@@ -836,6 +849,41 @@ def test_signed_random_bodies_never_produce_500(
 
         check()
     assert 400 in seen
+
+
+def test_signed_random_receipt_queries_never_produce_500(
+    ids: Identities, start_miner: Callable[..., Miner]
+) -> None:
+    miner = start_miner(rate_per_second=1000.0, rate_burst=10_000)
+    seen: set[int] = set()
+    query_text = st.text(
+        st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters="#"),
+        max_size=40,
+    )
+
+    with httpx.Client(base_url=miner.url) as http:
+
+        @settings(
+            max_examples=60,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
+        @given(query=query_text)
+        def check(query: str) -> None:
+            url = httpx.URL(miner.url + (f"/receipts?{query}" if query else "/receipts"))
+            target = url.raw_path.decode("ascii")  # as sent, percent-encoded: what is signed
+            headers = signed(ids, miner, "GET", target)
+            response = http.get(url, headers=headers)
+            seen.add(response.status_code)
+            assert response.status_code in (200, 400), (target, response.status_code)
+            decoded = codec.decode(response.content, codec.MINER_RESPONSE, max_bytes=1 << 20)
+            if response.status_code == 200:
+                assert decoded.type == "receipt_page" and decoded.receipts == []
+            else:
+                assert isinstance(decoded, ApiError) and decoded.code == "malformed"
+
+        check()
+    assert seen == {200, 400}
 
 
 def test_content_type_constant_is_shared() -> None:

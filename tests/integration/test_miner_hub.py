@@ -22,7 +22,7 @@ from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.config.miner import WorkerServerSection
 from byteleap.config.secrets import Secret
 from byteleap.crypto import WorkerKey
-from byteleap.errors import LinkError, PeerUnavailable, WorkerFailure
+from byteleap.errors import LinkError, MalformedMessage, PeerTimeout, PeerUnavailable, WorkerFailure
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
 from byteleap.protocol.handshake import make_register
@@ -32,6 +32,12 @@ from byteleap.protocol.worker_link import (
     Heartbeat,
     HeartbeatAck,
     Hello,
+    JobInfo,
+    JobLogs,
+    JobLogSlice,
+    JobRefused,
+    JobStatus,
+    JobStatusQuery,
     LeaseStart,
     LeaseStop,
     OpeningRequest,
@@ -346,6 +352,47 @@ async def test_a_leased_worker_is_unavailable_until_the_lease_stops(tmp_path: Pa
             key.public_key, dispatch("c-4", worker.device_uuid), timeout=30
         )
         assert commit.gpus[0].verify(key.public_key, "c-4")
+
+
+async def test_job_answers_are_matched_by_request_id_and_checked(tmp_path: Path) -> None:
+    key = WorkerKey.generate()
+    async with running_hub(tmp_path, (key,)) as hub:
+        ws, welcome = await raw_register(hub, key)
+        assert isinstance(welcome, Welcome)
+
+        async def ask(answer: Callable[[JobStatusQuery], Message | None], timeout: float = 5.0):
+            rid = "r-" + os.urandom(4).hex()
+            query = JobStatusQuery(request_id=rid, lease_id="L1", job_id="j1")
+            pending = asyncio.create_task(hub.job(key.public_key, query, timeout=timeout))
+            received = await recv(ws)
+            assert received == query
+            reply = answer(query)
+            if reply is not None:
+                await ws.send(codec.encode(reply))
+            return await pending
+
+        running = JobInfo(job_id="j1", state="running")
+        status = await ask(lambda q: JobStatus(request_id=q.request_id, lease_id="L1", job=running))
+        assert isinstance(status, JobStatus) and status.job == running
+        refused = await ask(
+            lambda q: JobRefused(request_id=q.request_id, lease_id="L1", job_id="j1",
+                                 reason="unknown_job")
+        )  # fmt: skip
+        assert isinstance(refused, JobRefused) and refused.reason == "unknown_job"
+        wrong_job = JobInfo(job_id="other", state="running")
+        with pytest.raises(MalformedMessage, match="another job"):
+            await ask(lambda q: JobStatus(request_id=q.request_id, lease_id="L1", job=wrong_job))
+        logs = JobLogSlice(stdout_offset=0, stdout=b"", stdout_total=0, stderr_offset=0,
+                           stderr=b"", stderr_total=0, finished=False)  # fmt: skip
+        with pytest.raises(MalformedMessage, match="unexpected job_logs"):
+            await ask(lambda q: JobLogs(request_id=q.request_id, lease_id="L1", job_id="j1",
+                                        logs=logs))  # fmt: skip
+        with pytest.raises(WorkerFailure, match="disk full"):
+            await ask(lambda q: ErrorReply(code="worker_failure", message="disk full",
+                                           in_reply_to=q.request_id))  # fmt: skip
+        with pytest.raises(PeerTimeout):
+            await ask(lambda q: None, timeout=0.3)
+        await ws.close()
 
 
 async def test_a_worker_dropping_mid_challenge_is_a_link_error(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from workers.agent import WorkerAgent
 from workers.backends.numpy_backend import NumpyBackend
 from workers.backends.select import advertise_devices
 from workers.compute import ChallengeExecutor
+from workers.jobs.manager import JobManager
 from workers.runtime import LinkSettings, WorkerRuntime
 
 MINER_HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
@@ -48,12 +49,24 @@ class Worker:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    url: str, key: WorkerKey | None = None, *, join_token: str | None = None
+    url: str,
+    key: WorkerKey | None = None,
+    *,
+    join_token: str | None = None,
+    jobs: JobManager | None = None,
 ) -> AsyncIterator[Worker]:
+    """A real worker runtime on the NumPy backend; with ``jobs`` it also runs renters' jobs."""
     key = key or WorkerKey.generate()
     backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1)
     advertised = advertise_devices(inventory(), backend)
-    agent = WorkerAgent(key, advertised, agent_version="test", join_token=join_token)
+    runner = jobs.runner if jobs is not None else None
+    agent = WorkerAgent(
+        key,
+        advertised,
+        agent_version="test",
+        join_token=join_token,
+        job_runner=runner.name if runner is not None else None,
+    )
     runtime = WorkerRuntime(
         agent,
         ChallengeExecutor(backend, key, clock=time.perf_counter),
@@ -65,6 +78,7 @@ async def running_worker(
             reconnect_max_s=0.2,
         ),
         rng=random.Random(0),
+        jobs=jobs,
     )
     task = asyncio.create_task(runtime.run())
     try:

@@ -82,6 +82,7 @@ def test_defaults_follow_the_data_dir(tmp_path: Path) -> None:
     validator = load_config(ValidatorConfig, None, env=env)
     assert worker.link.key_file == tmp_path / "worker.key"
     assert miner.workers.authorized_keys_file == tmp_path / "authorized_workers"
+    assert miner.database_file == tmp_path / "miner.sqlite3"
     assert validator.database.url == f"sqlite+aiosqlite:///{(tmp_path / 'validator.db').as_posix()}"
     assert not str(load_config(WorkerConfig, None, env={}).paths.data_dir).startswith("~")
 

@@ -13,6 +13,9 @@ from byteleap.protocol.worker_link import (
     ErrorReply,
     GpuCommit,
     Heartbeat,
+    JobInfo,
+    JobRefused,
+    JobStatus,
     LeaseAck,
     Reveal,
     Unavailable,
@@ -214,6 +217,27 @@ def test_error_replies_route_by_in_reply_to() -> None:
     assert reg.reply("s1", ErrorReply(code="malformed", message="x")) is None
     resolved = reg.reply("s1", ErrorReply(code="worker_failure", message="x", in_reply_to="c9"))
     assert resolved is not None and resolved.key == ("reveal", "c9")
+
+
+def test_job_replies_route_by_request_id_so_one_job_can_have_several_in_flight() -> None:
+    reg = registry()
+    join(reg, "s1")
+    reg.heartbeat("s1", beat("leased"), now=1.0, wall=WALL)  # leased workers take job requests
+    reg.begin(KEY_A, ("job", "r-status"), "ws")
+    reg.begin(KEY_A, ("job", "r-logs"), "wl")
+    reg.begin(KEY_A, ("job", "r-cancel"), "wc")
+    status = JobStatus(
+        request_id="r-status", lease_id="L", job=JobInfo(job_id="j", state="running")
+    )
+    resolved = reg.reply("s1", status)
+    assert resolved is not None and (resolved.key, resolved.token) == (("job", "r-status"), "ws")
+    assert reg.reply("s1", status) is None  # answered once
+    refused = JobRefused(request_id="r-cancel", lease_id="L", job_id="j", reason="unknown_job")
+    assert reg.reply("s1", refused).token == "wc"  # type: ignore[union-attr]
+    error = ErrorReply(code="worker_failure", message="disk", in_reply_to="r-logs")
+    assert reg.reply("s1", error).key == ("job", "r-logs")  # type: ignore[union-attr]
+    stranger = JobRefused(request_id="r-never", lease_id="L", job_id="j", reason="unknown_job")
+    assert reg.reply("s1", stranger) is None
 
 
 def test_challenges_are_refused_when_busy_leased_in_flight_or_gone() -> None:

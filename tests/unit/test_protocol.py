@@ -40,6 +40,18 @@ from byteleap.protocol.validator_api import (
     GpuSummary,
     HealthResponse,
     InventoryResponse,
+    JobArtifactRequest,
+    JobArtifactResponse,
+    JobCancelRequest,
+    JobCancelResponse,
+    JobLogsRequest,
+    JobLogsResponse,
+    JobResultRequest,
+    JobResultResponse,
+    JobStatusRequest,
+    JobStatusResponse,
+    JobSubmitRequest,
+    JobSubmitResponse,
     LeaseStartRequest,
     LeaseStartResponse,
     LeaseStatusRequest,
@@ -49,11 +61,19 @@ from byteleap.protocol.validator_api import (
     MinerResponse,
     OpeningsRequest,
     OpeningsResponse,
+    Receipt,
+    ReceiptPage,
+    ReceiptSubmitRequest,
+    ReceiptSubmitResponse,
+    SignedReceipt,
     ValidatorApiMessage,
     ValidatorRequest,
     WorkerSummary,
 )
 from byteleap.protocol.worker_link import (
+    ArtifactChunk,
+    ArtifactInfo,
+    ArtifactQuery,
     ChallengeCommit,
     ChallengeDispatch,
     ErrorReply,
@@ -61,6 +81,20 @@ from byteleap.protocol.worker_link import (
     Heartbeat,
     HeartbeatAck,
     Hello,
+    JobAccepted,
+    JobCancel,
+    JobInfo,
+    JobLimits,
+    JobLogs,
+    JobLogSlice,
+    JobLogsQuery,
+    JobRefused,
+    JobResult,
+    JobResultQuery,
+    JobSpec,
+    JobStatus,
+    JobStatusQuery,
+    JobSubmit,
     LeaseAck,
     LeaseStart,
     LeaseStop,
@@ -209,6 +243,115 @@ worker_summaries = st.builds(
     backends=backends,
 )
 
+job_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
+artifact_names = st.from_regex(
+    r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,8}(/[A-Za-z0-9_-]{1,8}){0,2}", fullmatch=True
+)
+counts = st.integers(0, 2**40)
+times = optional(finite(0, 4e9))
+job_specs = st.builds(
+    JobSpec,
+    image=st.from_regex(r"[a-z0-9][a-z0-9._/:@-]{0,30}", fullmatch=True),
+    command=st.lists(st.text(st.characters(blacklist_characters="\0"), max_size=20), max_size=4),
+    env=st.dictionaries(
+        st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True).filter(
+            lambda k: k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
+        ),
+        st.text(st.characters(blacklist_characters="\0\r\n"), max_size=20),
+        max_size=3,
+    ),
+    timeout_s=st.integers(1, 30 * 24 * 3600),
+    limits=st.builds(
+        JobLimits,
+        memory_bytes=optional(st.integers(4 << 20, 2**50)),
+        cpu_millis=optional(st.integers(10, 1_000_000)),
+        pids=optional(st.integers(16, 4_194_304)),
+        network=st.sampled_from(["none", "bridge"]),
+    ),
+)
+job_states = st.sampled_from(["queued", "running", "succeeded", "failed", "cancelled", "timed_out"])
+job_infos = st.builds(
+    JobInfo,
+    job_id=job_ids,
+    state=job_states,
+    exit_code=optional(st.integers(-(2**31), 2**31 - 1)),
+    submitted_at=times,
+    started_at=times,
+    ended_at=times,
+    stdout_bytes=counts,
+    stderr_bytes=counts,
+    stdout_truncated=st.booleans(),
+    stderr_truncated=st.booleans(),
+    cancel_requested=st.booleans(),
+    error=free_text,
+)
+artifact_infos = st.builds(ArtifactInfo, name=artifact_names, size=counts, sha256=b32)
+unique_artifacts = st.lists(artifact_infos, max_size=3, unique_by=lambda a: a.name)
+log_slices = st.builds(
+    JobLogSlice,
+    stdout_offset=counts,
+    stdout=st.binary(max_size=40),
+    stdout_total=counts,
+    stderr_offset=counts,
+    stderr=st.binary(max_size=40),
+    stderr_total=counts,
+    finished=st.booleans(),
+)
+refusals = st.sampled_from(
+    ["unknown_lease", "lease_ended", "not_leased", "runner_disabled", "duplicate_job",
+     "too_many_jobs", "invalid_job", "unknown_job", "unknown_artifact"]
+)  # fmt: skip
+job_query = {"request_id": identifiers, "lease_id": identifiers, "job_id": job_ids}
+job_answer = {
+    "lease_id": identifiers,
+    "job_id": job_ids,
+    "refusal": optional(refusals),
+    "reason": free_text,
+}
+
+
+@st.composite
+def receipts(draw: st.DrawFn) -> Receipt:
+    uuids = sorted(draw(gpu_lists))
+    start = draw(st.integers(0, MAX_UNIX_SECONDS))
+    end = draw(st.integers(start, MAX_UNIX_SECONDS))
+    return Receipt(
+        netuid=draw(st.integers(0, 65_535)),
+        lease_id=draw(identifiers),
+        seq=draw(u63),
+        kind=draw(st.sampled_from(["start", "hourly", "end"])),
+        validator_hotkey=draw(tokens(64)),
+        miner_hotkey=draw(tokens(64)),
+        worker_pubkey=draw(pubkey_hex),
+        gpu_uuids=uuids,
+        gpus=len(uuids),
+        price_per_gpu_hour_micros=draw(st.integers(0, 10**15)),
+        period_start=start,
+        period_end=end,
+        issued_at=draw(st.integers(end, MAX_UNIX_SECONDS)),
+    )
+
+
+signed_receipts = st.builds(
+    SignedReceipt, receipt=receipts(), validator_signature=signatures, miner_signature=signatures
+)
+
+
+@st.composite
+def receipt_pages(draw: st.DrawFn) -> ReceiptPage:
+    page = draw(st.lists(signed_receipts, max_size=3))
+    cursors = sorted(
+        draw(st.lists(st.integers(1, 2**40), min_size=len(page), max_size=len(page), unique=True))
+    )
+    return ReceiptPage(
+        miner_hotkey=draw(tokens(64)),
+        receipts=page,
+        cursors=cursors,
+        next_cursor=cursors[-1] if cursors else draw(st.integers(0, 2**40)),
+        more=draw(st.booleans()),
+    )
+
+
 STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
     Hello: st.builds(
         Hello, nonce=b32, miner_hotkey=tokens(64), heartbeat_interval_s=finite(0.05, 3600)
@@ -315,6 +458,94 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
     ApiError: st.builds(
         ApiError, code=st.from_regex(r"[a-z0-9_.]{1,20}", fullmatch=True), message=free_text
     ),
+    JobSubmit: st.builds(JobSubmit, spec=job_specs, **job_query),
+    JobCancel: st.builds(JobCancel, **job_query),
+    JobStatusQuery: st.builds(JobStatusQuery, **job_query),
+    JobLogsQuery: st.builds(
+        JobLogsQuery,
+        stdout_offset=counts,
+        stderr_offset=counts,
+        limit=st.integers(1, 4 << 20),
+        **job_query,
+    ),
+    JobResultQuery: st.builds(JobResultQuery, **job_query),
+    ArtifactQuery: st.builds(
+        ArtifactQuery,
+        name=artifact_names,
+        offset=counts,
+        limit=st.integers(1, 4 << 20),
+        **job_query,
+    ),
+    JobAccepted: st.builds(
+        JobAccepted, request_id=identifiers, lease_id=identifiers, job=job_infos
+    ),
+    JobRefused: st.builds(JobRefused, reason=refusals, message=free_text, **job_query),
+    JobStatus: st.builds(JobStatus, request_id=identifiers, lease_id=identifiers, job=job_infos),
+    JobLogs: st.builds(JobLogs, logs=log_slices, **job_query),
+    JobResult: st.builds(
+        JobResult,
+        request_id=identifiers,
+        lease_id=identifiers,
+        job=job_infos,
+        artifacts=unique_artifacts,
+        artifacts_omitted=counts,
+    ),
+    ArtifactChunk: st.builds(
+        ArtifactChunk,
+        artifact=artifact_infos,
+        offset=counts,
+        data=st.binary(max_size=40),
+        eof=st.booleans(),
+        **job_query,
+    ),
+    JobSubmitRequest: st.builds(
+        JobSubmitRequest, lease_id=identifiers, job_id=job_ids, spec=job_specs
+    ),
+    JobSubmitResponse: st.builds(JobSubmitResponse, job=optional(job_infos), **job_answer),
+    JobStatusRequest: st.builds(JobStatusRequest, lease_id=identifiers, job_id=job_ids),
+    JobStatusResponse: st.builds(JobStatusResponse, job=optional(job_infos), **job_answer),
+    JobCancelRequest: st.builds(JobCancelRequest, lease_id=identifiers, job_id=job_ids),
+    JobCancelResponse: st.builds(JobCancelResponse, job=optional(job_infos), **job_answer),
+    JobLogsRequest: st.builds(
+        JobLogsRequest,
+        lease_id=identifiers,
+        job_id=job_ids,
+        stdout_offset=counts,
+        stderr_offset=counts,
+        limit=st.integers(1, 4 << 20),
+    ),
+    JobLogsResponse: st.builds(JobLogsResponse, logs=optional(log_slices), **job_answer),
+    JobResultRequest: st.builds(JobResultRequest, lease_id=identifiers, job_id=job_ids),
+    JobResultResponse: st.builds(
+        JobResultResponse,
+        job=optional(job_infos),
+        artifacts=unique_artifacts,
+        artifacts_omitted=counts,
+        **job_answer,
+    ),
+    JobArtifactRequest: st.builds(
+        JobArtifactRequest,
+        lease_id=identifiers,
+        job_id=job_ids,
+        name=artifact_names,
+        offset=counts,
+        limit=st.integers(1, 4 << 20),
+    ),
+    JobArtifactResponse: st.builds(
+        JobArtifactResponse,
+        artifact=optional(artifact_infos),
+        offset=counts,
+        data=st.binary(max_size=40),
+        eof=st.booleans(),
+        **job_answer,
+    ),
+    ReceiptSubmitRequest: st.builds(
+        ReceiptSubmitRequest, receipt=receipts(), validator_signature=signatures
+    ),
+    ReceiptSubmitResponse: st.builds(
+        ReceiptSubmitResponse, signed=signed_receipts, cursor=st.integers(1, 2**40)
+    ),
+    ReceiptPage: receipt_pages(),
 }
 
 any_message = st.one_of(*STRATEGIES.values())

@@ -19,6 +19,12 @@ from byteleap.protocol.worker_link import (
     Heartbeat,
     HeartbeatAck,
     Hello,
+    JobCancel,
+    JobLogsQuery,
+    JobRefused,
+    JobSpec,
+    JobStatusQuery,
+    JobSubmit,
     LeaseAck,
     LeaseStart,
     LeaseStop,
@@ -32,12 +38,15 @@ from byteleap.protocol.worker_link import (
 )
 from tests.support.worker import MINER_HOTKEY, inventory
 from workers.agent import (
+    CancelJobs,
     ChallengeFinished,
     CloseLink,
     Connected,
     Disconnected,
+    HandleJob,
     LinkPhase,
     OpenRows,
+    PurgeJobs,
     Received,
     RowsOpened,
     RunChallenge,
@@ -245,4 +254,62 @@ def test_nothing_is_processed_before_the_handshake_completes(phase_messages: int
         agent.handle(Received(frame(HELLO), 0.0))
     out = agent.handle(Received(frame(dispatch()), 0.0))
     assert not any(isinstance(i, RunChallenge) for i in out)
+    assert any(isinstance(i, CloseLink) for i in out)
+
+
+# --------------------------------------------------------------------------- jobs
+
+JOB = JobSpec(image="python:3.11", command=["python", "-c", "pass"], timeout_s=60)
+
+
+def job_submit(lease: str = "L1", job_id: str = "j1") -> JobSubmit:
+    return JobSubmit(request_id="r1", lease_id=lease, job_id=job_id, spec=JOB)
+
+
+def test_jobs_are_refused_without_a_runner_or_without_the_lease() -> None:
+    disabled = ready_agent()
+    start = LeaseStart(lease_id="L1", gpu_uuids=[GPU], ends_at=2_000_000_000)
+    disabled.handle(Received(frame(start), 0.0))
+    (refused,) = sent(disabled.handle(Received(frame(job_submit()), 1.0)))
+    assert isinstance(refused, JobRefused) and refused.reason == "runner_disabled"
+    agent = ready_agent(job_runner="docker")
+    (refused,) = sent(agent.handle(Received(frame(job_submit()), 1.0)))
+    assert refused.reason == "not_leased" and "no lease" in refused.message
+    agent.handle(Received(frame(start), 1.0))
+    (refused,) = sent(agent.handle(Received(frame(job_submit(lease="L9")), 1.0)))
+    assert refused.reason == "not_leased" and "L1" in refused.message
+    assert (refused.request_id, refused.job_id) == ("r1", "j1")
+
+
+def test_a_job_for_the_held_lease_goes_to_the_manager_with_the_lease_gpus() -> None:
+    agent = ready_agent(job_runner="subprocess")
+    start = LeaseStart(lease_id="L1", gpu_uuids=[GPU], ends_at=2_000_000_000)
+    out = agent.handle(Received(frame(start), 0.0))
+    assert PurgeJobs("L1") in out  # finished jobs of earlier leases go
+    assert agent.handle(Received(frame(job_submit()), 1.0)) == [HandleJob(job_submit(), (GPU,))]
+    # queries go to the manager for any lease: results of an ended lease stay readable
+    for query in (
+        JobStatusQuery(request_id="q1", lease_id="L0", job_id="old"),
+        JobLogsQuery(request_id="q2", lease_id="L1", job_id="j1", limit=10),
+        JobCancel(request_id="q3", lease_id="L1", job_id="j1"),
+    ):
+        assert agent.handle(Received(frame(query), 2.0)) == [HandleJob(query)]
+
+
+def test_a_lease_stop_cancels_its_jobs_and_shutdown_cancels_all() -> None:
+    agent = ready_agent(job_runner="docker")
+    agent.handle(Received(frame(LeaseStart(lease_id="L1", gpu_uuids=[GPU], ends_at=2**31)), 0.0))
+    out = agent.handle(Received(frame(LeaseStop(lease_id="L1", reason="renter done")), 1.0))
+    assert out[0] == CancelJobs("L1")
+    assert LeaseAck(lease_id="L1", accepted=True) in sent(out)
+    assert agent.shutdown() == [CancelJobs(None)]
+    assert ready_agent().shutdown() == []  # no runner, nothing to stop
+
+
+def test_job_requests_before_the_handshake_are_not_served() -> None:
+    agent = make_agent(job_runner="docker")
+    agent.handle(Connected(0.0))
+    agent.handle(Received(frame(HELLO), 0.0))
+    out = agent.handle(Received(frame(job_submit()), 0.0))
+    assert not any(isinstance(i, HandleJob) for i in out)
     assert any(isinstance(i, CloseLink) for i in out)
