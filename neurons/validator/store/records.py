@@ -79,7 +79,7 @@ class WorkerRow:
     endpoint: str | None
     worker_pubkey: str
     state: WorkerState
-    #: in the miner's most recent successful poll
+    #: listed, and healthy, in the miner's most recent successful poll
     online: bool
     last_seen: datetime
     gpus: tuple[GpuSnapshot, ...]

@@ -1,0 +1,1 @@
+"""The validator's Alembic migrations, installed with the package (see ``env.py``)."""

@@ -1,0 +1,928 @@
+"""The validator's store on SQLAlchemy 2 async: one implementation for PostgreSQL and SQLite.
+
+Every public method is one short transaction. Every database failure (connection refused or
+dropped, a locked SQLite file, a constraint violation, a closed store) surfaces as
+:class:`byteleap.errors.StorageError`, which the rounds treat as transient; invalid arguments
+(naive datetimes, a verified verdict without a throughput) raise ``ValueError`` before anything is
+written. Queries are SQLAlchemy Core on the tables of :mod:`neurons.validator.store.schema`, with
+the dialect's own ``INSERT ... ON CONFLICT`` for upserts, so both engines run the same statements.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg  # type: ignore[import-untyped]
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from byteleap.chain import NeuronView
+from byteleap.challenge.params import ChallengeParams
+from byteleap.errors import Outcome, StorageError
+from byteleap.scoring import (
+    AvailabilityCount,
+    ChallengeObservation,
+    GpuClaim,
+    LeaseInterval,
+    LeaseUsage,
+    ScoringParams,
+    availability_bucket_range,
+    bucket_index,
+    earliest_challenge_needed,
+    resolve_gpu_ownership,
+)
+from byteleap.scoring.observations import require_aware
+from neurons.validator.store import availability as avail
+from neurons.validator.store.records import (
+    ChallengeOpen,
+    ChallengeRow,
+    ChallengeVerdict,
+    GpuSnapshot,
+    MinerRow,
+    MinerTally,
+    ScoringInputs,
+    ValidatorStore,
+    WeightSubmission,
+    WorkerRow,
+    WorkerSnapshot,
+)
+from neurons.validator.store.schema import (
+    Availability,
+    Challenge,
+    Gpu,
+    Lease,
+    LeaseReceipt,
+    Miner,
+    WeightSubmissionRow,
+    Worker,
+    metadata,
+)
+
+log = structlog.get_logger(__name__)
+
+ROOT_BYTES = 32
+#: longest poll error kept (the rest is cut: it is for an operator's eye, not for parsing)
+MAX_ERROR_CHARS = 2000
+#: ``failure`` of the challenges closed by :meth:`SqlStore.close_in_flight`
+RESTART_FAILURE = "restart"
+IN_FLIGHT = ("dispatched", "committed")
+
+#: exceptions of the drivers that may escape SQLAlchemy's wrapping (mostly while connecting)
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    sqlite3.Error,
+)
+
+miners_t = metadata.tables[Miner.__tablename__]
+workers_t = metadata.tables[Worker.__tablename__]
+gpus_t = metadata.tables[Gpu.__tablename__]
+avail_t = metadata.tables[Availability.__tablename__]
+challenges_t = metadata.tables[Challenge.__tablename__]
+weights_t = metadata.tables[WeightSubmissionRow.__tablename__]
+leases_t = metadata.tables[Lease.__tablename__]
+receipts_t = metadata.tables[LeaseReceipt.__tablename__]
+
+
+def _registered() -> Any:
+    """Hotkeys of registered miners, as a subquery for ``IN``."""
+    return sa.select(miners_t.c.hotkey).where(miners_t.c.registered.is_(True))
+
+
+class SqlStore:
+    """:class:`~neurons.validator.store.records.ValidatorStore` on an :class:`AsyncEngine`.
+
+    Build it with :func:`neurons.validator.store.open_store`, which also checks (or upgrades) the
+    schema; the constructor only wraps an engine whose schema is already at head.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._closed = False
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self._dialect
+
+    # ------------------------------------------------------------------ plumbing
+
+    @asynccontextmanager
+    async def _tx(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """One transaction; database failures become :class:`StorageError`."""
+        if self._closed:
+            raise StorageError(f"{what}: the store is closed")
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except StorageError:
+            raise
+        except StatementError as exc:
+            # a bad argument caught while binding it is the caller's bug, not the database's
+            if not isinstance(exc, DBAPIError) and isinstance(exc.orig, ValueError | TypeError):
+                raise exc.orig from None
+            raise self._storage_error(what, exc) from exc
+        except _DRIVER_ERRORS as exc:
+            raise self._storage_error(what, exc) from exc
+
+    @staticmethod
+    def _storage_error(what: str, exc: BaseException) -> StorageError:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return StorageError(f"{what} failed: {type(cause).__name__}: {text}"[:500])
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (pg_insert if self._dialect == "postgresql" else sqlite_insert)(table)
+
+    # ------------------------------------------------------------------ metagraph
+
+    async def sync_miners(self, now: datetime, neurons: Sequence[NeuronView]) -> None:
+        require_aware("now", now)
+        by_hotkey = {n.hotkey: n for n in neurons}
+        rows = [
+            {
+                "hotkey": n.hotkey,
+                "uid": n.uid,
+                "coldkey": n.coldkey,
+                "stake": float(n.stake),
+                "validator_permit": bool(n.validator_permit),
+                "endpoint": n.axon.url() if n.axon is not None else None,
+                "registered": True,
+                "first_synced": now,
+                "last_synced": now,
+            }
+            for n in by_hotkey.values()
+        ]
+        async with self._tx("syncing miners") as conn:
+            await conn.execute(
+                miners_t.update()
+                .where(miners_t.c.registered.is_(True), miners_t.c.hotkey.not_in(list(by_hotkey)))
+                .values(registered=False)
+            )
+            if rows:
+                stmt = self._insert(miners_t)
+                new = stmt.excluded
+                await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[miners_t.c.hotkey],
+                        set_={
+                            name: new[name]
+                            for name in (
+                                "uid",
+                                "coldkey",
+                                "stake",
+                                "validator_permit",
+                                "endpoint",
+                                "registered",
+                                "last_synced",
+                            )
+                        },
+                    ),
+                    rows,
+                )
+
+    async def miners(self, *, registered_only: bool = True) -> list[MinerRow]:
+        query = sa.select(miners_t).order_by(miners_t.c.uid, miners_t.c.hotkey)
+        if registered_only:
+            query = query.where(miners_t.c.registered.is_(True))
+        async with self._tx("reading miners") as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            MinerRow(
+                uid=r.uid,
+                hotkey=r.hotkey,
+                coldkey=r.coldkey,
+                stake=r.stake,
+                validator_permit=r.validator_permit,
+                endpoint=r.endpoint,
+                registered=r.registered,
+                last_synced=r.last_synced,
+                last_poll_ok=r.last_poll_ok,
+                last_poll_error=r.last_poll_error,
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ inventory
+
+    async def record_inventory(
+        self,
+        now: datetime,
+        miner_hotkey: str,
+        workers: Sequence[WorkerSnapshot],
+        *,
+        bucket_seconds: int,
+    ) -> None:
+        require_aware("now", now)
+        listed = {w.worker_pubkey: w for w in workers}  # a worker listed twice: the last wins
+        bucket = bucket_index(now, bucket_seconds)
+        gpu_counts = {key: len({g.uuid for g in w.gpus}) for key, w in listed.items()}
+        for key, count in gpu_counts.items():
+            if count > avail.MAX_WORKER_GPUS:
+                raise ValueError(
+                    f"worker {key} reports {count} GPUs; at most {avail.MAX_WORKER_GPUS} are stored"
+                )
+        worker_rows = [
+            {
+                "miner_hotkey": miner_hotkey,
+                "worker_pubkey": key,
+                "state": w.state,
+                "online": w.healthy,
+                "first_seen": now,
+                "last_seen": now,
+            }
+            for key, w in listed.items()
+        ]
+        gpu_rows = [
+            {
+                "gpu_uuid": g.uuid,
+                "miner_hotkey": miner_hotkey,
+                "worker_pubkey": key,
+                "model": g.model,
+                "memory_mib": g.memory_mib,
+                "first_seen": now,
+                "last_seen": now,
+                "present": True,
+            }
+            for key, w in listed.items()
+            for g in {g.uuid: g for g in w.gpus}.values()
+        ]
+        async with self._tx(f"recording the inventory of {miner_hotkey}") as conn:
+            found = await conn.execute(
+                miners_t.update().where(miners_t.c.hotkey == miner_hotkey).values(last_poll_ok=now)
+            )
+            if found.rowcount == 0:
+                raise StorageError(f"unknown miner {miner_hotkey}: sync_miners must come first")
+            ids: dict[str, int] = {}
+            if worker_rows:
+                stmt = self._insert(workers_t)
+                new = stmt.excluded
+                result = await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[workers_t.c.miner_hotkey, workers_t.c.worker_pubkey],
+                        set_={"state": new.state, "online": new.online, "last_seen": new.last_seen},
+                    ).returning(workers_t.c.id, workers_t.c.worker_pubkey),
+                    worker_rows,
+                )
+                ids = {pubkey: worker_id for worker_id, pubkey in result.all()}
+            # every worker of the miner this poll did not list is offline now
+            await conn.execute(
+                workers_t.update()
+                .where(
+                    workers_t.c.miner_hotkey == miner_hotkey,
+                    workers_t.c.online.is_(True),
+                    workers_t.c.last_seen != now,
+                )
+                .values(online=False)
+            )
+            if gpu_rows:
+                stmt = self._insert(gpus_t)
+                new = stmt.excluded
+                await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[
+                            gpus_t.c.gpu_uuid,
+                            gpus_t.c.miner_hotkey,
+                            gpus_t.c.worker_pubkey,
+                        ],
+                        # first_seen is never touched: the earliest claim keeps the UUID
+                        set_={
+                            "model": new.model,
+                            "memory_mib": new.memory_mib,
+                            "last_seen": new.last_seen,
+                            "present": True,
+                        },
+                    ),
+                    gpu_rows,
+                )
+            await conn.execute(
+                gpus_t.update()
+                .where(
+                    gpus_t.c.miner_hotkey == miner_hotkey,
+                    gpus_t.c.present.is_(True),
+                    gpus_t.c.last_seen != now,
+                )
+                .values(present=False)
+            )
+            if ids:
+                await conn.execute(
+                    avail.upsert(self._dialect, bucket_seconds, bucket),
+                    [
+                        avail.row_values(
+                            ids[key], bucket_seconds, bucket, gpu_counts[key], w.healthy
+                        )
+                        for key, w in listed.items()
+                    ],
+                )
+
+    async def record_poll_failure(self, now: datetime, miner_hotkey: str, error: str) -> None:
+        require_aware("now", now)
+        async with self._tx(f"recording a poll failure of {miner_hotkey}") as conn:
+            found = await conn.execute(
+                miners_t.update()
+                .where(miners_t.c.hotkey == miner_hotkey)
+                .values(last_poll_failed=now, last_poll_error=error[:MAX_ERROR_CHARS])
+            )
+            if found.rowcount == 0:
+                raise StorageError(f"unknown miner {miner_hotkey}: sync_miners must come first")
+            await conn.execute(
+                workers_t.update()
+                .where(workers_t.c.miner_hotkey == miner_hotkey, workers_t.c.online.is_(True))
+                .values(online=False)
+            )
+
+    async def workers(self, now: datetime) -> list[WorkerRow]:
+        require_aware("now", now)
+        registered = _registered()
+        async with self._tx("reading workers") as conn:
+            worker_rows = (
+                await conn.execute(
+                    sa.select(
+                        workers_t.c.miner_hotkey,
+                        workers_t.c.worker_pubkey,
+                        workers_t.c.state,
+                        workers_t.c.online,
+                        workers_t.c.last_seen,
+                        workers_t.c.last_challenge_at,
+                        miners_t.c.uid,
+                        miners_t.c.endpoint,
+                    )
+                    .join(miners_t, miners_t.c.hotkey == workers_t.c.miner_hotkey)
+                    .where(miners_t.c.registered.is_(True))
+                    .order_by(miners_t.c.uid, workers_t.c.worker_pubkey)
+                )
+            ).all()
+            claims = await self._claims(conn)
+            present = (
+                await conn.execute(
+                    sa.select(
+                        gpus_t.c.miner_hotkey,
+                        gpus_t.c.worker_pubkey,
+                        gpus_t.c.gpu_uuid,
+                        gpus_t.c.model,
+                        gpus_t.c.memory_mib,
+                    )
+                    .where(gpus_t.c.present.is_(True), gpus_t.c.miner_hotkey.in_(registered))
+                    .order_by(gpus_t.c.gpu_uuid)
+                )
+            ).all()
+            busy = {
+                (r.miner_hotkey, r.worker_pubkey)
+                for r in await conn.execute(
+                    sa.select(challenges_t.c.miner_hotkey, challenges_t.c.worker_pubkey)
+                    .where(challenges_t.c.status.in_(IN_FLIGHT))
+                    .distinct()
+                )
+            }
+        ownership = resolve_gpu_ownership(claims)  # the claims are registered miners' only
+        gpus: dict[tuple[str, str], list[GpuSnapshot]] = {}
+        for g in present:
+            gpus.setdefault((g.miner_hotkey, g.worker_pubkey), []).append(
+                GpuSnapshot(uuid=g.gpu_uuid, model=g.model, memory_mib=g.memory_mib)
+            )
+        out = []
+        for w in worker_rows:
+            key = (w.miner_hotkey, w.worker_pubkey)
+            mine = tuple(gpus.get(key, ()))
+            out.append(
+                WorkerRow(
+                    miner_hotkey=w.miner_hotkey,
+                    miner_uid=w.uid,
+                    endpoint=w.endpoint,
+                    worker_pubkey=w.worker_pubkey,
+                    state=w.state,
+                    online=w.online,
+                    last_seen=w.last_seen,
+                    gpus=mine,
+                    conflicted_gpus=frozenset(
+                        g.uuid for g in mine if not ownership.owns(*key, g.uuid)
+                    ),
+                    last_challenge_at=w.last_challenge_at,
+                    in_flight=key in busy,
+                )
+            )
+        return out
+
+    async def _claims(self, conn: AsyncConnection) -> list[GpuClaim]:
+        """Every GPU claim of a registered miner."""
+        rows = await conn.execute(
+            sa.select(
+                gpus_t.c.gpu_uuid,
+                gpus_t.c.miner_hotkey,
+                gpus_t.c.worker_pubkey,
+                gpus_t.c.first_seen,
+            ).where(gpus_t.c.miner_hotkey.in_(_registered()))
+        )
+        return [GpuClaim(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # ------------------------------------------------------------------ challenges
+
+    async def open_challenge(self, challenge: ChallengeOpen) -> None:
+        require_aware("dispatched_at", challenge.dispatched_at)
+        require_aware("deadline_at", challenge.deadline_at)
+        if not challenge.gpu_uuids:
+            raise ValueError("a challenge needs at least one GPU")
+        missing = [u for u in challenge.gpu_uuids if u not in challenge.gpu_models]
+        if missing:
+            raise ValueError(f"gpu_models lacks the model of {', '.join(missing)}")
+        p = challenge.params
+        rows = [
+            {
+                "challenge_id": challenge.challenge_id,
+                "gpu_uuid": uuid,
+                "miner_hotkey": challenge.miner_hotkey,
+                "worker_pubkey": challenge.worker_pubkey,
+                "gpu_model": challenge.gpu_models[uuid],
+                "m": p.m,
+                "n": p.n,
+                "k": p.k,
+                "v": p.v,
+                "stages": p.stages,
+                "seed": bytes(challenge.seed),
+                "dispatched_at": challenge.dispatched_at,
+                "deadline_at": challenge.deadline_at,
+                "status": "dispatched",
+            }
+            for uuid in dict.fromkeys(challenge.gpu_uuids)
+        ]
+        w = workers_t.c
+        async with self._tx(f"opening challenge {challenge.challenge_id}") as conn:
+            await conn.execute(challenges_t.insert(), rows)
+            await conn.execute(
+                workers_t.update()
+                .where(
+                    w.miner_hotkey == challenge.miner_hotkey,
+                    w.worker_pubkey == challenge.worker_pubkey,
+                    sa.or_(
+                        w.last_challenge_at.is_(None),
+                        w.last_challenge_at < challenge.dispatched_at,
+                    ),
+                )
+                .values(last_challenge_at=challenge.dispatched_at)
+            )
+
+    async def record_commit(
+        self,
+        challenge_id: str,
+        committed_at: datetime,
+        roots: Mapping[str, Sequence[bytes]],
+    ) -> None:
+        require_aware("committed_at", committed_at)
+        for uuid, gpu_roots in roots.items():
+            bad = [i for i, r in enumerate(gpu_roots) if len(r) != ROOT_BYTES]
+            if bad:
+                raise ValueError(f"roots of {uuid} must be {ROOT_BYTES} bytes each (index {bad})")
+        c = challenges_t.c
+        async with self._tx(f"recording the commit of {challenge_id}") as conn:
+            known = {
+                r.gpu_uuid: r.status
+                for r in await conn.execute(
+                    sa.select(c.gpu_uuid, c.status).where(c.challenge_id == challenge_id)
+                )
+            }
+            unknown = sorted(set(roots) - set(known))
+            if unknown:
+                raise StorageError(
+                    f"challenge {challenge_id} has no row for GPU {', '.join(unknown)}"
+                )
+            for uuid, gpu_roots in roots.items():
+                # a commit that arrives after its row was closed (a timeout) changes nothing
+                await conn.execute(
+                    challenges_t.update()
+                    .where(
+                        c.challenge_id == challenge_id,
+                        c.gpu_uuid == uuid,
+                        c.status == "dispatched",
+                    )
+                    .values(
+                        committed_at=committed_at,
+                        roots=b"".join(bytes(r) for r in gpu_roots),
+                        status="committed",
+                    )
+                )
+
+    async def close_challenge(self, verdict: ChallengeVerdict) -> None:
+        require_aware("closed_at", verdict.closed_at)
+        outcome = Outcome(verdict.outcome)
+        for name in ("throughput_flops", "elapsed_s", "verify_s"):
+            value = getattr(verdict, name)
+            if value is not None and not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if outcome is Outcome.VERIFIED and not verdict.throughput_flops:
+            raise ValueError("a verified verdict needs a positive throughput_flops")
+        c = challenges_t.c
+        where = (c.challenge_id == verdict.challenge_id, c.gpu_uuid == verdict.gpu_uuid)
+        async with self._tx(f"closing challenge {verdict.challenge_id}") as conn:
+            result = await conn.execute(
+                challenges_t.update()
+                .where(*where, c.status != "closed")
+                .values(
+                    status="closed",
+                    closed_at=verdict.closed_at,
+                    outcome=outcome.value,
+                    failure=verdict.failure,
+                    detail=verdict.detail,
+                    throughput_flops=verdict.throughput_flops,
+                    elapsed_s=verdict.elapsed_s,
+                    verify_s=verdict.verify_s,
+                    checked_entries=verdict.checked_entries,
+                )
+            )
+            if result.rowcount == 0:
+                exists = (await conn.execute(sa.select(c.status).where(*where))).first()
+                state = "is already closed" if exists else "does not exist"
+                raise StorageError(
+                    f"challenge {verdict.challenge_id} GPU {verdict.gpu_uuid} {state}"
+                )
+
+    async def close_in_flight(self, now: datetime, detail: str) -> int:
+        require_aware("now", now)
+        async with self._tx("closing in-flight challenges") as conn:
+            result = await conn.execute(
+                challenges_t.update()
+                .where(challenges_t.c.status.in_(IN_FLIGHT))
+                .values(
+                    status="closed",
+                    closed_at=now,
+                    outcome=Outcome.EXCUSED.value,
+                    failure=RESTART_FAILURE,
+                    detail=detail,
+                )
+            )
+        closed = int(result.rowcount)
+        if closed:
+            log.info("store.closed_in_flight", challenges=closed, detail=detail)
+        return closed
+
+    async def challenge(self, challenge_id: str) -> list[ChallengeRow]:
+        query = (
+            sa.select(challenges_t)
+            .where(challenges_t.c.challenge_id == challenge_id)
+            .order_by(challenges_t.c.gpu_uuid)
+        )
+        async with self._tx(f"reading challenge {challenge_id}") as conn:
+            rows = (await conn.execute(query)).all()
+        return [_challenge_row(r) for r in rows]
+
+    async def recent_challenges(self, limit: int = 50) -> list[ChallengeRow]:
+        c = challenges_t.c
+        query = (
+            sa.select(challenges_t)
+            .order_by(c.dispatched_at.desc(), c.challenge_id, c.gpu_uuid)
+            .limit(limit)
+        )
+        async with self._tx("reading recent challenges") as conn:
+            rows = (await conn.execute(query)).all()
+        return [_challenge_row(r) for r in rows]
+
+    async def tally(self, since: datetime) -> list[MinerTally]:
+        require_aware("since", since)
+        c = challenges_t.c
+        closed_since = (c.status == "closed", c.dispatched_at >= since)
+        async with self._tx("tallying challenges") as conn:
+            outcomes = (
+                await conn.execute(
+                    sa.select(c.miner_hotkey, c.outcome, sa.func.count())
+                    .where(*closed_since)
+                    .group_by(c.miner_hotkey, c.outcome)
+                )
+            ).all()
+            failures = (
+                await conn.execute(
+                    sa.select(c.miner_hotkey, c.failure, sa.func.count())
+                    .where(
+                        *closed_since,
+                        c.outcome.in_((Outcome.FRAUD.value, Outcome.TIMEOUT.value)),
+                        c.failure.is_not(None),
+                    )
+                    .group_by(c.miner_hotkey, c.failure)
+                )
+            ).all()
+        by_outcome: dict[str, dict[str, int]] = {}
+        for hotkey, outcome, count in outcomes:
+            counts = by_outcome.setdefault(hotkey, dict.fromkeys((o.value for o in Outcome), 0))
+            counts[outcome] = int(count)
+        by_failure: dict[str, dict[str, int]] = {}
+        for hotkey, failure, count in failures:
+            by_failure.setdefault(hotkey, {})[failure] = int(count)
+        return [
+            MinerTally(miner_hotkey=h, by_outcome=by_outcome[h], by_failure=by_failure.get(h, {}))
+            for h in sorted(by_outcome)
+        ]
+
+    # ------------------------------------------------------------------ scoring
+
+    async def scoring_inputs(self, now: datetime, params: ScoringParams) -> ScoringInputs:
+        require_aware("now", now)
+        async with self._tx("reading the scoring inputs") as conn:
+            uids = {
+                r.hotkey: r.uid
+                for r in await conn.execute(
+                    sa.select(miners_t.c.hotkey, miners_t.c.uid).where(
+                        miners_t.c.registered.is_(True)
+                    )
+                )
+            }
+            intervals = await self._lease_intervals(conn, now)
+            usage = await self._lease_usage(conn, now, params)
+            earliest = earliest_challenge_needed(intervals, params, now)
+            challenges = await self._challenge_observations(conn, earliest, now)
+            claims = await self._claims(conn)
+            counts = await self._availability_counts(conn, now, params)
+        return ScoringInputs(
+            now=now,
+            params=params,
+            miners=tuple(sorted(uids)),
+            uids=uids,
+            challenges=challenges,
+            gpu_claims=tuple(claims),
+            availability_counts=counts,
+            lease_intervals=tuple(intervals),
+            lease_usage=tuple(usage),
+        )
+
+    async def _challenge_observations(
+        self, conn: AsyncConnection, earliest: datetime, now: datetime
+    ) -> tuple[ChallengeObservation, ...]:
+        c = challenges_t.c
+        rows = await conn.execute(
+            sa.select(
+                c.miner_hotkey,
+                c.worker_pubkey,
+                c.gpu_uuid,
+                c.dispatched_at,
+                c.outcome,
+                c.throughput_flops,
+            ).where(
+                c.status == "closed",
+                c.dispatched_at >= earliest,
+                c.dispatched_at < now,
+                c.miner_hotkey.in_(_registered()),
+            )
+        )
+        outcomes = {o.value: o for o in Outcome}
+        verified = Outcome.VERIFIED
+        out = []
+        for hotkey, worker, uuid, issued, outcome_text, throughput in rows:
+            outcome = outcomes[outcome_text]
+            out.append(
+                ChallengeObservation(
+                    hotkey, worker, uuid, issued, outcome,
+                    throughput if outcome is verified else None,
+                )
+            )  # fmt: skip
+        return tuple(out)
+
+    async def _availability_counts(
+        self, conn: AsyncConnection, now: datetime, params: ScoringParams
+    ) -> tuple[AvailabilityCount, ...]:
+        first, stop = availability_bucket_range(now, params)
+        span = avail.horizon(first, stop, params.bucket_seconds)
+        a = avail_t.c
+        w = workers_t.c
+        in_scope = (
+            a.bucket_seconds == params.bucket_seconds,
+            w.miner_hotkey.in_(_registered()),
+        )
+        tallies: dict[tuple[str, str], avail.Tally] = {}
+        lo, hi = span.full_periods
+        if lo < hi:
+            per_worker = (
+                sa.select(
+                    a.worker_id,
+                    sa.func.sum(a.online_count).label("online"),
+                    sa.func.sum(a.gpu_buckets).label("gpu_buckets"),
+                    sa.func.max(a.max_gpus).label("gpus"),
+                )
+                .where(a.bucket_seconds == params.bucket_seconds, a.period >= lo, a.period < hi)
+                .group_by(a.worker_id)
+                .subquery()
+            )
+            rows = await conn.execute(
+                sa.select(
+                    w.miner_hotkey,
+                    w.worker_pubkey,
+                    per_worker.c.gpus,
+                    per_worker.c.online,
+                    per_worker.c.gpu_buckets,
+                )
+                .join(per_worker, per_worker.c.worker_id == w.id)
+                .where(w.miner_hotkey.in_(_registered()))
+            )
+            for hotkey, worker, gpus, online, gpu_buckets in rows:
+                tallies[(hotkey, worker)] = avail.Tally(int(gpus), int(online), int(gpu_buckets))
+        edges = span.edge_periods()
+        if edges:
+            edge_rows = await conn.execute(
+                sa.select(
+                    w.miner_hotkey,
+                    w.worker_pubkey,
+                    a.period,
+                    a.online_mask,
+                    a.seen_mask,
+                    a.bucket_gpus,
+                    a.seen_gpus,
+                )
+                .select_from(avail_t)
+                .join(workers_t, w.id == a.worker_id)
+                .where(*in_scope, a.period.in_(list(edges)))
+            )
+            for hotkey, worker, period, online_mask, seen_mask, bucket_gpus, seen_gpus in edge_rows:
+                key = (hotkey, worker)
+                tally = tallies.get(key) or avail.Tally()
+                if avail.fold_edge(
+                    tally, edges[period], online_mask, seen_mask, bucket_gpus, seen_gpus
+                ):
+                    tallies[key] = tally
+        return tuple(
+            AvailabilityCount(
+                miner_hotkey=hotkey,
+                worker_id=worker,
+                gpus=t.gpus,
+                online_buckets=t.online_buckets,
+                online_gpu_buckets=t.online_gpu_buckets,
+            )
+            for (hotkey, worker), t in sorted(tallies.items())
+        )
+
+    async def _lease_intervals(self, conn: AsyncConnection, now: datetime) -> list[LeaseInterval]:
+        lt = leases_t.c
+        rows = await conn.execute(
+            sa.select(lt.miner_hotkey, lt.worker_pubkey, lt.started_at, lt.ended_at).where(
+                lt.started_at.is_not(None),
+                lt.started_at < now,
+                lt.miner_hotkey.in_(_registered()),
+            )
+        )
+        return [
+            LeaseInterval(hotkey, worker, start, None if end is None else max(end, start))
+            for hotkey, worker, start, end in rows
+        ]
+
+    async def _lease_usage(
+        self, conn: AsyncConnection, now: datetime, params: ScoringParams
+    ) -> list[LeaseUsage]:
+        r = receipts_t.c
+        rows = await conn.execute(
+            sa.select(
+                r.miner_hotkey,
+                r.validator_hotkey,
+                r.lease_id,
+                r.price_per_gpu_hour,
+                r.gpus,
+                r.period_start,
+                r.period_end,
+            ).where(
+                r.period_end > now - params.lease_window,
+                r.period_start < now,
+                r.miner_hotkey.in_(_registered()),
+            )
+        )
+        # lease ids are unique per selling validator only: qualify them with its hotkey
+        return [
+            LeaseUsage(hotkey, f"{validator}/{lease}", price, gpus, start, end)
+            for hotkey, validator, lease, price, gpus, start, end in rows
+        ]
+
+    # ------------------------------------------------------------------ weights
+
+    async def record_weights(self, submission: WeightSubmission) -> int:
+        require_aware("submitted_at", submission.submitted_at)
+        if len(submission.uids) != len(submission.weights):
+            raise ValueError("uids and weights must have the same length")
+        async with self._tx("recording a weight submission") as conn:
+            result = await conn.execute(
+                weights_t.insert()
+                .values(
+                    submitted_at=submission.submitted_at,
+                    status=submission.status,
+                    uids=[int(u) for u in submission.uids],
+                    weights=[float(x) for x in submission.weights],
+                    inputs=dict(submission.inputs),
+                    block=submission.block,
+                    version_key=submission.version_key,
+                    reason=submission.reason,
+                )
+                .returning(weights_t.c.id)
+            )
+            return int(result.scalar_one())
+
+    async def weight_submissions(self, limit: int = 20) -> list[WeightSubmission]:
+        t = weights_t.c
+        query = sa.select(weights_t).order_by(t.submitted_at.desc(), t.id.desc()).limit(limit)
+        async with self._tx("reading weight submissions") as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            WeightSubmission(
+                submitted_at=r.submitted_at,
+                status=r.status,
+                uids=tuple(r.uids),
+                weights=tuple(r.weights),
+                inputs=r.inputs,
+                block=r.block,
+                version_key=r.version_key,
+                reason=r.reason,
+                id=r.id,
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def prune(
+        self, now: datetime, *, retention: timedelta, availability_retention: timedelta
+    ) -> dict[str, int]:
+        require_aware("now", now)
+        cutoff = now - retention
+        avail_cutoff = now - availability_retention
+        deleted: dict[str, int] = {}
+        async with self._tx("pruning") as conn:
+            c = challenges_t.c
+            result = await conn.execute(
+                challenges_t.delete().where(c.status == "closed", c.dispatched_at < cutoff)
+            )
+            deleted["challenges"] = int(result.rowcount)
+            result = await conn.execute(weights_t.delete().where(weights_t.c.submitted_at < cutoff))
+            deleted["weight_submissions"] = int(result.rowcount)
+            result = await conn.execute(receipts_t.delete().where(receipts_t.c.period_end < cutoff))
+            deleted["lease_receipts"] = int(result.rowcount)
+            sizes = (await conn.execute(sa.select(avail_t.c.bucket_seconds).distinct())).scalars()
+            deleted["availability"] = 0
+            for size in list(sizes):
+                # whole periods ending at or before the cut-off go; the one straddling it stays
+                period = bucket_index(avail_cutoff, size) // avail.buckets_per_row(size)
+                result = await conn.execute(
+                    avail_t.delete().where(
+                        avail_t.c.bucket_seconds == size, avail_t.c.period < period
+                    )
+                )
+                deleted["availability"] += int(result.rowcount)
+        if any(deleted.values()):
+            log.info("store.pruned", **deleted)
+        return deleted
+
+    async def ping(self) -> float:
+        started = time.perf_counter()
+        async with self._tx("pinging the database") as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return time.perf_counter() - started
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._engine.dispose()
+
+
+def _challenge_row(r: Any) -> ChallengeRow:
+    roots = None
+    if r.roots is not None:
+        raw = bytes(r.roots)
+        roots = tuple(raw[i : i + ROOT_BYTES] for i in range(0, len(raw), ROOT_BYTES))
+    return ChallengeRow(
+        challenge_id=r.challenge_id,
+        miner_hotkey=r.miner_hotkey,
+        worker_pubkey=r.worker_pubkey,
+        gpu_uuid=r.gpu_uuid,
+        gpu_model=r.gpu_model,
+        params=ChallengeParams(m=r.m, n=r.n, k=r.k, v=r.v, stages=r.stages),
+        seed=bytes(r.seed),
+        dispatched_at=r.dispatched_at,
+        deadline_at=r.deadline_at,
+        status=r.status,
+        committed_at=r.committed_at,
+        roots=roots,
+        closed_at=r.closed_at,
+        outcome=None if r.outcome is None else Outcome(r.outcome),
+        failure=r.failure,
+        detail=r.detail,
+        throughput_flops=r.throughput_flops,
+        elapsed_s=r.elapsed_s,
+        verify_s=r.verify_s,
+    )
+
+
+if TYPE_CHECKING:  # mypy proves that the implementation keeps the contract's signatures
+
+    def _implements(store: SqlStore) -> ValidatorStore:
+        return store
+
+
+__all__ = ["RESTART_FAILURE", "SqlStore"]
