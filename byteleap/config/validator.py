@@ -160,10 +160,34 @@ class ChallengeSection(Section):
     interval_s: Seconds = Field(
         default=600.0, description="seconds between two challenges of the same idle worker"
     )
+    jitter: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="a worker falls due a random 0 to jitter x interval_s later than interval_s "
+        "(a new worker: that long after it is first seen), so challenges spread out",
+    )
+    plan_interval_s: Seconds = Field(
+        default=5.0, description="seconds between two looks for workers that are due"
+    )
     target_seconds: Seconds = Field(
         default=1.5,
         description="compute time a challenge should take on the GPU the worker claims; the "
         "number of stages is sized to it",
+    )
+    expected_peak_fraction: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="share of the claimed GPU's dense TF32 peak a challenge is sized to reach "
+        "in target_seconds (stages = fraction x peak x target_seconds / FLOP per stage)",
+    )
+    cpu_expected_flops: float = Field(
+        default=2e9,
+        gt=0.0,
+        le=1e15,
+        description="FLOP/s assumed for a CPU device when its deadline is set (CPU challenges "
+        "use challenge.cpu as given, not sized)",
     )
     deadline_factor: float = Field(
         default=3.0,
@@ -179,6 +203,20 @@ class ChallengeSection(Section):
     )
     max_concurrency: int = Field(
         default=16, ge=1, le=10_000, description="challenges in flight at once"
+    )
+    verifier_processes: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="processes that verify revealed rows, so verification never blocks the "
+        "event loop",
+    )
+    excused_warning_rate: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="a miner whose recent challenges are excused more often than this is "
+        "logged as a warning (excuses are the miner's own claims)",
     )
     impossible_throughput_factor: float = Field(
         default=1.1,
@@ -235,6 +273,10 @@ class ScoringSection(Section):
     )
     weights_interval_blocks: int | None = Field(
         default=None, ge=1, description="blocks between weight submissions; default the tempo"
+    )
+    weights_check_interval_s: Seconds = Field(
+        default=12.0,
+        description="seconds between looks at the current block to see whether weights are due",
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,372 @@
+"""``byteleap-validator run``: every loop of the validator in one asyncio process.
+
+Start-up order, so an operator sees problems before anything is sent:
+
+1. the store is opened (and migrated when ``database.auto_upgrade``) by the caller;
+2. challenges a previous run left in flight are closed as excused (a restart loses nothing);
+3. the metagraph is read: an unregistered hotkey stops the validator with ``NotRegistered``
+   (exit code 3) before any miner is contacted;
+4. the metrics endpoint and the loops start.
+
+The loops (each on its own interval, each surviving its own failures):
+
+- **metagraph** every ``chain.sync_interval_s`` -> ``store.sync_miners``;
+- **poll** every ``miners.poll_interval_s``: inventory of every miner -> availability;
+- **challenge** every ``challenge.plan_interval_s``: the planner picks due workers, each
+  challenge runs as its own task (at most ``challenge.max_concurrency``);
+- **weights** every ``scoring.weights_check_interval_s``: when the schedule says the block is
+  due, score and submit;
+- **prune** hourly (retention), and a database ping for the latency gauge.
+
+Shutdown (SIGINT/SIGTERM) stops the loops, gives running challenges a bounded time to finish,
+cancels the rest and closes them as excused, then closes the verifier pool, chain and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from prometheus_client import start_http_server
+
+from byteleap.chain import ChainPort, NotRegistered
+from byteleap.config import ValidatorConfig
+from byteleap.errors import ByteLeapError, ConfigError
+from neurons.common.miner_client import MinerClient
+from neurons.validator.chain_sync import MetagraphSync
+from neurons.validator.challenger import Challenger, ChallengeResult
+from neurons.validator.metrics import ValidatorMetrics
+from neurons.validator.planner import ChallengePlanner, Plan, PlannedChallenge, WorkerKey
+from neurons.validator.poller import Poller, PollSummary
+from neurons.validator.store.records import ValidatorStore
+from neurons.validator.timed_store import TimedStore
+from neurons.validator.verification import Verifier
+from neurons.validator.weights import WeightSchedule, WeightSetter
+
+log = structlog.get_logger("byteleap.validator")
+
+#: seconds running challenges get to finish at shutdown before they are cancelled
+SHUTDOWN_GRACE_S = 10.0
+PRUNE_INTERVAL_S = 3600.0
+PING_INTERVAL_S = 30.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ValidatorDaemon:
+    """The validator's loops around one store and one chain port (both opened by the caller)."""
+
+    def __init__(
+        self,
+        cfg: ValidatorConfig,
+        *,
+        signer: Any,
+        hotkey: str,
+        store: ValidatorStore,
+        chain: ChainPort,
+        metrics: ValidatorMetrics | None = None,
+        rng: random.Random | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
+        connect: Callable[[str, str, float], MinerClient] | None = None,
+        verifier: Verifier | None = None,
+        on_challenge: Callable[[ChallengeResult], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.hotkey = hotkey
+        self.metrics = metrics or ValidatorMetrics()
+        self.store: ValidatorStore = TimedStore(store, self.metrics)
+        self.chain = chain
+        self.wall_clock = wall_clock
+        self.on_challenge = on_challenge
+
+        def miner_client(miner_hotkey: str, base_url: str, timeout: float) -> MinerClient:
+            return MinerClient(signer, miner_hotkey, base_url, timeout=timeout)
+
+        self.connect: Callable[[str, str, float], MinerClient] = connect or miner_client
+        self.verifier = verifier or Verifier(cfg.challenge.verifier_processes)
+        self.planner = ChallengePlanner(cfg.challenge, rng or random.Random())
+        self.sync = MetagraphSync(
+            chain, self.store, hotkey, wall_clock=wall_clock, metrics=self.metrics
+        )
+        self.poller = Poller(
+            store=self.store,
+            connect=self.connect,
+            own_hotkey=hotkey,
+            max_concurrency=cfg.miners.max_concurrency,
+            request_timeout_s=cfg.miners.request_timeout_s,
+            bucket_seconds=cfg.scoring.bucket_minutes * 60,
+            wall_clock=wall_clock,
+            metrics=self.metrics,
+        )
+        self.challenger = Challenger(
+            store=self.store,
+            connect=self.connect,
+            verifier=self.verifier,
+            section=cfg.challenge,
+            metrics=self.metrics,
+            wall_clock=wall_clock,
+        )
+        self.weights = WeightSetter(
+            store=self.store,
+            chain=chain,
+            params=cfg.scoring.to_params(),
+            wall_clock=wall_clock,
+            metrics=self.metrics,
+        )
+        self._challenges: dict[WorkerKey, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Close what a previous run left in flight, then insist on registration."""
+        closed = await self.store.close_in_flight(self.wall_clock(), "validator restarted")
+        if closed:
+            log.info("in_flight_closed", challenges=closed, outcome="excused")
+        view = await self.sync.sync()  # NotRegistered stops us here
+        me = view.require(self.hotkey)
+        log.info(
+            "registered",
+            hotkey=self.hotkey,
+            uid=me.uid,
+            netuid=view.netuid,
+            validator_permit=me.validator_permit,
+            neurons=len(view),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """:meth:`start`, then :meth:`serve`."""
+        try:
+            await self.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+        await self.serve(stop)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run every loop until ``stop`` is set, then shut down."""
+        cfg = self.cfg
+        loops = [
+            self._loop("metagraph", cfg.chain.sync_interval_s, self._sync_metagraph, stop, True),
+            self._loop("poll", cfg.miners.poll_interval_s, self._poll, stop),
+            self._loop("challenge", cfg.challenge.plan_interval_s, self._plan, stop),
+            self._loop("prune", PRUNE_INTERVAL_S, self._prune, stop),
+            self._loop("db_ping", PING_INTERVAL_S, self._ping, stop),
+            self._weights_loop(stop),
+        ]
+        tasks = [asyncio.create_task(loop) for loop in loops]
+        log.info("validator_started", hotkey=self.hotkey)
+        try:
+            await stop.wait()
+        finally:
+            log.info("validator_stopping")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Finish or cancel running challenges (closing the cancelled ones as excused), then
+        release the verifier, chain and store."""
+        running = list(self._challenges.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                with contextlib.suppress(ByteLeapError):
+                    closed = await self.store.close_in_flight(
+                        self.wall_clock(), "validator stopped"
+                    )
+                    log.info("in_flight_closed", challenges=closed, outcome="excused")
+        await asyncio.to_thread(self.verifier.close)
+        with contextlib.suppress(Exception):
+            await self.chain.close()
+
+    # ------------------------------------------------------------------ loops
+
+    async def _loop(
+        self,
+        name: str,
+        interval_s: float,
+        step: Callable[[], Awaitable[None]],
+        stop: asyncio.Event,
+        wait_first: bool = False,
+    ) -> None:
+        """Run ``step`` every ``interval_s`` until ``stop``; a failing step is logged, counted
+        and retried at the next interval, never fatal."""
+        if wait_first and await _wait(stop, interval_s):
+            return
+        while not stop.is_set():
+            self.metrics.rounds.labels(loop=name).inc()
+            try:
+                await step()
+            except ByteLeapError as exc:
+                self.metrics.loop_errors.labels(loop=name, code=exc.code).inc()
+                log.warning("loop_failed", loop=name, code=exc.code, error=exc.message)
+            except Exception:
+                self.metrics.loop_errors.labels(loop=name, code="internal").inc()
+                log.exception("loop_crashed", loop=name)
+            if await _wait(stop, interval_s):
+                return
+
+    async def _sync_metagraph(self) -> None:
+        try:
+            await self.sync.sync()
+        except NotRegistered as exc:
+            log.error("deregistered", error=exc.message)
+            raise
+
+    async def poll_once(self) -> PollSummary:
+        """Poll every miner once and refresh the worker gauges."""
+        miners = await self.store.miners()
+        summary = await self.poller.poll_all(miners)
+        workers = await self.store.workers(self.wall_clock())
+        self.metrics.workers_known.set(len(workers))
+        self.metrics.workers_online.set(sum(1 for w in workers if w.online))
+        log.debug("polled", ok=len(summary.ok), failed=len(summary.failed))
+        return summary
+
+    async def plan_once(self) -> Plan:
+        """Which workers are due now (counting skips in the metrics); nothing is dispatched."""
+        now = self.wall_clock()
+        workers = await self.store.workers(now)
+        plan = self.planner.plan(now, workers, in_flight=set(self._challenges))
+        for reason in plan.skipped.values():
+            self.metrics.challenge_skips.labels(reason=reason.value).inc()
+        return plan
+
+    async def challenge_round(self) -> list[ChallengeResult]:
+        """Plan, then run every planned challenge to its end (devnet and tests use this; the
+        daemon's loop dispatches without waiting)."""
+        plan = await self.plan_once()
+        results = await asyncio.gather(*(self.challenger.run(p) for p in plan.challenges))
+        return [r for r in results if r is not None]
+
+    async def _poll(self) -> None:
+        await self.poll_once()
+
+    async def _plan(self) -> None:
+        plan = await self.plan_once()
+        for planned in plan.challenges:
+            task = asyncio.create_task(self._challenge(planned))
+            self._challenges[planned.key] = task
+            task.add_done_callback(functools.partial(self._finished, planned.key))
+
+    def _finished(self, key: WorkerKey, _task: asyncio.Task[None]) -> None:
+        self._challenges.pop(key, None)
+
+    async def _challenge(self, planned: PlannedChallenge) -> None:
+        try:
+            result = await self.challenger.run(planned)
+        except Exception:  # Challenger.run already turns every failure into verdicts
+            log.exception("challenge_task_crashed", worker=planned.worker_pubkey[:16])
+            return
+        if result is not None and self.on_challenge is not None:
+            self.on_challenge(result)
+
+    async def _weights_loop(self, stop: asyncio.Event) -> None:
+        interval = self.cfg.scoring.weights_interval_blocks
+        schedule: WeightSchedule | None = None
+        while not stop.is_set():
+            self.metrics.rounds.labels(loop="weights").inc()
+            try:
+                if schedule is None:
+                    schedule = WeightSchedule(interval or await self.chain.tempo())
+                    schedule.resume(await self.store.weight_submissions(limit=20))
+                    log.info("weights_schedule", interval_blocks=schedule.interval_blocks)
+                block = await self.chain.current_block()
+                if schedule.due(block):
+                    attempt = await self.weights.submit(stop)
+                    schedule.after(block, attempt)
+            except ByteLeapError as exc:
+                self.metrics.loop_errors.labels(loop="weights", code=exc.code).inc()
+                log.warning("loop_failed", loop="weights", code=exc.code, error=exc.message)
+            except Exception:
+                self.metrics.loop_errors.labels(loop="weights", code="internal").inc()
+                log.exception("loop_crashed", loop="weights")
+            if await _wait(stop, self.cfg.scoring.weights_check_interval_s):
+                return
+
+    async def _prune(self) -> None:
+        database = self.cfg.database
+        deleted = await self.store.prune(
+            self.wall_clock(),
+            retention=timedelta(days=database.retention_days),
+            availability_retention=timedelta(hours=database.availability_retention_hours),
+        )
+        if any(deleted.values()):
+            log.info("pruned", **deleted)
+
+    async def _ping(self) -> None:
+        self.metrics.db_ping_seconds.set(await self.store.ping())
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` or until ``stop``; True when stopped."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()
+
+
+def run_validator(
+    cfg: ValidatorConfig,
+    wallet: Any,
+    chain_factory: Callable[[], Awaitable[ChainPort]],
+    store_factory: Callable[[], Awaitable[ValidatorStore]],
+) -> None:
+    """Run until SIGINT/SIGTERM. ``wallet`` is a bittensor wallet whose hotkey signs."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        store = await store_factory()
+        try:
+            chain = await chain_factory()
+            metrics = ValidatorMetrics()
+            daemon = ValidatorDaemon(
+                cfg,
+                signer=wallet,
+                hotkey=wallet.hotkey.ss58_address,
+                store=store,
+                chain=chain,
+                metrics=metrics,
+            )
+            try:
+                await daemon.start()
+            except BaseException:
+                await daemon.shutdown()
+                raise
+            if cfg.metrics.enabled:
+                try:
+                    start_http_server(
+                        cfg.metrics.port, addr=cfg.metrics.host, registry=metrics.registry
+                    )
+                except OSError as exc:
+                    await daemon.shutdown()
+                    raise ConfigError(
+                        f"cannot serve metrics on {cfg.metrics.host}:{cfg.metrics.port}: {exc}",
+                        key="metrics.port",
+                    ) from None
+            await daemon.serve(stop)
+        finally:
+            await store.close()
+
+    started = time.monotonic()
+    asyncio.run(main())
+    log.info("validator_stopped", ran_s=round(time.monotonic() - started, 1))
+
+
+__all__ = ["ValidatorDaemon", "run_validator", "utc_now"]
