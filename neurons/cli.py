@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,39 +34,67 @@ def version() -> None:
     typer.echo(f"byteleap {byteleap.__version__} (weights version_key {byteleap.version_key()})")
 
 
-DEVNET_PLAN = """\
-byteleap devnet: a whole ByteLeap network on this machine, on CPU and SQLite.
-
-It starts a local stand-in for the chain (the devchain), one validator, several
-miners with NumPy workers each, and miners whose workers cheat in different ways
-(fake rows, skipped stages, copied roots, GPUs that never compute). Every process
-runs through its real command line and talks over 127.0.0.1. You watch the rounds
-live: challenges, verdicts, scores and the weights the validator sets; cheaters
-end with weight 0.
-
-The worker and the miner are ready (docs/running-a-worker.md, docs/running-a-miner.md);
-the validator it needs is still being built (see the project's open issues), so this
-build of devnet stops here. Today you can already check any challenge's roots:
-
-    byteleap challenge reference --seed <64 hex> --miner-hotkey <ss58> \\
-        --worker-pubkey <64 hex> --gpu-uuid GPU-... --json
-"""
-
-
 @app.command()
 def devnet(
     miners: Annotated[int, typer.Option(min=1, help="honest miners")] = 3,
-    workers: Annotated[int, typer.Option(min=1, help="workers per miner")] = 2,
-    cheaters: Annotated[int, typer.Option(min=0, help="cheating miners")] = 2,
-    rounds: Annotated[int, typer.Option(min=1, help="challenge rounds before it stops")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="print the final state as JSON")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="workers per miner (cheaters too)")] = 2,
+    cheaters: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="cheating miners; cheater i cheats in mode i mod 4: fake_rows, "
+            "skipped_stages, copied_roots, phantom_gpu",
+        ),
+    ] = 2,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="stop once every honest worker has this many challenges")
+    ] = 3,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print only the final state as JSON on stdout")
+    ] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="keep the run directory (configs, logs, databases)")
+    ] = False,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="run in this (new or empty) directory instead of a temporary one; kept"),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BYTELEAP_DEVNET_DATABASE_URL",
+            help="the validator's database, e.g. postgresql+asyncpg://user@host/db (use an "
+            "empty one); default SQLite in the run directory",
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=10, help="give up after this many seconds")] = 300.0,
 ) -> None:
-    """Run a complete local network (validator, miners, workers, devchain) on CPU and SQLite."""
-    typer.echo(DEVNET_PLAN)
-    typer.echo(
-        f"(requested: {miners} honest miners x {workers} workers, {cheaters} cheaters, "
-        f"{rounds} rounds{', JSON output' if as_json else ''})"
+    """Run a whole local network (devchain, validator, honest and cheating miners and workers)
+    on this machine's CPU, watch it judge every miner, and print the weights it sets.
+
+    Exits 0 when every cheater ends with weight 0 and the honest miners share the weights, 1 when
+    the network did not run or judged wrongly, 130 when interrupted."""
+    from neurons.devnet.plan import DevnetOptions
+    from neurons.devnet.runner import run_command
+
+    options = DevnetOptions(
+        miners=miners,
+        workers=workers,
+        cheaters=cheaters,
+        rounds=rounds,
+        database_url=database_url,
     )
+    code = run_command(
+        options,
+        as_json=as_json,
+        keep=keep,
+        run_dir=run_dir,
+        timeout_s=timeout,
+        # a table piped to a file keeps its columns instead of wrapping at 80
+        out=Console() if sys.stdout.isatty() else Console(width=140),
+        err=err,
+    )
+    raise typer.Exit(code=code)
 
 
 def _hex32(value: str, name: str) -> bytes:

@@ -1,0 +1,116 @@
+"""The devnet's cheating worker.
+
+    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode fake_rows
+
+It reads the same config file as ``byteleap-worker`` and runs the same agent and runtime; only the
+executor lies (:mod:`neurons.devnet.cheats`). It is started by ``byteleap devnet`` and is not
+installed as a command: the production worker has no way to cheat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+import byteleap
+from byteleap.cli_support import ConfigOption, fail, load_or_exit
+from byteleap.config import WorkerConfig
+from byteleap.errors import ByteLeapError
+from neurons.devnet.cheats import (
+    Cheat,
+    CheatingExecutor,
+    CheatMode,
+    claimed_devices,
+    claimed_inventory,
+)
+from workers.agent import WorkerAgent
+from workers.backends.numpy_backend import NumpyBackend
+from workers.backends.select import cpu_name
+from workers.inventory import collect_inventory
+from workers.keys import read_key
+from workers.logs import configure_logging
+from workers.runtime import LinkSettings, WorkerRuntime
+
+app = typer.Typer(
+    name="devnet-cheat-worker",
+    help="A worker that cheats, for byteleap devnet only.",
+    add_completion=False,
+    no_args_is_help=True,
+)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """A worker that cheats, for byteleap devnet only."""
+
+
+@app.command()
+def run(
+    mode: Annotated[CheatMode, typer.Option(help="how this worker cheats")],
+    config: ConfigOption = None,
+    never_commit: Annotated[
+        bool, typer.Option("--never-commit", help="phantom_gpu: never commit (a timeout)")
+    ] = False,
+) -> None:
+    """Connect to the miner and answer challenges dishonestly until SIGINT/SIGTERM."""
+    try:
+        cheat = Cheat(mode, never_commit=never_commit)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    cfg = load_or_exit(WorkerConfig, config)
+    configure_logging(cfg.logging.level, cfg.logging.format)
+    try:
+        key = read_key(cfg.key_file)
+    except ByteLeapError as exc:
+        raise fail(exc.message) from None
+    # NVML is not consulted: a cheater's devices are exactly the ones it claims
+    inventory, _ = collect_inventory(nvml=None, backends=["numpy"])
+    backend = NumpyBackend.for_worker(key.public_key, cpu_name(inventory))
+    claimed = claimed_devices(mode, backend.devices()[0], key.public_key)
+    agent = WorkerAgent(
+        key,
+        claimed_inventory(inventory, claimed),
+        agent_version=byteleap.__version__,
+        gpu_uuids=lambda: {device.uuid for device in claimed},
+        max_message_bytes=cfg.link.max_message_bytes,
+    )
+    executor = CheatingExecutor(backend, key, clock=time.perf_counter, cheat=cheat, claimed=claimed)
+    runtime = WorkerRuntime(
+        agent,
+        executor,
+        LinkSettings(
+            url=cfg.link.miner_url,
+            max_message_bytes=cfg.link.max_message_bytes,
+            connect_timeout_s=cfg.link.connect_timeout_s,
+            reconnect_min_s=cfg.link.reconnect_min_s,
+            reconnect_max_s=cfg.link.reconnect_max_s,
+            ca_file=str(cfg.link.ca_file) if cfg.link.ca_file else None,
+        ),
+    )
+    err.print(
+        f"cheating worker ({cheat.label}) {key.public_key.hex()} -> {cfg.link.miner_url}, "
+        f"claiming {', '.join(d.uuid for d in claimed)}",
+        highlight=False,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runtime.request_exit)
+        await runtime.run()
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

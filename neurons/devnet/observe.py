@@ -1,0 +1,191 @@
+"""What the devnet shows: the validator's verdicts (from its database) and weights (from the chain).
+
+The devnet decides nothing itself. It reads the validator's store through the same interface the
+validator writes it with (:class:`neurons.validator.store.records.ValidatorStore`; SQLite in WAL
+mode lets it read while the validator writes) and the weight vectors from the devchain, and turns
+them into a :class:`Snapshot`. :func:`snapshot` is pure, so what the live view and the final report
+say is tested without a network.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from byteleap.errors import Outcome
+from neurons.chain import WeightsRecord
+from neurons.devnet.cheats import CheatMode
+from neurons.devnet.plan import Plan
+from neurons.devnet.prepare import Identity
+from neurons.validator.store.records import (
+    ChallengeRow,
+    MinerTally,
+    WeightSubmission,
+    WorkerRow,
+)
+
+#: outcomes that count towards a round (an excused challenge says nothing about the worker)
+SCORED = frozenset({Outcome.VERIFIED, Outcome.FRAUD, Outcome.TIMEOUT})
+#: how many recent verdicts the live view lists
+RECENT = 8
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One read of the validator's store (plus the devchain's weights)."""
+
+    challenges: Sequence[ChallengeRow] = ()
+    tallies: Sequence[MinerTally] = ()
+    workers: Sequence[WorkerRow] = ()
+    submissions: Sequence[WeightSubmission] = ()
+    weights: Sequence[WeightsRecord] = ()
+    block: int = 0
+
+
+@dataclass(frozen=True)
+class MinerState:
+    name: str
+    uid: int
+    hotkey: str
+    cheat: CheatMode | None
+    workers: int
+    workers_online: int
+    verified: int = 0
+    fraud: int = 0
+    timeout: int = 0
+    excused: int = 0
+    #: failure type (FraudReason value, ``timeout``, ...) -> count, over fraud and timeouts
+    failures: Mapping[str, int] = field(default_factory=dict)
+    weight: float | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.fraud + self.timeout
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One closed challenge of one GPU, for the live view."""
+
+    closed_at: datetime
+    miner: str
+    worker: str
+    outcome: str
+    failure: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    block: int
+    rounds: int
+    rounds_done: int
+    miners: tuple[MinerState, ...]
+    recent: tuple[Verdict, ...]
+    #: the devchain's newest vector of this validator
+    weights_block: int | None
+    #: the validator's newest submission: status and, when it set none, why
+    last_submission: str | None
+
+    @property
+    def workers_online(self) -> int:
+        return sum(m.workers_online for m in self.miners)
+
+    @property
+    def workers_total(self) -> int:
+        return sum(m.workers for m in self.miners)
+
+
+def scored_per_worker(challenges: Sequence[ChallengeRow]) -> Counter[str]:
+    """Closed, scored challenges per worker public key (a multi-GPU challenge counts once)."""
+    seen = {
+        (row.worker_pubkey, row.challenge_id)
+        for row in challenges
+        if row.status == "closed" and row.outcome in SCORED
+    }
+    return Counter(worker for worker, _ in seen)
+
+
+def rounds_done(challenges: Sequence[ChallengeRow], honest_workers: Sequence[str]) -> int:
+    """Rounds every honest worker has finished: the fewest scored challenges among them."""
+    counts = scored_per_worker(challenges)
+    return min((counts[w] for w in honest_workers), default=0)
+
+
+def first_weights_after(records: Sequence[WeightsRecord], when: float) -> WeightsRecord | None:
+    """The oldest weight vector submitted at or after ``when`` (a wall-clock timestamp)."""
+    return next((r for r in records if r.submitted_at >= when), None)
+
+
+def _describe(submission: WeightSubmission) -> str:
+    text: str = submission.status
+    if submission.block is not None:
+        text += f" at block {submission.block}"
+    if submission.reason:
+        text += f": {submission.reason}"
+    return text
+
+
+def snapshot(
+    plan: Plan,
+    miners: Mapping[str, Identity],
+    observed: Observed,
+    *,
+    weights: WeightsRecord | None = None,
+) -> Snapshot:
+    """The state to show. ``weights`` picks the vector to report (default: the newest)."""
+    if weights is None and observed.weights:
+        weights = observed.weights[-1]
+    shares = weights.shares() if weights is not None else {}
+    tallies = {t.miner_hotkey: t for t in observed.tallies}
+    online = {w.worker_pubkey for w in observed.workers if w.online}
+    names = {identity.hotkey: name for name, identity in miners.items()}
+    states = []
+    for spec in plan.miners:
+        identity = miners[spec.name]
+        tally = tallies.get(identity.hotkey)
+        by_outcome = tally.by_outcome if tally else {}
+        states.append(
+            MinerState(
+                name=spec.name,
+                uid=identity.uid,
+                hotkey=identity.hotkey,
+                cheat=spec.cheat,
+                workers=len(spec.workers),
+                workers_online=sum(1 for w in spec.workers if w.pubkey in online),
+                verified=by_outcome.get(Outcome.VERIFIED, 0),
+                fraud=by_outcome.get(Outcome.FRAUD, 0),
+                timeout=by_outcome.get(Outcome.TIMEOUT, 0),
+                excused=by_outcome.get(Outcome.EXCUSED, 0),
+                failures=dict(sorted(tally.by_failure.items())) if tally else {},
+                weight=shares.get(identity.uid, 0.0) if weights is not None else None,
+            )
+        )
+    closed = sorted(
+        (row for row in observed.challenges if row.closed_at is not None and row.outcome),
+        key=lambda row: row.closed_at or row.dispatched_at,
+        reverse=True,
+    )
+    recent = tuple(
+        Verdict(
+            closed_at=row.closed_at or row.dispatched_at,
+            miner=names.get(row.miner_hotkey, row.miner_hotkey[:8]),
+            worker=row.worker_pubkey[:8],
+            outcome=str(row.outcome),
+            failure=row.failure,
+            detail=row.detail,
+        )
+        for row in closed[:RECENT]
+    )
+    honest = [w.pubkey for w in plan.honest_workers]
+    return Snapshot(
+        block=observed.block,
+        rounds=plan.rounds,
+        rounds_done=rounds_done(observed.challenges, honest),
+        miners=tuple(states),
+        recent=recent,
+        weights_block=weights.block if weights is not None else None,
+        last_submission=_describe(observed.submissions[0]) if observed.submissions else None,
+    )

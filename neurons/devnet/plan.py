@@ -1,0 +1,364 @@
+"""What a devnet starts: every process, its command line, its config, its keys and its files.
+
+:func:`build_plan` is pure apart from the port source and the randomness it is given: it writes
+nothing and starts nothing, so tests can check a plan (configs validate, ports are distinct,
+cheat modes are assigned) without a network. :mod:`neurons.devnet.prepare` puts a plan on disk.
+
+Every config is built as a dict and validated with the process's own config model before it is
+used, so a renamed or removed key fails here, naming the key, instead of in a child process.
+
+Layout of the run directory::
+
+    chain.db                  the devchain
+    wallets/                  bittensor wallets of the validator and every miner (unencrypted)
+    configs/NAME.yaml         one config per process
+    logs/NAME.log             each process's stdout and stderr
+    data/NAME/                each process's paths.data_dir (worker keys live here)
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, validate_config
+from byteleap.crypto import WorkerKey
+from neurons.chain import DEVCHAIN_PREFIX, DevChainParams
+from neurons.devnet.cheats import Cheat, CheatMode, mode_for
+
+Role = Literal["validator", "miner", "worker"]
+PortSource = Callable[[], int]
+M = TypeVar("M", bound=BaseModel)
+
+NETUID = 128
+#: fast blocks, so weights come every couple of seconds
+BLOCK_SECONDS = 0.25
+WEIGHTS_INTERVAL_BLOCKS = 8
+WEIGHTS_RATE_LIMIT_BLOCKS = 4
+TEMPO_BLOCKS = 20
+VALIDATOR_STAKE = 10_000.0
+#: the miner answers validators with at least this much stake (the validator has more)
+MIN_VALIDATOR_STAKE = 1_000.0
+#: the environment variable that carries a --database-url to the validator (never written to disk)
+DATABASE_URL_ENV = "BYTELEAP_DEVNET_DATABASE_URL"
+
+#: the validator's settings that make a round take seconds instead of minutes
+VALIDATOR_TUNING: Mapping[str, Any] = {
+    "challenge": {
+        "interval_s": 2.0,
+        "target_seconds": 0.5,
+        "deadline_factor": 2.0,
+        "deadline_grace_s": 4.0,
+        "reveal_timeout_s": 10.0,
+        "plan_interval_s": 0.5,
+        "cpu": {"m": 128, "n": 128, "k": 128, "v": 15, "stages": 4},
+    },
+    "scoring": {
+        "weights_interval_blocks": WEIGHTS_INTERVAL_BLOCKS,
+        "weights_check_interval_s": 1.0,
+        # availability counts completed buckets only: the shortest bucket gets the first
+        # weights soonest (within a minute of the workers coming online)
+        "bucket_minutes": 1,
+    },
+    "miners": {"poll_interval_s": 1.0, "request_timeout_s": 5.0},
+}
+#: one BLAS thread per worker: a dozen processes share two cores
+WORKER_ENV: Mapping[str, str] = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+@dataclass(frozen=True)
+class DevnetOptions:
+    """What ``byteleap devnet`` was asked for."""
+
+    miners: int = 3
+    workers: int = 2
+    cheaters: int = 2
+    rounds: int = 3
+    #: the validator's database; None means SQLite in the run directory
+    database_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.miners < 1 or self.workers < 1 or self.cheaters < 0 or self.rounds < 1:
+            raise ValueError("need at least one honest miner, one worker each and one round")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One child process: how to start it and where its files are."""
+
+    name: str
+    role: Role
+    argv: tuple[str, ...]
+    config: Mapping[str, Any]
+    config_path: Path
+    log_path: Path
+    data_dir: Path
+    #: added to the (cleaned) environment of the devnet itself
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    process: ProcessSpec
+    key_seed: bytes
+    pubkey: str
+    key_file: Path
+    cheat: Cheat | None
+
+    @property
+    def name(self) -> str:
+        return self.process.name
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """A hotkey registered on the devchain: the validator or a miner."""
+
+    process: ProcessSpec
+    wallet_name: str
+    #: regenerates the wallet's hotkey (and, derived from it, its coldkey)
+    wallet_seed: bytes
+
+    @property
+    def name(self) -> str:
+        return self.process.name
+
+
+@dataclass(frozen=True)
+class MinerSpec(NeuronSpec):
+    api_port: int = 0
+    workers_port: int = 0
+    workers: tuple[WorkerSpec, ...] = ()
+    cheat: CheatMode | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_dir: Path
+    chain_path: Path
+    chain_params: DevChainParams
+    wallets_dir: Path
+    validator: NeuronSpec
+    #: the validator's database URL as the devnet reads it
+    database_url: str
+    #: the validator's availability bucket: a worker counts once a bucket it was online in ends
+    bucket_seconds: int
+    miners: tuple[MinerSpec, ...]
+    rounds: int
+
+    @property
+    def workers(self) -> tuple[WorkerSpec, ...]:
+        return tuple(w for m in self.miners for w in m.workers)
+
+    @property
+    def honest_workers(self) -> tuple[WorkerSpec, ...]:
+        return tuple(w for w in self.workers if w.cheat is None)
+
+    def processes(self) -> list[ProcessSpec]:
+        """Every process in start order: validator, miners, workers."""
+        return [
+            self.validator.process,
+            *(m.process for m in self.miners),
+            *(w.process for w in self.workers),
+        ]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def console_command(script: str, module: str) -> tuple[str, ...]:
+    """The installed console script next to this Python, or the same CLI through ``-c``."""
+    installed = Path(sys.executable).with_name(script)
+    if installed.is_file() and shutil.which(str(installed)):
+        return (str(installed),)
+    return (sys.executable, "-c", f"from {module} import main; main()")
+
+
+def checked(model: type[M], data: Mapping[str, Any], name: str, **env: str) -> M:
+    """Validate a generated config with the process's model (ConfigError names the key)."""
+    return validate_config(model, data, source=f"devnet config of {name}", env=env)
+
+
+def build_plan(
+    options: DevnetOptions,
+    run_dir: Path,
+    *,
+    ports: PortSource = free_port,
+    rng: random.Random | None = None,
+) -> Plan:
+    rng = rng or random.SystemRandom()
+    run_dir = run_dir.resolve()
+    chain_path = run_dir / "chain.db"
+    wallets = run_dir / "wallets"
+    network = f"{DEVCHAIN_PREFIX}{chain_path}"
+    taken: set[int] = set()
+
+    def port() -> int:
+        for _ in range(1000):
+            candidate = ports()
+            if candidate not in taken:
+                taken.add(candidate)
+                return candidate
+        raise RuntimeError("could not find enough free TCP ports")
+
+    def spec(name: str, role: Role, argv: tuple[str, ...], config: Mapping[str, Any],
+             env: Mapping[str, str] | None = None) -> ProcessSpec:  # fmt: skip
+        config_path = run_dir / "configs" / f"{name}.yaml"
+        return ProcessSpec(
+            name=name,
+            role=role,
+            argv=(*argv, "run", "-c", str(config_path)),
+            config=config,
+            config_path=config_path,
+            log_path=run_dir / "logs" / f"{name}.log",
+            data_dir=run_dir / "data" / name,
+            env=dict(env or {}),
+        )
+
+    def chain_section() -> dict[str, Any]:
+        return {"network": network, "netuid": NETUID, "sync_interval_s": 1.0}
+
+    # ---------------------------------------------------------------- validator
+    validator_env: dict[str, str] = {}
+    database: dict[str, Any] = {}
+    if options.database_url is not None:
+        validator_env[DATABASE_URL_ENV] = options.database_url
+        database["url"] = {"env": DATABASE_URL_ENV}
+    validator_config = {
+        "wallet": {"name": "validator", "hotkey": "default", "path": str(wallets)},
+        "chain": chain_section(),
+        "database": database,
+        **{key: dict(value) for key, value in VALIDATOR_TUNING.items()},
+        "api": {"enabled": False},
+        "paths": {"data_dir": str(run_dir / "data" / "validator")},
+        "metrics": {"enabled": False},
+    }
+    parsed = checked(ValidatorConfig, validator_config, "the validator", **validator_env)
+    database_url = parsed.database.resolve_url(validator_env)
+    validator = NeuronSpec(
+        process=spec(
+            "validator",
+            "validator",
+            console_command("byteleap-validator", "neurons.validator.cli"),
+            validator_config,
+            validator_env,
+        ),
+        wallet_name="validator",
+        wallet_seed=rng.randbytes(32),
+    )
+
+    # ---------------------------------------------------------------- miners and workers
+    miners = []
+    roster: list[tuple[str, CheatMode | None]] = [
+        (f"miner-{i + 1}", None) for i in range(options.miners)
+    ] + [(f"cheater-{i + 1}", mode_for(i)) for i in range(options.cheaters)]
+    for miner_name, mode in roster:
+        api_port, workers_port = port(), port()
+        workers = []
+        for j in range(options.workers):
+            name = f"{miner_name}.worker-{j + 1}"
+            key_seed = rng.randbytes(32)
+            data_dir = run_dir / "data" / name
+            key_file = data_dir / "worker.key"
+            config = {
+                "link": {
+                    "miner_url": f"ws://127.0.0.1:{workers_port}/worker",
+                    "key_file": str(key_file),
+                    "connect_timeout_s": 5.0,
+                    "reconnect_min_s": 0.2,
+                    "reconnect_max_s": 1.0,
+                },
+                "compute": {"backend": "numpy"},
+                "jobs": {"runner": "none"},  # the devnet sells no leases
+                "paths": {"data_dir": str(data_dir)},
+                "metrics": {"enabled": False},
+            }
+            checked(WorkerConfig, config, name)
+            cheat = None
+            if mode is None:
+                argv = console_command("byteleap-worker", "workers.cli")
+            else:
+                # a phantom miner's odd workers never commit, so timeouts show up too
+                cheat = Cheat(mode, never_commit=mode is CheatMode.PHANTOM_GPU and j % 2 == 1)
+                argv = (sys.executable, "-m", "neurons.devnet.cheat_worker")
+            process = spec(name, "worker", argv, config, WORKER_ENV)
+            if cheat is not None:
+                extra: tuple[str, ...] = ("--mode", cheat.mode.value)
+                extra += ("--never-commit",) if cheat.never_commit else ()
+                process = replace(process, argv=(*process.argv, *extra))
+            workers.append(
+                WorkerSpec(
+                    process=process,
+                    key_seed=key_seed,
+                    pubkey=WorkerKey.from_seed(key_seed).public_key.hex(),
+                    key_file=key_file,
+                    cheat=cheat,
+                )
+            )
+        miner_config = {
+            "wallet": {"name": miner_name, "hotkey": "default", "path": str(wallets)},
+            "chain": chain_section(),
+            "workers": {
+                "host": "127.0.0.1",
+                "port": workers_port,
+                "authorized_keys": [w.pubkey for w in workers],
+            },
+            "api": {
+                "host": "127.0.0.1",
+                "port": api_port,
+                "external_ip": "127.0.0.1",
+                "min_validator_stake": MIN_VALIDATOR_STAKE,
+            },
+            "paths": {"data_dir": str(run_dir / "data" / miner_name)},
+            "metrics": {"enabled": False},
+        }
+        checked(MinerConfig, miner_config, miner_name)
+        miners.append(
+            MinerSpec(
+                process=spec(
+                    miner_name,
+                    "miner",
+                    console_command("byteleap-miner", "neurons.miner.cli"),
+                    miner_config,
+                ),
+                wallet_name=miner_name,
+                wallet_seed=rng.randbytes(32),
+                api_port=api_port,
+                workers_port=workers_port,
+                workers=tuple(workers),
+                cheat=mode,
+            )
+        )
+
+    return Plan(
+        run_dir=run_dir,
+        chain_path=chain_path,
+        chain_params=DevChainParams(
+            netuid=NETUID,
+            tempo=TEMPO_BLOCKS,
+            block_seconds=BLOCK_SECONDS,
+            weights_rate_limit=WEIGHTS_RATE_LIMIT_BLOCKS,
+        ),
+        wallets_dir=wallets,
+        validator=validator,
+        database_url=database_url,
+        bucket_seconds=parsed.scoring.bucket_minutes * 60,
+        miners=tuple(miners),
+        rounds=options.rounds,
+    )

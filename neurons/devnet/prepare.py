@@ -1,0 +1,89 @@
+"""Put a :class:`~neurons.devnet.plan.Plan` on disk: wallets, worker keys, configs, the devchain.
+
+After :func:`prepare`, every process of the plan can start: its config file exists, its wallet or
+key file is where the config says, and every hotkey is registered on the devchain (a miner whose
+hotkey is not registered stops at start-up, like on the real chain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import bittensor as bt
+import yaml
+
+from neurons.chain import DevChain
+from neurons.devnet.plan import VALIDATOR_STAKE, NeuronSpec, Plan
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A neuron as the devchain knows it."""
+
+    uid: int
+    hotkey: str
+    coldkey: str
+
+
+@dataclass(frozen=True)
+class Network:
+    """The prepared devnet: the chain and who is who on it."""
+
+    chain: DevChain
+    validator: Identity
+    #: by miner name (``miner-1``, ``cheater-1``)
+    miners: dict[str, Identity]
+
+
+def make_wallet(root: Path, name: str, seed: bytes) -> tuple[str, str]:
+    """Create wallet ``name`` (hotkey ``default``) under ``root`` from ``seed``, unencrypted;
+    return its hotkey and coldkey ss58. The coldkey is derived from the same seed."""
+    wallet = bt.Wallet(name, "default", path=str(root))
+    coldkey_seed = hashlib.sha256(b"byteleap/devnet/coldkey" + seed).digest()
+    wallet.regenerate_coldkey(seed=coldkey_seed, use_password=False, overwrite=True, suppress=True)
+    wallet.regenerate_hotkey(seed=seed, use_password=False, overwrite=True, suppress=True)
+    return str(wallet.hotkey.ss58_address), str(wallet.coldkeypub.ss58_address)
+
+
+def write_worker_key(path: Path, seed: bytes) -> None:
+    """The worker key file ``byteleap-worker keygen`` writes (hex seed, mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (seed.hex() + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def write_configs(plan: Plan) -> None:
+    for process in plan.processes():
+        process.config_path.parent.mkdir(parents=True, exist_ok=True)
+        process.log_path.parent.mkdir(parents=True, exist_ok=True)
+        process.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        process.config_path.write_text(yaml.safe_dump(dict(process.config), sort_keys=False))
+
+
+def prepare(plan: Plan) -> Network:
+    """Write every file of ``plan``, create the devchain and register every hotkey."""
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    write_configs(plan)
+    for worker in plan.workers:
+        write_worker_key(worker.key_file, worker.key_seed)
+    chain = DevChain.create(plan.chain_path, plan.chain_params)
+
+    def register(neuron: NeuronSpec, *, validator: bool) -> Identity:
+        hotkey, coldkey = make_wallet(plan.wallets_dir, neuron.wallet_name, neuron.wallet_seed)
+        uid = chain.register(
+            hotkey,
+            coldkey,
+            stake=VALIDATOR_STAKE if validator else 0.0,
+            validator_permit=validator,
+        )
+        return Identity(uid=uid, hotkey=hotkey, coldkey=coldkey)
+
+    validator = register(plan.validator, validator=True)
+    miners = {miner.name: register(miner, validator=False) for miner in plan.miners}
+    return Network(chain=chain, validator=validator, miners=miners)

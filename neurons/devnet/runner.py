@@ -1,0 +1,413 @@
+"""``byteleap devnet`` from start to finish.
+
+1. Plan the network and put it on disk (wallets, worker keys, configs, the devchain with every
+   hotkey registered).
+2. Start every process through its real command line: the validator, the miners, the workers.
+3. Watch: read the validator's store and the devchain twice a second and show it. A child that
+   exits, or a network that does not come up in time, stops the run with that child's log tail.
+4. A round is done when every honest worker has that many scored challenges (verified, fraud or
+   timeout; an excused challenge says nothing about a worker). After the last round, wait for the
+   validator's next weight vector on the devchain and report it.
+5. Stop every child (SIGTERM, then SIGKILL), also on Ctrl-C or an error, and remove the run
+   directory unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from byteleap.errors import ByteLeapError, TransientError
+from neurons.devnet.observe import Observed, Snapshot, scored_per_worker, snapshot
+from neurons.devnet.observe import first_weights_after as weights_after
+from neurons.devnet.plan import DevnetOptions, Plan, build_plan
+from neurons.devnet.prepare import Network, prepare
+from neurons.devnet.processes import Child, ProcessGroup
+from neurons.devnet.progress import LineProgress, LiveProgress, Progress, Status
+from neurons.devnet.report import final_report, problems, render_table
+
+#: seconds between two reads of the network's state
+POLL_S = 0.5
+#: the newest challenge rows read per poll (a devnet closes a few hundred at most)
+CHALLENGE_ROWS = 20_000
+
+
+class DevnetFailed(ByteLeapError):
+    """The devnet could not finish. ``log`` is the tail of the process to blame, if any."""
+
+    code = "devnet"
+
+    def __init__(self, message: str, *, process: str | None = None, log: str = "") -> None:
+        super().__init__(message)
+        self.process = process
+        self.log = log
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    #: the validator's database readable and every worker online within this
+    start_s: float = 90.0
+    #: the whole run, start-up included
+    total_s: float = 300.0
+
+
+class StoreReader:
+    """Reads the validator's store (opened on the validator's database URL once it exists)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.store: Any = None
+        self.last_error: str | None = None
+        self._last = Observed()
+
+    async def ready(self) -> bool:
+        """Open the store; False while the validator has not created its schema yet."""
+        if self.store is not None:
+            return True
+        from neurons.validator.store import open_store
+
+        store = None
+        try:
+            # no auto_upgrade: the schema is the validator's to create; until it is at head,
+            # open_store raises StorageError and the validator is still starting
+            store = await open_store(self.url, pool_size=2)
+            await store.miners()
+        except Exception as exc:  # the database may not even exist yet
+            self.last_error = exc.message if isinstance(exc, ByteLeapError) else repr(exc)
+            if store is not None:
+                await store.close()
+            return False
+        self.store = store
+        return True
+
+    async def read(self, network: Network, since: datetime) -> Observed:
+        chain = network.chain
+        weights = chain.weights_history(network.validator.uid)
+        block = chain.current_block()
+        if self.store is None:
+            return Observed(weights=weights, block=block)
+        store = self.store
+        try:
+            self._last = Observed(
+                challenges=await store.recent_challenges(limit=CHALLENGE_ROWS),
+                tallies=await store.tally(since),
+                workers=await store.workers(datetime.now(UTC)),
+                submissions=await store.weight_submissions(limit=1),
+            )
+        except TransientError as exc:  # a busy database: show the last good read again
+            self.last_error = exc.message
+        return replace(self._last, weights=weights, block=block)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+@contextlib.contextmanager
+def _signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Iterator[None]:
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def bucket_end(when: float, bucket_seconds: int) -> float:
+    """When the availability bucket that ``when`` falls in is complete (buckets count from the
+    Unix epoch, as in ``byteleap.scoring.availability``)."""
+    return (math.floor(when / bucket_seconds) + 1) * bucket_seconds
+
+
+def _blame_exited(children: list[Child]) -> DevnetFailed:
+    child = children[0]
+    code = child.exit_code()
+    return DevnetFailed(
+        f"{child.name} ({child.spec.role}) exited with code {code}",
+        process=child.name,
+        log=child.tail(),
+    )
+
+
+def _behind(plan: Plan, observed: Observed, needed: int) -> list[str]:
+    counts = scored_per_worker(observed.challenges)
+    return [
+        f"{w.name} ({counts[w.pubkey]}/{needed})"
+        for w in plan.honest_workers
+        if counts[w.pubkey] < needed
+    ]
+
+
+@dataclass(frozen=True)
+class Result:
+    snapshot: Snapshot
+    report: dict[str, Any]
+
+
+class Devnet:
+    """One run. :meth:`run` returns the final state and report, or raises DevnetFailed or
+    Interrupted; either way every child is stopped."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        progress: Progress,
+        *,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan = plan
+        self.progress = progress
+        self.limits = limits or Limits()
+        self.clock = clock
+        self.exit_codes: dict[str, int] = {}
+
+    async def run(self) -> Result:
+        started = self.clock()
+        since = datetime.now(UTC)
+        plan = self.plan
+        network = prepare(plan)
+        self.progress.note(
+            f"devchain at {plan.chain_path}; validator uid {network.validator.uid}, "
+            f"{len(plan.miners)} miners, {len(plan.workers)} workers"
+        )
+        stop = asyncio.Event()
+        reader = StoreReader(plan.database_url)
+        group = ProcessGroup()
+        try:
+            with _signals(asyncio.get_running_loop(), stop):
+                # every child starts before anything here starts a thread (see processes.py)
+                for spec in plan.processes():
+                    group.start(spec)
+                snap = await self._watch(plan, network, group, reader, stop, started, since)
+            duration = self.clock() - started
+            self.progress.note("stopping every process")
+            self.exit_codes = group.stop()
+            snap = await self._still_picture(plan, network, reader, since, snap)
+        finally:
+            await reader.close()
+            self.progress.close()
+            network.chain.close()
+            self.exit_codes = group.stop()
+        return Result(snap, final_report(snap, duration_s=duration))
+
+    async def _still_picture(
+        self, plan: Plan, network: Network, reader: StoreReader, since: datetime, last: Snapshot
+    ) -> Snapshot:
+        """The final counts, read once nothing writes any more (so the tallies of every miner
+        come from one unchanging database), with the weights the run ended on."""
+        try:
+            observed = await reader.read(network, since)
+        except Exception:  # the last live snapshot is still a fair answer
+            return last
+        record = next((w for w in observed.weights if w.block == last.weights_block), None)
+        return snapshot(plan, network.miners, observed, weights=record) if record else last
+
+    async def _watch(
+        self,
+        plan: Plan,
+        network: Network,
+        group: ProcessGroup,
+        reader: StoreReader,
+        stop: asyncio.Event,
+        started: float,
+        since: datetime,
+    ) -> Snapshot:
+        total = len(plan.processes())
+        up_at: float | None = None
+        # wall clock (compared with the chain's timestamps): the final weights are the first
+        # vector submitted after both the last round and the end of the first availability
+        # bucket in which every worker was online (else a miner that came up a second late
+        # could still have availability 0 in that vector)
+        done_at: float | None = None
+        counted_at: float | None = None
+        while True:
+            if stop.is_set():
+                raise Interrupted
+            exited = group.exited()
+            if exited:
+                raise _blame_exited(exited)
+            elapsed = self.clock() - started
+            await reader.ready()
+            observed = await reader.read(network, since)
+            snap = snapshot(plan, network.miners, observed)
+            notes = []
+            if up_at is None and reader.store is not None:
+                if snap.workers_online == snap.workers_total:
+                    up_at = elapsed
+                    counted_at = bucket_end(time.time(), plan.bucket_seconds)
+                    notes.append(f"network up after {elapsed:.1f} s")
+                elif elapsed > self.limits.start_s:
+                    raise self._not_up(plan, network, group, reader, snap)
+            if done_at is None and snap.rounds_done >= plan.rounds:
+                done_at = time.time()
+                notes.append(f"{plan.rounds} rounds done at {elapsed:.0f} s; waiting for weights")
+            if done_at is not None and counted_at is not None:
+                final = weights_after(observed.weights, max(done_at, counted_at))
+                if final is not None:
+                    snap = snapshot(plan, network.miners, observed, weights=final)
+                    self.progress.update(snap, self._status("done", elapsed, group, total))
+                    return snap
+            phase = (
+                "starting"
+                if up_at is None
+                else "challenging"
+                if done_at is None
+                else "waiting for weights"
+            )
+            self.progress.update(snap, self._status(phase, elapsed, group, total))
+            for note in notes:
+                self.progress.note(note)
+            if elapsed > self.limits.total_s:
+                raise self._too_slow(plan, group, observed, snap, done_at is not None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=POLL_S)
+
+    def _status(self, phase: str, elapsed: float, group: ProcessGroup, total: int) -> Status:
+        return Status(phase, elapsed, group.running(), total)
+
+    def _not_up(
+        self,
+        plan: Plan,
+        network: Network,
+        group: ProcessGroup,
+        reader: StoreReader,
+        snap: Snapshot,
+    ) -> DevnetFailed:
+        by_name = {child.name: child for child in group.children}
+        if reader.store is None:
+            child = by_name[plan.validator.name]
+            why = f": {reader.last_error}" if reader.last_error else ""
+            return DevnetFailed(
+                f"the validator's database is not readable after {self.limits.start_s:.0f} s{why}",
+                process=child.name,
+                log=child.tail(),
+            )
+        online = {m.name: m.workers_online for m in snap.miners}
+        for miner in plan.miners:
+            if online[miner.name] < len(miner.workers):
+                child = by_name[miner.workers[0].name]
+                return DevnetFailed(
+                    f"{miner.name} has {online[miner.name]}/{len(miner.workers)} workers online "
+                    f"in the validator's view after {self.limits.start_s:.0f} s (the log of "
+                    f"{miner.name} is {miner.process.log_path})",
+                    process=child.name,
+                    log=child.tail(),
+                )
+        return DevnetFailed("the network did not come up")  # pragma: no cover
+
+    def _too_slow(
+        self,
+        plan: Plan,
+        group: ProcessGroup,
+        observed: Observed,
+        snap: Snapshot,
+        rounds_finished: bool,
+    ) -> DevnetFailed:
+        limit = f"{self.limits.total_s:.0f} s"
+        validator = next(c for c in group.children if c.name == plan.validator.name)
+        if not rounds_finished:
+            behind = ", ".join(_behind(plan, observed, plan.rounds))
+            message = (
+                f"not every honest worker finished {plan.rounds} rounds within {limit}; "
+                f"behind: {behind}"
+            )
+        else:
+            message = (
+                f"the validator set no weights after the last round within {limit} "
+                f"(its last submission: {snap.last_submission or 'none'})"
+            )
+        return DevnetFailed(message, process=validator.name, log=validator.tail())
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _progress(as_json: bool, err: Console) -> Progress:
+    if err.is_terminal and not as_json:
+        return LiveProgress(err)
+    return LineProgress(err)
+
+
+def run_command(
+    options: DevnetOptions,
+    *,
+    as_json: bool,
+    keep: bool,
+    run_dir: Path | None,
+    timeout_s: float,
+    out: Console,
+    err: Console,
+) -> int:
+    """``byteleap devnet``: run, report, clean up. Returns the exit code: 0 when the network
+    judged every miner as it must, 1 when it did not or could not run, 130 when interrupted."""
+    if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
+        err.print(f"[bold red]error[/]: {run_dir} is not empty", highlight=False)
+        return 2
+    directory = run_dir or Path(tempfile.mkdtemp(prefix="byteleap-devnet-"))
+    keep = keep or run_dir is not None
+    result: Result | None = None
+    blamed: str | None = None
+    exit_codes: dict[str, int] = {}
+    try:
+        plan = build_plan(options, directory)
+        devnet = Devnet(plan, _progress(as_json, err), limits=Limits(total_s=timeout_s))
+        try:
+            result = asyncio.run(devnet.run())
+        finally:
+            exit_codes = devnet.exit_codes
+    except DevnetFailed as exc:
+        blamed = exc.process
+        err.print(f"[bold red]devnet failed[/]: {exc.message}", highlight=False)
+        if exc.log:
+            where = f" ({exc.process})" if exc.process else ""
+            err.print(f"[bold]last lines of the log{where}:[/]", highlight=False)
+            err.print(exc.log, highlight=False, markup=False)
+    except (Interrupted, KeyboardInterrupt):
+        err.print("devnet: interrupted; every process was stopped", highlight=False)
+        return 130
+    except ByteLeapError as exc:
+        err.print(f"[bold red]devnet failed[/]: {exc.message}", highlight=False)
+    finally:
+        for name, code in exit_codes.items():
+            if name != blamed and code not in (0, -signal.SIGTERM):
+                err.print(f"devnet: {name} exited with code {code} on shutdown", highlight=False)
+        if keep:
+            err.print(f"devnet: run directory kept at {directory}", highlight=False)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    if result is None:
+        return 1
+    report = result.report
+    if as_json:
+        out.file.write(json.dumps(report) + "\n")  # exactly the JSON: no markup, no wrapping
+        out.file.flush()
+    else:
+        names = {m.uid: m.name for m in result.snapshot.miners}
+        out.print(render_table(report, names=names))
+    found = problems(report)
+    for problem in found:
+        err.print(f"[bold red]unexpected[/]: {problem}", highlight=False)
+    return 1 if found else 0

@@ -1,0 +1,84 @@
+"""``byteleap devnet`` as a user runs it: real processes, real verdicts, real weights.
+
+Nothing is faked but the chain (the devchain). The cheaters are the real worker runtime with a
+cheating executor, and the validator must catch every one of them on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from neurons.devnet.cheats import EXPECTED_FAILURES, CheatMode
+from neurons.devnet.plan import DevnetOptions, build_plan
+from neurons.devnet.processes import read_tail
+from neurons.devnet.progress import NoProgress
+from neurons.devnet.runner import Devnet, DevnetFailed
+
+pytestmark = pytest.mark.e2e
+
+
+def devnet_env() -> dict[str, str]:
+    """This environment without ByteLeap settings (a database URL meant for the test suite
+    must not reach the devnet's validator)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BYTELEAP_")}
+
+
+def test_the_devnet_catches_every_cheater_and_pays_the_honest_miners(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = [
+        *(sys.executable, "-c", "from neurons.cli import main; main()"),
+        *("devnet", "--json", "--miners", "2", "--workers", "1", "--cheaters", "2"),
+        *("--rounds", "2", "--run-dir", str(run_dir), "--timeout", "240"),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=devnet_env())
+    logs = "\n".join(
+        f"--- {log.name}\n{read_tail(log, 15)}" for log in sorted((run_dir / "logs").glob("*.log"))
+    )
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\n{logs}"
+    report = json.loads(done.stdout)  # stdout holds the JSON and nothing else
+
+    miners = report["miners"]
+    honest = [m for m in miners if not m["cheater"]]
+    cheaters = [m for m in miners if m["cheater"]]
+    assert len(honest) == 2 and len(cheaters) == 2
+    assert [m["cheat"] for m in cheaters] == ["fake_rows", "skipped_stages"]
+    assert math.isclose(sum(m["weight"] for m in honest), 1.0, abs_tol=1e-6)
+    for miner in honest:
+        assert miner["verified"] >= 1, miner
+        assert miner["weight"] > 0, miner
+    for miner in cheaters:
+        assert miner["weight"] == 0, miner
+        expected = EXPECTED_FAILURES[CheatMode(miner["cheat"])]
+        assert set(miner["failures"]) & expected, miner
+        assert miner["failed"] >= 1, miner
+    assert isinstance(report["weights_block"], int) and report["weights_block"] > 0
+    assert report["duration_s"] > 0
+
+
+def test_a_process_that_fails_to_start_stops_the_devnet_with_its_log(tmp_path: Path) -> None:
+    """The validator is replaced by a command that dies at once: the devnet says which process
+    failed, shows the end of its log, and leaves no process behind."""
+    plan = build_plan(
+        DevnetOptions(miners=1, workers=1, cheaters=0), tmp_path, rng=random.Random(4)
+    )
+    argv = (sys.executable, "-c", "import sys; print('no database here'); sys.exit(3)")
+    broken = replace(plan.validator, process=replace(plan.validator.process, argv=argv))
+    plan = replace(plan, validator=broken)
+    devnet = Devnet(plan, NoProgress())
+    with pytest.raises(DevnetFailed) as failed:
+        asyncio.run(devnet.run())
+    assert failed.value.process == "validator"
+    assert "exited with code 3" in failed.value.message
+    assert "no database here" in failed.value.log
+    assert set(devnet.exit_codes) == {p.name for p in plan.processes()}
+    assert devnet.exit_codes["validator"] == 3

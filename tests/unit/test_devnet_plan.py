@@ -1,0 +1,151 @@
+"""The devnet's plan: valid configs, distinct ports, the right cheats, and its files on disk."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, load_config, validate_config
+from byteleap.crypto import WorkerKey
+from neurons.chain import DevChain
+from neurons.devnet.cheats import CheatMode, mode_for
+from neurons.devnet.plan import (
+    DATABASE_URL_ENV,
+    VALIDATOR_STAKE,
+    DevnetOptions,
+    Plan,
+    build_plan,
+)
+from neurons.devnet.prepare import prepare
+from workers.keys import read_key
+
+MODELS: dict[str, type[ValidatorConfig | MinerConfig | WorkerConfig]] = {
+    "validator": ValidatorConfig,
+    "miner": MinerConfig,
+    "worker": WorkerConfig,
+}
+
+
+def plan_for(tmp_path: Path, **options: object) -> Plan:
+    # a port source that repeats itself: the plan must still hand out distinct ports
+    ports = itertools.cycle(range(20_000, 20_040))
+    return build_plan(
+        DevnetOptions(**options),  # type: ignore[arg-type]
+        tmp_path / "run",
+        ports=lambda: next(ports),
+        rng=random.Random(1),
+    )
+
+
+def test_every_generated_config_validates_with_its_process_model(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path)
+    processes = plan.processes()
+    assert len(processes) == 1 + 5 + 5 * 2
+    for process in processes:
+        config = validate_config(MODELS[process.role], process.config, env=dict(process.env))
+        assert process.config_path.parent == plan.run_dir / "configs"
+        assert process.log_path.parent == plan.run_dir / "logs"
+        at = process.argv.index("run")
+        assert process.argv[at : at + 3] == ("run", "-c", str(process.config_path))
+        assert not config.metrics.enabled  # no fixed ports to collide on
+    assert [p.role for p in processes[:6]] == ["validator"] + ["miner"] * 5
+
+
+def test_ports_are_distinct_and_workers_dial_their_own_miner(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, miners=3, workers=3, cheaters=4)
+    ports = [p for m in plan.miners for p in (m.api_port, m.workers_port)]
+    assert len(ports) == len(set(ports)) == 2 * 7
+    for miner in plan.miners:
+        cfg = validate_config(MinerConfig, miner.process.config)
+        assert (cfg.api.port, cfg.workers.port) == (miner.api_port, miner.workers_port)
+        assert str(cfg.api.external_ip) == "127.0.0.1"
+        assert cfg.workers.authorized_keys == [w.pubkey for w in miner.workers]
+        for worker in miner.workers:
+            wcfg = validate_config(WorkerConfig, worker.process.config)
+            assert wcfg.link.miner_url == f"ws://127.0.0.1:{miner.workers_port}/worker"
+            assert worker.pubkey == WorkerKey.from_seed(worker.key_seed).public_key.hex()
+    pubkeys = [w.pubkey for w in plan.workers]
+    assert len(set(pubkeys)) == len(pubkeys) == 7 * 3
+
+
+def test_cheaters_take_the_modes_in_turn_and_only_they_cheat(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, miners=2, workers=2, cheaters=5)
+    honest = [m for m in plan.miners if m.cheat is None]
+    cheaters = [m for m in plan.miners if m.cheat is not None]
+    assert [m.name for m in honest] == ["miner-1", "miner-2"]
+    assert [m.cheat for m in cheaters] == [mode_for(i) for i in range(5)]
+    assert cheaters[4].cheat is CheatMode.FAKE_ROWS
+    for miner in honest:
+        for worker in miner.workers:
+            assert worker.cheat is None
+            assert "neurons.devnet.cheat_worker" not in worker.process.argv
+    for miner in cheaters:
+        for worker in miner.workers:
+            assert worker.cheat is not None and worker.cheat.mode is miner.cheat
+            argv = worker.process.argv
+            assert argv[argv.index("-m") + 1] == "neurons.devnet.cheat_worker"
+            assert argv[argv.index("--mode") + 1] == miner.cheat.value
+    phantom = next(m for m in cheaters if m.cheat is CheatMode.PHANTOM_GPU)
+    assert [w.cheat.never_commit for w in phantom.workers if w.cheat] == [False, True]
+    assert {w.pubkey for w in plan.honest_workers} == {w.pubkey for m in honest for w in m.workers}
+
+
+def test_the_validator_is_tuned_for_a_fast_devnet(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path)
+    cfg = validate_config(ValidatorConfig, plan.validator.process.config)
+    assert plan.database_url == f"sqlite+aiosqlite:///{plan.run_dir}/data/validator/validator.db"
+    assert cfg.challenge.interval_s <= 5
+    assert cfg.miners.poll_interval_s <= 2
+    assert cfg.challenge.cpu.m <= 256 and cfg.challenge.cpu.stages >= 2  # stage 1+ can be faked
+    assert cfg.challenge.sampling.stages >= cfg.challenge.cpu.stages  # every stage is opened
+    interval = cfg.scoring.weights_interval_blocks
+    assert interval is not None and interval * plan.chain_params.block_seconds <= 5
+    assert plan.chain_params.weights_rate_limit <= interval
+    assert cfg.chain.network == f"devchain:{plan.chain_path}"
+
+
+def test_a_database_url_reaches_the_validator_only_through_its_environment(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql+asyncpg://devnet:s3cret@127.0.0.1:5432/devnet"
+    plan = plan_for(tmp_path, database_url=url)
+    process = plan.validator.process
+    assert plan.database_url == url
+    assert "s3cret" not in yaml.safe_dump(dict(process.config))
+    assert process.env == {DATABASE_URL_ENV: url}
+    cfg = validate_config(ValidatorConfig, process.config, env=dict(process.env))
+    assert cfg.database.resolve_url(dict(process.env)) == url
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        DevnetOptions(miners=0)
+
+
+def test_prepare_writes_every_file_and_registers_every_hotkey(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, miners=2, workers=1, cheaters=1)
+    network = prepare(plan)
+    try:
+        for process in plan.processes():
+            text = process.config_path.read_text()
+            assert yaml.safe_load(text) == dict(process.config)
+            load_config(MODELS[process.role], process.config_path, env=dict(process.env))
+        for worker in plan.workers:
+            assert read_key(worker.key_file).public_key.hex() == worker.pubkey
+            assert stat.S_IMODE(worker.key_file.stat().st_mode) == 0o600
+        meta = DevChain(plan.chain_path).metagraph()
+        by_hotkey = {n.hotkey: n for n in meta.neurons}
+        validator = by_hotkey[network.validator.hotkey]
+        assert validator.validator_permit and validator.stake == VALIDATOR_STAKE
+        assert validator.uid == network.validator.uid
+        miners = [by_hotkey[identity.hotkey] for identity in network.miners.values()]
+        assert len(miners) == 3 and not any(n.validator_permit for n in miners)
+        coldkeys = {n.coldkey for n in [validator, *miners]}
+        assert len(coldkeys) == 4  # every neuron has its own coldkey
+    finally:
+        network.chain.close()

@@ -1,0 +1,219 @@
+"""What the devnet reads from the validator and reports: rounds, tallies, weights, the JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from byteleap.challenge.params import CPU_DEFAULT
+from byteleap.errors import Outcome
+from neurons.chain import WeightsRecord
+from neurons.devnet.cheats import CheatMode
+from neurons.devnet.observe import (
+    Observed,
+    first_weights_after,
+    rounds_done,
+    snapshot,
+)
+from neurons.devnet.plan import DevnetOptions, Plan, build_plan
+from neurons.devnet.prepare import Identity
+from neurons.devnet.progress import LineProgress, Status, render
+from neurons.devnet.report import final_report, problems, render_table
+from neurons.devnet.runner import bucket_end
+from neurons.validator.store.records import ChallengeRow, MinerTally, WorkerRow
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def small_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
+    ports = iter(range(30_000, 30_100))
+    plan = build_plan(
+        DevnetOptions(miners=2, workers=1, cheaters=2, rounds=2),
+        tmp_path,
+        ports=lambda: next(ports),
+        rng=random.Random(2),
+    )
+    identities = {
+        m.name: Identity(uid=i + 1, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
+        for i, m in enumerate(plan.miners)
+    }
+    return plan, identities
+
+
+def row(
+    worker: str, challenge: str, outcome: Outcome | None, *, miner: str = "5Hotkeyminer-1"
+) -> ChallengeRow:
+    closed = outcome is not None
+    return ChallengeRow(
+        challenge_id=challenge,
+        miner_hotkey=miner,
+        worker_pubkey=worker,
+        gpu_uuid="CPU-x",
+        gpu_model="CPU",
+        params=CPU_DEFAULT,
+        seed=bytes(32),
+        dispatched_at=T0,
+        deadline_at=T0 + timedelta(seconds=5),
+        status="closed" if closed else "dispatched",
+        closed_at=T0 + timedelta(seconds=1) if closed else None,
+        outcome=outcome,
+        failure="wrong_entry" if outcome is Outcome.FRAUD else None,
+    )
+
+
+def weights(block: int, at: float, values: dict[int, int]) -> WeightsRecord:
+    return WeightsRecord(
+        id=block,
+        validator_uid=0,
+        hotkey="5Validator",
+        block=block,
+        version_key=1,
+        uids=tuple(values),
+        values=tuple(values.values()),
+        submitted_at=at,
+    )
+
+
+def test_a_round_counts_scored_challenges_of_every_honest_worker() -> None:
+    a, b = "a" * 64, "b" * 64
+    rows = [
+        row(a, "1", Outcome.VERIFIED),
+        row(a, "1", Outcome.VERIFIED),  # a second GPU of the same challenge counts once
+        row(a, "2", Outcome.VERIFIED),
+        row(a, "3", None),  # still in flight
+        row(b, "4", Outcome.EXCUSED),  # says nothing about the worker
+        row(b, "5", Outcome.TIMEOUT),
+    ]
+    assert rounds_done(rows, [a, b]) == 1
+    assert rounds_done(rows, [a]) == 2
+    assert rounds_done(rows, [a, "c" * 64]) == 0
+    assert rounds_done([], []) == 0
+
+
+def test_the_final_weights_are_the_first_vector_after_the_last_round() -> None:
+    records = [weights(10, 100.0, {1: 1}), weights(18, 102.0, {1: 1}), weights(26, 104.0, {1: 1})]
+    assert first_weights_after(records, 101.0) is records[1]
+    assert first_weights_after(records, 102.0) is records[1]
+    assert first_weights_after(records, 104.5) is None
+
+
+def test_a_worker_counts_for_availability_once_its_bucket_has_ended() -> None:
+    assert bucket_end(119.5, 60) == 120
+    assert bucket_end(120.0, 60) == 180  # a bucket that just began is not complete
+    assert bucket_end(1_000.0, 300) == 1_200
+
+
+def observed(plan: Plan, ids: dict[str, Identity]) -> Observed:
+    honest = ids["miner-1"].hotkey
+    tallies = [
+        MinerTally(honest, {"verified": 3}, {}),
+        MinerTally(ids["miner-2"].hotkey, {"verified": 2, "excused": 1}, {}),
+        MinerTally(ids["cheater-1"].hotkey, {"fraud": 3}, {"bad_proof": 3}),
+        MinerTally(ids["cheater-2"].hotkey, {"fraud": 2, "timeout": 1}, {"wrong_entry": 2}),
+    ]
+    worker = plan.miners[0].workers[0]
+    workers = [
+        WorkerRow(
+            miner_hotkey=honest,
+            miner_uid=1,
+            endpoint=None,
+            worker_pubkey=worker.pubkey,
+            state="idle",
+            online=True,
+            last_seen=T0,
+            gpus=(),
+        )
+    ]
+    return Observed(
+        challenges=[row(worker.pubkey, "1", Outcome.FRAUD, miner=ids["cheater-1"].hotkey)],
+        tallies=tallies,
+        workers=workers,
+        weights=[weights(40, 1.0, {1: 40_000, 2: 20_000, 3: 0})],
+        block=44,
+    )
+
+
+def test_the_report_has_the_documented_shape(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    snap = snapshot(plan, ids, observed(plan, ids))
+    report = json.loads(json.dumps(final_report(snap, duration_s=42.04)))
+    assert set(report) == {"miners", "weights_block", "duration_s"}
+    assert report["weights_block"] == 40 and report["duration_s"] == 42.0
+    keys = {"uid", "hotkey", "cheater", "cheat", "verified", "failed", "failures", "weight"}
+    assert all(set(m) == keys for m in report["miners"])
+    honest1, honest2, cheat1, cheat2 = report["miners"]
+    assert honest2["weight"] == 20_000 / 60_000 and honest2["verified"] == 2
+    assert honest1 == {
+        "uid": 1,
+        "hotkey": "5Hotkeyminer-1",
+        "cheater": False,
+        "cheat": None,
+        "verified": 3,
+        "failed": 0,
+        "failures": {},
+        "weight": 40_000 / 60_000,
+    }
+    assert cheat1["cheat"] == CheatMode.FAKE_ROWS.value and cheat1["cheater"] is True
+    assert cheat1["failures"] == {"bad_proof": 3} and cheat1["failed"] == 3
+    assert cheat2["cheat"] == "skipped_stages"
+    assert cheat2["failed"] == 3 and cheat2["weight"] == 0.0
+    assert problems(report) == []
+    assert snap.workers_online == 1 and snap.workers_total == 4
+    assert snap.recent[0].outcome == "fraud" and snap.recent[0].miner == "cheater-1"
+
+
+def test_problems_name_a_cheater_with_weight_and_honest_weights_that_do_not_sum_to_one(
+    tmp_path: Path,
+) -> None:
+    plan, ids = small_plan(tmp_path)
+    data = observed(plan, ids)
+    bad = Observed(
+        challenges=data.challenges,
+        tallies=data.tallies,
+        workers=data.workers,
+        weights=[weights(40, 1.0, {1: 30_000, 2: 20_000, 3: 10_000})],
+    )
+    report = final_report(snapshot(plan, ids, bad), duration_s=1.0)
+    found = problems(report)
+    assert any("cheater uid 3" in p for p in found)
+    assert any("sum to 0.833333" in p for p in found)
+
+
+def test_an_honest_miner_never_verified_is_a_problem(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    data = observed(plan, ids)
+    starved = Observed(tallies=[t for t in data.tallies if t.miner_hotkey != "5Hotkeyminer-2"])
+    report = final_report(snapshot(plan, ids, starved), duration_s=1.0)
+    assert "honest uid 2 (honest) has no verified challenge" in problems(report)
+    assert report["weights_block"] is None
+
+
+def test_the_table_and_the_live_view_show_every_miner(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    snap = snapshot(plan, ids, observed(plan, ids))
+    console = Console(file=io.StringIO(), width=160)
+    names = {m.uid: m.name for m in snap.miners}
+    console.print(render_table(final_report(snap, duration_s=3.0), names=names))
+    console.print(render(snap, Status("challenging", 3.0, 8, 9), ["network up"]))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    for name in ("miner-1", "miner-2", "cheater-1", "cheater-2", "fake_rows", "bad_proof 3"):
+        assert name in text
+    assert "processes 8/9" in text
+
+
+def test_the_line_view_says_each_change_once(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    snap = snapshot(plan, ids, observed(plan, ids))
+    console = Console(file=io.StringIO(), width=200)
+    progress = LineProgress(console)
+    progress.update(snap, Status("challenging", 1.0, 9, 9))
+    progress.update(snap, Status("challenging", 2.0, 9, 9))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines.count("devnet: 9/9 processes running") == 1
+    assert lines.count("devnet: cheater-1: first bad_proof") == 1
+    assert any(line.startswith("devnet: weights at block 40") for line in lines)
