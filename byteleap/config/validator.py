@@ -324,6 +324,12 @@ class RenterApiSection(Section):
     max_body_bytes: ByteLimit = Field(
         default=1 * MIB, description="largest request body accepted, in bytes"
     )
+    rate_limit_per_minute: int = Field(
+        default=120, ge=1, le=1_000_000, description="requests per minute one API key may make"
+    )
+    rate_limit_burst: int = Field(
+        default=30, ge=1, le=1_000_000, description="requests one API key may make at once"
+    )
 
 
 class MinersSection(Section):
@@ -341,6 +347,14 @@ class MinersSection(Section):
     )
 
 
+#: highest price per GPU-hour a receipt can carry (``MAX_PRICE_MICROS`` micro-units)
+MAX_PRICE = 1e9
+Price = Annotated[float, Field(ge=0.0, le=MAX_PRICE, allow_inf_nan=False)]
+PriceFragment = Annotated[str, Field(min_length=1, max_length=128)]
+#: example prices per GPU-hour, in the validator's price unit
+DEFAULT_PRICES: Mapping[str, float] = {"default": 1.0, "A100": 1.5, "H100": 2.5, "H200": 3.5}
+
+
 class LeasesSection(Section):
     """Leases sold to renters (SPEC 6)."""
 
@@ -352,6 +366,50 @@ class LeasesSection(Section):
     )
     verified_within_hours: int = Field(
         default=24, ge=1, description="only workers verified this recently are leased"
+    )
+    prices: dict[PriceFragment, Price] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="price per GPU-hour by GPU model: the longest key found in the model name "
+        "(case-insensitive) wins, 'default' prices every other model",
+    )
+    worker_lost_after_s: Seconds = Field(
+        default=600.0,
+        description="a leased worker missing from its miner's polls (or whose miner cannot be "
+        "reached) this long is lost: its lease ends, billed up to the last receipt",
+    )
+
+    @model_validator(mode="after")
+    def _leases_consistent(self) -> Self:
+        cross_check(
+            "default" in self.prices,
+            "leases.prices needs a 'default' entry: the price of models no other key matches",
+        )
+        cross_check(
+            self.receipt_interval_s <= 24 * 3600,
+            f"leases.receipt_interval_s ({self.receipt_interval_s:g}) must not exceed 86400: "
+            "one receipt bills at most 24 hours",
+        )
+        return self
+
+    def price_for(self, model: str) -> float:
+        """Price per GPU-hour of ``model``: the longest ``prices`` key contained in the name
+        (case-insensitive), else ``prices['default']``."""
+        name = model.lower()
+        for fragment in sorted(self.prices, key=len, reverse=True):
+            if fragment != "default" and fragment.lower() in name:
+                return self.prices[fragment]
+        return self.prices["default"]
+
+    receipt_poll_interval_s: Seconds = Field(
+        default=300.0,
+        description="seconds between two collections of every miner's usage receipts "
+        "(GET /receipts), the input of the lease score",
+    )
+    min_receipt_validator_stake: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="a receipt counts only when the validator that sold it has a validator "
+        "permit and at least this much stake, when it is collected and when scores are computed",
     )
 
 

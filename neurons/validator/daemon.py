@@ -15,7 +15,10 @@ The loops (each on its own interval, each surviving its own failures):
 - **challenge** every ``challenge.plan_interval_s``: the planner picks due workers, each
   challenge runs as its own task (at most ``challenge.max_concurrency``);
 - **weights** every ``scoring.weights_check_interval_s``: when the schedule says the block is
-  due, score and submit;
+  due, score and submit (and refresh the per-miner lease revenue gauge);
+- **receipts** every ``leases.receipt_poll_interval_s``: every miner's new usage receipts (any
+  validator's) are fetched, checked and stored for the lease score
+  (:mod:`neurons.validator.receipts`);
 - **prune** hourly (retention), and a database ping for the latency gauge.
 
 Shutdown (SIGINT/SIGTERM) stops the loops, gives running challenges a bounded time to finish,
@@ -30,7 +33,7 @@ import functools
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +49,8 @@ from neurons.validator.challenger import Challenger, ChallengeResult
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.planner import ChallengePlanner, Plan, PlannedChallenge, WorkerKey
 from neurons.validator.poller import Poller, PollSummary
+from neurons.validator.receipts import CollectionSummary, ReceiptClientFactory, ReceiptCollector
+from neurons.validator.store.receipts import ReceiptStore
 from neurons.validator.store.records import ValidatorStore
 from neurons.validator.timed_store import TimedStore
 from neurons.validator.verification import Verifier
@@ -80,6 +85,7 @@ class ValidatorDaemon:
         connect: Callable[[str, str, float], MinerClient] | None = None,
         verifier: Verifier | None = None,
         on_challenge: Callable[[ChallengeResult], None] | None = None,
+        receipts: ReceiptStore | None = None,
     ) -> None:
         self.cfg = cfg
         self.hotkey = hotkey
@@ -124,6 +130,26 @@ class ValidatorDaemon:
             metrics=self.metrics,
         )
         self._challenges: dict[WorkerKey, asyncio.Task[None]] = {}
+        # the collected receipts live with the store (SqlStore.receipts); a store without them
+        # (a test double) runs no collection
+        receipt_store = receipts if receipts is not None else getattr(store, "receipts", None)
+        self.collector: ReceiptCollector | None = None
+        if isinstance(receipt_store, ReceiptStore):
+            min_stake = cfg.leases.min_receipt_validator_stake
+            receipt_store.min_validator_stake = min_stake  # the scoring side of the same rule
+            receipt_connect: ReceiptClientFactory = self.connect
+            self.collector = ReceiptCollector(
+                miners=self.store,
+                receipts=receipt_store,
+                connect=receipt_connect,
+                own_hotkey=hotkey,
+                netuid=cfg.chain.netuid,
+                max_concurrency=cfg.miners.max_concurrency,
+                request_timeout_s=cfg.miners.request_timeout_s,
+                wall_clock=wall_clock,
+                min_validator_stake=min_stake,
+                metrics=self.metrics,
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -160,6 +186,7 @@ class ValidatorDaemon:
             self._loop("poll", cfg.miners.poll_interval_s, self._poll, stop),
             self._loop("challenge", cfg.challenge.plan_interval_s, self._plan, stop),
             self._loop("prune", PRUNE_INTERVAL_S, self._prune, stop),
+            self._loop("receipts", cfg.leases.receipt_poll_interval_s, self._receipts, stop),
             self._loop("db_ping", PING_INTERVAL_S, self._ping, stop),
             self._weights_loop(stop),
         ]
@@ -256,6 +283,15 @@ class ValidatorDaemon:
     async def _poll(self) -> None:
         await self.poll_once()
 
+    async def collect_receipts(self) -> CollectionSummary:
+        """Fetch, check and store every miner's new receipts once."""
+        if self.collector is None:
+            return CollectionSummary()
+        return await self.collector.collect_all()
+
+    async def _receipts(self) -> None:
+        await self.collect_receipts()
+
     async def _plan(self) -> None:
         plan = await self.plan_once()
         for planned in plan.challenges:
@@ -289,6 +325,7 @@ class ValidatorDaemon:
                 if schedule.due(block):
                     attempt = await self.weights.submit(stop)
                     schedule.after(block, attempt)
+                    self._lease_revenue_gauge(attempt.submission.inputs)
             except ByteLeapError as exc:
                 self.metrics.loop_errors.labels(loop="weights", code=exc.code).inc()
                 log.warning("loop_failed", loop="weights", code=exc.code, error=exc.message)
@@ -297,6 +334,17 @@ class ValidatorDaemon:
                 log.exception("loop_crashed", loop="weights")
             if await _wait(stop, self.cfg.scoring.weights_check_interval_s):
                 return
+
+    def _lease_revenue_gauge(self, inputs: Mapping[str, Any]) -> None:
+        """Per-miner lease revenue of the scoring just done (the stored explanation)."""
+        miners = inputs.get("miners")
+        if not isinstance(miners, Mapping):
+            return
+        gauge = self.metrics.lease_revenue
+        gauge.clear()
+        for hotkey, explanation in miners.items():
+            if isinstance(explanation, Mapping):
+                gauge.labels(miner=hotkey).set(float(explanation.get("lease_revenue") or 0.0))
 
     async def _prune(self) -> None:
         database = self.cfg.database

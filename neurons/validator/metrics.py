@@ -113,6 +113,32 @@ class ValidatorMetrics:
             ["miner"],
             registry=r,
         )
+        self.receipt_pages = Counter(
+            "byteleap_validator_receipt_pages",
+            "GET /receipts pages read from miners, by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
+        self.receipts_accepted = Counter(
+            "byteleap_validator_receipts_accepted",
+            "Fetched usage receipts that passed every check and were stored",
+            registry=r,
+        )
+        self.receipts_dropped = Counter(
+            "byteleap_validator_receipts_dropped",
+            "Fetched usage receipts not stored, by reason (wrong_miner, wrong_netuid, "
+            "not_validator, not_canonical, invalid, bad_validator_signature, bad_miner_signature, "
+            "duplicate, conflict, broken_chain)",
+            ["reason"],
+            registry=r,
+        )
+        self.lease_revenue = Gauge(
+            "byteleap_validator_lease_revenue",
+            "A miner's lease revenue in the lease window (price x GPUs x hours, from receipts) "
+            "at the last scoring",
+            ["miner"],
+            registry=r,
+        )
 
 
 __all__ = ["ValidatorMetrics"]

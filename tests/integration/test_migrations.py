@@ -42,6 +42,7 @@ SCHEMA_TABLES = {
     "renters",
     "leases",
     "lease_receipts",
+    "receipt_cursors",
 }
 
 
@@ -158,4 +159,4 @@ def test_migrations_are_found_without_the_current_directory(
     directory = migrations_dir()
     assert (directory / "env.py").is_file()
     assert (directory / "versions" / "0001_initial.py").is_file()
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"

@@ -641,7 +641,9 @@ async def test_scoring_inputs_hold_closed_challenges_of_the_window(store: SqlSto
 async def test_scoring_inputs_read_leases_and_receipts(store: SqlStore) -> None:
     params = ScoringParams()
     now = T0 + timedelta(days=1)
-    await store.sync_miners(T0, [neuron(1, HOTKEY_A)])
+    # receipts count only when their seller is a validator of the metagraph (with a permit)
+    seller = NeuronView(9, "5Val", "cold-5Val", 10.0, True)
+    await store.sync_miners(T0, [neuron(1, HOTKEY_A), seller])
     leased_at = now - timedelta(hours=30)
     async with store.engine.begin() as conn:
         renter = await conn.execute(

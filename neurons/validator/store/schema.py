@@ -304,6 +304,18 @@ class LeaseReceipt(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ReceiptCursor(Base):
+    """How far this validator has read each miner's ``GET /receipts`` (the miner's cursor of the
+    last receipt taken). Cursors only grow at the miner, so reading on from here never misses a
+    receipt or sees one twice; a miner seen for the first time is read from 0."""
+
+    __tablename__ = "receipt_cursors"
+
+    miner_hotkey: Mapped[str] = mapped_column(sa.String(HOTKEY), primary_key=True)
+    cursor: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 metadata = Base.metadata
 
 __all__ = [
@@ -315,6 +327,7 @@ __all__ = [
     "Lease",
     "LeaseReceipt",
     "Miner",
+    "ReceiptCursor",
     "Renter",
     "UTCDateTime",
     "WeightSubmissionRow",

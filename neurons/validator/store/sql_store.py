@@ -43,6 +43,7 @@ from byteleap.scoring import (
 )
 from byteleap.scoring.observations import require_aware
 from neurons.validator.store import availability as avail
+from neurons.validator.store.receipts import ReceiptStore
 from neurons.validator.store.records import (
     ChallengeOpen,
     ChallengeRow,
@@ -112,10 +113,16 @@ class SqlStore:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._closed = False
+        self._receipts = ReceiptStore(self._tx, self._dialect)
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def receipts(self) -> ReceiptStore:
+        """Collected receipts and per-miner cursors, on this engine and its transactions."""
+        return self._receipts
 
     @property
     def dialect(self) -> str:
@@ -763,6 +770,8 @@ class SqlStore:
         )
 
     async def _lease_intervals(self, conn: AsyncConnection, now: datetime) -> list[LeaseInterval]:
+        """This validator's own leases, and every counted validator's leases from receipts (a
+        worker leased by another validator is leased too)."""
         lt = leases_t.c
         rows = await conn.execute(
             sa.select(lt.miner_hotkey, lt.worker_pubkey, lt.started_at, lt.ended_at).where(
@@ -771,35 +780,16 @@ class SqlStore:
                 lt.miner_hotkey.in_(_registered()),
             )
         )
-        return [
+        own = [
             LeaseInterval(hotkey, worker, start, None if end is None else max(end, start))
             for hotkey, worker, start, end in rows
         ]
+        return own + await self._receipts.intervals_in(conn, now)
 
     async def _lease_usage(
         self, conn: AsyncConnection, now: datetime, params: ScoringParams
     ) -> list[LeaseUsage]:
-        r = receipts_t.c
-        rows = await conn.execute(
-            sa.select(
-                r.miner_hotkey,
-                r.validator_hotkey,
-                r.lease_id,
-                r.price_per_gpu_hour,
-                r.gpus,
-                r.period_start,
-                r.period_end,
-            ).where(
-                r.period_end > now - params.lease_window,
-                r.period_start < now,
-                r.miner_hotkey.in_(_registered()),
-            )
-        )
-        # lease ids are unique per selling validator only: qualify them with its hotkey
-        return [
-            LeaseUsage(hotkey, f"{validator}/{lease}", price, gpus, start, end)
-            for hotkey, validator, lease, price, gpus, start, end in rows
-        ]
+        return await self._receipts.usage_in(conn, now, params)
 
     # ------------------------------------------------------------------ weights
 
