@@ -603,32 +603,25 @@ class SqlStore:
         require_aware("since", since)
         c = challenges_t.c
         closed_since = (c.status == "closed", c.dispatched_at >= since)
+        # one statement, so both tallies come from the same snapshot (pysqlite runs each
+        # SELECT outside a transaction, so two statements could see different rows)
         async with self._tx("tallying challenges") as conn:
-            outcomes = (
+            rows = (
                 await conn.execute(
-                    sa.select(c.miner_hotkey, c.outcome, sa.func.count())
+                    sa.select(c.miner_hotkey, c.outcome, c.failure, sa.func.count())
                     .where(*closed_since)
-                    .group_by(c.miner_hotkey, c.outcome)
-                )
-            ).all()
-            failures = (
-                await conn.execute(
-                    sa.select(c.miner_hotkey, c.failure, sa.func.count())
-                    .where(
-                        *closed_since,
-                        c.outcome.in_((Outcome.FRAUD.value, Outcome.TIMEOUT.value)),
-                        c.failure.is_not(None),
-                    )
-                    .group_by(c.miner_hotkey, c.failure)
+                    .group_by(c.miner_hotkey, c.outcome, c.failure)
                 )
             ).all()
         by_outcome: dict[str, dict[str, int]] = {}
-        for hotkey, outcome, count in outcomes:
-            counts = by_outcome.setdefault(hotkey, dict.fromkeys((o.value for o in Outcome), 0))
-            counts[outcome] = int(count)
         by_failure: dict[str, dict[str, int]] = {}
-        for hotkey, failure, count in failures:
-            by_failure.setdefault(hotkey, {})[failure] = int(count)
+        failing = (Outcome.FRAUD.value, Outcome.TIMEOUT.value)
+        for hotkey, outcome, failure, count in rows:
+            counts = by_outcome.setdefault(hotkey, dict.fromkeys((o.value for o in Outcome), 0))
+            counts[outcome] += int(count)
+            if outcome in failing and failure is not None:
+                failures = by_failure.setdefault(hotkey, {})
+                failures[failure] = failures.get(failure, 0) + int(count)
         return [
             MinerTally(miner_hotkey=h, by_outcome=by_outcome[h], by_failure=by_failure.get(h, {}))
             for h in sorted(by_outcome)
