@@ -106,14 +106,7 @@ def run(config: ConfigOption = None) -> None:
     runtime = WorkerRuntime(
         agent,
         ChallengeExecutor(backend, key, clock=time.perf_counter),
-        LinkSettings(
-            url=cfg.link.miner_url,
-            max_message_bytes=cfg.link.max_message_bytes,
-            connect_timeout_s=cfg.link.connect_timeout_s,
-            reconnect_min_s=cfg.link.reconnect_min_s,
-            reconnect_max_s=cfg.link.reconnect_max_s,
-            ca_file=str(cfg.link.ca_file) if cfg.link.ca_file else None,
-        ),
+        LinkSettings.from_config(cfg.link),
         metrics=metrics,
         jobs=jobs,
     )

@@ -23,6 +23,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from byteleap.config.worker import LinkSection
 from byteleap.errors import ByteLeapError, WorkerFailure
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
@@ -71,6 +72,18 @@ class LinkSettings:
     reconnect_min_s: float
     reconnect_max_s: float
     ca_file: str | None = None
+
+    @classmethod
+    def from_config(cls, link: LinkSection) -> LinkSettings:
+        """The settings of the ``link`` section of a worker config."""
+        return cls(
+            url=link.miner_url,
+            max_message_bytes=link.max_message_bytes,
+            connect_timeout_s=link.connect_timeout_s,
+            reconnect_min_s=link.reconnect_min_s,
+            reconnect_max_s=link.reconnect_max_s,
+            ca_file=str(link.ca_file) if link.ca_file else None,
+        )
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:

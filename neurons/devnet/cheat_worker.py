@@ -84,14 +84,7 @@ def run(
     runtime = WorkerRuntime(
         agent,
         executor,
-        LinkSettings(
-            url=cfg.link.miner_url,
-            max_message_bytes=cfg.link.max_message_bytes,
-            connect_timeout_s=cfg.link.connect_timeout_s,
-            reconnect_min_s=cfg.link.reconnect_min_s,
-            reconnect_max_s=cfg.link.reconnect_max_s,
-            ca_file=str(cfg.link.ca_file) if cfg.link.ca_file else None,
-        ),
+        LinkSettings.from_config(cfg.link),
     )
     err.print(
         f"cheating worker ({cheat.label}) {key.public_key.hex()} -> {cfg.link.miner_url}, "
