@@ -32,14 +32,10 @@ from neurons.miner.daemon import MinerDaemon
 from neurons.validator.daemon import ValidatorDaemon
 from neurons.validator.store import SqlStore, open_store
 from tests.support.store import database_url_fixture  # noqa: F401  (a fixture)
-from tests.support.worker import inventory
+from tests.support.worker import running_worker as support_worker
 from tests.wallets import coldkey_of, make_wallet
-from workers.agent import WorkerAgent
 from workers.backends.base import Abandoned, Clock, Device, ShouldStop
 from workers.backends.numpy_backend import NumpyBackend
-from workers.backends.select import advertise_devices
-from workers.compute import ChallengeExecutor
-from workers.runtime import LinkSettings, WorkerRuntime
 
 CPU_PARAMS = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
 
@@ -127,26 +123,8 @@ async def running_worker(
     url: str, key: WorkerKey, backend_type: type[NumpyBackend] = NumpyBackend
 ) -> AsyncIterator[str]:
     """A real worker runtime linked to the miner at ``url``; yields its CPU device's UUID."""
-    backend = backend_type.for_worker(key.public_key, "Test CPU", threads=1)
-    agent = WorkerAgent(key, advertise_devices(inventory(), backend), agent_version="test")
-    runtime = WorkerRuntime(
-        agent,
-        ChallengeExecutor(backend, key, clock=time.perf_counter),
-        LinkSettings(
-            url=url,
-            max_message_bytes=1 << 24,
-            connect_timeout_s=5,
-            reconnect_min_s=0.05,
-            reconnect_max_s=0.2,
-        ),
-        rng=random.Random(0),
-    )
-    task = asyncio.create_task(runtime.run())
-    try:
-        yield backend.devices()[0].uuid
-    finally:
-        runtime.request_exit()
-        await asyncio.wait_for(task, 30)
+    async with support_worker(url, key, backend_type=backend_type) as worker:
+        yield worker.device_uuid
 
 
 # --------------------------------------------------------------------------- the network

@@ -54,10 +54,12 @@ async def running_worker(
     *,
     join_token: str | None = None,
     jobs: JobManager | None = None,
+    backend_type: type[NumpyBackend] = NumpyBackend,
 ) -> AsyncIterator[Worker]:
-    """A real worker runtime on the NumPy backend; with ``jobs`` it also runs renters' jobs."""
+    """A real worker runtime on the NumPy backend (or a subclass that misbehaves); with ``jobs``
+    it also runs renters' jobs."""
     key = key or WorkerKey.generate()
-    backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1)
+    backend = backend_type.for_worker(key.public_key, "Test CPU", threads=1)
     advertised = advertise_devices(inventory(), backend)
     runner = jobs.runner if jobs is not None else None
     agent = WorkerAgent(
