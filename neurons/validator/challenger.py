@@ -62,8 +62,10 @@ from neurons.validator.verification import Verifier, VerifyJob, VerifyReport
 
 log = structlog.get_logger("byteleap.validator.challenge")
 
-#: attempts at closing a row when the database fails (then the restart closes it)
-CLOSE_ATTEMPTS = 3
+#: seconds between attempts at closing a row while the database fails: doubling from the
+#: first to the last, then the last for as long as the database stays away
+CLOSE_RETRY_FIRST_S = 0.5
+CLOSE_RETRY_MAX_S = 10.0
 #: seconds beyond ``reveal_timeout_s`` before the validator stops waiting on its own
 REVEAL_SLACK_S = 2.0
 
@@ -442,23 +444,52 @@ class Challenger:
         }
 
     async def _close(self, verdict: ChallengeVerdict) -> None:
-        delay = 0.5
-        for attempt in range(CLOSE_ATTEMPTS):
+        """Store the verdict, retrying for as long as the database fails.
+
+        Giving up would leave the row open until the next start, and an open row keeps its
+        worker out of every round (the planner never challenges a worker with a challenge in
+        flight), so a database outage would silently stop a running validator's challenges.
+        A failed attempt may still have committed (the connection dropped after the commit),
+        so after each failure the row is read back: closed means done, which also keeps a
+        verdict from ever being stored twice. Cancellation (shutdown) stops the retries; the
+        row is then closed as excused by ``close_in_flight``.
+        """
+        delay = CLOSE_RETRY_FIRST_S
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 await self.store.close_challenge(verdict)
-                return
-            except StorageError as exc:
-                if attempt == CLOSE_ATTEMPTS - 1:
-                    log.error(
-                        "challenge_not_closed",
+                if attempt > 1:
+                    log.info(
+                        "challenge_close_stored",
                         challenge=verdict.challenge_id,
                         gpu=verdict.gpu_uuid,
-                        error=exc.message,
-                        note="closed as excused at the next start",
+                        attempts=attempt,
                     )
+                return
+            except StorageError as exc:
+                error = exc.message
+            try:
+                rows = await self.store.challenge(verdict.challenge_id)
+            except StorageError:
+                rows = None
+            if rows is not None:
+                row = next((r for r in rows if r.gpu_uuid == verdict.gpu_uuid), None)
+                if row is None or row.status == "closed":
+                    # closed already (an attempt that committed), or never stored: nothing left
+                    # to do, and closing it again would count it twice
                     return
-                await asyncio.sleep(delay)
-                delay *= 2
+            log.warning(
+                "challenge_close_retry",
+                challenge=verdict.challenge_id,
+                gpu=verdict.gpu_uuid,
+                attempt=attempt,
+                retry_in_s=delay,
+                error=error,
+            )
+            await asyncio.sleep(delay)
+            delay = min(CLOSE_RETRY_MAX_S, delay * 2)
 
     def _count(self, miner_hotkey: str, verdict: ChallengeVerdict) -> None:
         self.metrics.challenges.labels(
