@@ -2,6 +2,7 @@
 
     python bench/challenge.py            # everything (about a minute on 2 cores)
     python bench/challenge.py --quick    # smaller shapes, no full 8192^3 GEMM
+    python bench/challenge.py --json out.json   # also write the figures as JSON
 
 1. Verifier cost of the default GPU challenge (8192 x 8192 x 8192, r=4, s=16, e=4) on one core,
    against the worker's work for the same challenge (FLOPs / verifier operations, and the measured
@@ -18,6 +19,7 @@ cost does not depend on the unsampled rows.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -25,6 +27,8 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +88,7 @@ def sampled_commitment(
     return Commitment(BINDING, SEED, params, tuple(roots)), samples, openings
 
 
-def bench_verifier(quick: bool) -> None:
+def bench_verifier(quick: bool) -> dict[str, Any]:
     params = GPU_DEFAULT if not quick else GPU_DEFAULT.model_copy(update={"k": 2048})
     sampling = SamplingParams()
     commitment, samples, openings = sampled_commitment(params, sampling, random.Random(1))
@@ -103,6 +107,20 @@ def bench_verifier(quick: bool) -> None:
     print(f"  verify time on one core          {seconds * 1e3:9.1f} ms   (target < 100 ms)")
     print(f"  worker FLOPs / verifier ops      {params.flops / ops:9.3g}      (target >= 1e5)")
     print(f"  ... with a single stage (R=1)    {one_stage.flops / ops:9.3g}")
+    figures: dict[str, Any] = {
+        "m": params.m,
+        "n": params.n,
+        "k": params.k,
+        "stages": params.stages,
+        "sample_stages": sampling.stages,
+        "sample_rows": sampling.rows,
+        "sample_columns": sampling.columns,
+        "verify_ms": seconds * 1e3,
+        "flops_per_verifier_op": params.flops / ops,
+        "flops_per_verifier_op_one_stage": one_stage.flops / ops,
+        "bare_gemm_s": None,
+        "worker_over_verifier_time": None,
+    }
     if not quick:
         key = stage_key(SEED, BINDING, 0)
         a = matrix_a(np, key, params)
@@ -117,9 +135,12 @@ def bench_verifier(quick: bool) -> None:
             f"  worker time / verifier time      {params.stages * gemm / seconds:9.3g}  "
             "(CPU GEMM as the worker; a GPU is faster, so this is an upper bound)"
         )
+        figures["bare_gemm_s"] = gemm
+        figures["worker_over_verifier_time"] = params.stages * gemm / seconds
+    return figures
 
 
-def bench_generation() -> None:
+def bench_generation() -> dict[str, Any]:
     count = 1 << 24
     out = np.empty(count, dtype=np.float32)
     out.fill(0)  # fault the pages in before timing
@@ -127,9 +148,10 @@ def bench_generation() -> None:
     print(
         f"generation: {count:,} entries        {seconds / count * 1e9:9.2f} ns/entry (target <= 12)"
     )
+    return {"entries": count, "ns_per_entry": seconds / count * 1e9}
 
 
-def bench_cpu_stage(sizes: list[int]) -> None:
+def bench_cpu_stage(sizes: list[int]) -> list[dict[str, Any]]:
     threads = os.cpu_count() or 1
     print(
         "CPU stage: one whole stage (generate A and B, GEMM, canonicalise, hash rows, tree) "
@@ -139,6 +161,7 @@ def bench_cpu_stage(sizes: list[int]) -> None:
         f"  {'m=n=k':>6} {'bare GEMM':>10} {'stage':>10} {'ratio':>7} "
         f"{'1-thread':>10} {'ratio':>7} {'GFLOP/s':>8}"
     )
+    rows: list[dict[str, Any]] = []
     for size in sizes:
         params = ChallengeParams(m=size, n=size, k=size, v=15, stages=1)
         key = stage_key(SEED, BINDING, 0)
@@ -155,19 +178,38 @@ def bench_cpu_stage(sizes: list[int]) -> None:
             f"  {size:>6} {bare * 1e3:8.1f}ms {full * 1e3:8.1f}ms {full / bare:7.2f} "
             f"{single * 1e3:8.1f}ms {single / bare:7.2f} {params.flops / full / 1e9:8.1f}"
         )
+        rows.append(
+            {
+                "size": size,
+                "threads": threads,
+                "bare_ms": bare * 1e3,
+                "stage_ms": full * 1e3,
+                "ratio": full / bare,
+                "one_thread_ms": single * 1e3,
+                "one_thread_ratio": single / bare,
+                "gflops": params.flops / full / 1e9,
+            }
+        )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes only")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"numpy {np.__version__}, python {platform.python_version()}"
     )
-    bench_verifier(args.quick)
-    bench_generation()
-    bench_cpu_stage([256, 512, 1024] if args.quick else [256, 1024, 2048, 4096])
+    figures = {
+        "quick": args.quick,
+        "verifier": bench_verifier(args.quick),
+        "generation": bench_generation(),
+        "cpu_stage": bench_cpu_stage([256, 512, 1024] if args.quick else [256, 1024, 2048, 4096]),
+    }
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

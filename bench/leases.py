@@ -2,6 +2,8 @@
 
     python bench/leases.py                 # 200 receipts, 20 jobs
     python bench/leases.py --receipts 500 --jobs 50
+    python bench/leases.py --quick         # 20 receipts, 3 jobs: a smoke run
+    python bench/leases.py --json out.json # also write the figures as JSON
 
 Everything runs in this process on 127.0.0.1: the miner's API (uvicorn), its worker hub, a worker
 runtime with the subprocess runner, and a validator's ``MinerClient``, with real offline wallets
@@ -223,11 +225,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--receipts", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="20 receipts and 3 jobs")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
+    if args.quick:
+        args.receipts, args.jobs = 20, 3
     configure_logging("WARNING")
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the figures
         figures = asyncio.run(run(args.receipts, args.jobs))
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}, indent=2))
+    if args.json:
+        out = {"receipts": args.receipts, "jobs": args.jobs, **figures}
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python bench/miner.py              # N = 1000
     python bench/miner.py --workers 200
+    python bench/miner.py --quick          # N = 100, a smoke run
+    python bench/miner.py --json out.json  # also write the figures as JSON
 
 The hub runs in its own process (so its RSS is its own). This process opens N light protocol
 clients. Each does the real handshake (ed25519 over the hub's nonce), heartbeats every second and
@@ -22,7 +24,9 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from websockets.asyncio.client import connect
 
@@ -43,6 +47,7 @@ from byteleap.protocol.worker_link import (
 HUB_SCRIPT = r"""
 import asyncio, json, os, sys, time, psutil
 from pathlib import Path
+from byteleap.challenge.params import CPU_DEFAULT
 from byteleap.config import MinerConfig
 from byteleap.protocol.worker_link import ChallengeDispatch
 from neurons.miner.authorized import AuthorizedKeys
@@ -179,9 +184,11 @@ async def run(n: int, tmp: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="N = 100 unless --workers is given")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
-    import tempfile
-
+    if args.quick and args.workers == parser.get_default("workers"):
+        args.workers = 100
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run(args.workers, tmp))
     print(f"machine: {os.cpu_count()} cores; hub and clients share it")
@@ -189,6 +196,9 @@ def main() -> None:
         print(f"  {key:<24} {value:10.2f}" if isinstance(value, float) else f"  {key:<24} {value}")
     ratio = result["hub_rss_loaded_mb"] / result["hub_rss_idle_mb"]
     print(f"  {'RSS ratio loaded/idle':<24} {ratio:10.2f}")
+    if args.json:
+        figures = {**result, "rss_ratio": ratio, "cpu_count": os.cpu_count()}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python bench/validator_store.py            # PostgreSQL at full scale, SQLite at 1/8
     python bench/validator_store.py --quick    # 1/8 of that, for a quick look
     python bench/validator_store.py --database-url postgresql://postgres@db/postgres
+    python bench/validator_store.py --json out.json   # also write the figures as JSON
 
 For each engine, on a scratch database (PostgreSQL: created with a random name and dropped
 after; SQLite: a file in a temporary directory):
@@ -26,13 +27,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -377,11 +381,17 @@ async def postgres(args: Any) -> dict[str, Any]:
     admin = await asyncpg.connect(dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
+        server = {
+            "server_version": await admin.fetchval("SHOW server_version"),
+            "shared_buffers": await admin.fetchval("SHOW shared_buffers"),
+            "work_mem": await admin.fetchval("SHOW work_mem"),
+        }
     finally:
         await admin.close()
     url = admin_dsn.set(drivername="postgresql+asyncpg", database=name)
     try:
-        return await run_engine(url.render_as_string(hide_password=False), fill_postgres, args, 1)
+        result = await run_engine(url.render_as_string(hide_password=False), fill_postgres, args, 1)
+        return {**result, **server}
     finally:
         admin = await asyncpg.connect(dsn)
         try:
@@ -393,7 +403,8 @@ async def postgres(args: Any) -> dict[str, Any]:
 async def sqlite(args: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        return await run_engine(url, fill_sqlite, args, args.sqlite_scale)
+        result = await run_engine(url, fill_sqlite, args, args.sqlite_scale)
+        return {**result, "server_version": sqlite3.sqlite_version}
 
 
 def report(results: dict[str, dict[str, Any]]) -> None:
@@ -445,6 +456,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1/8 of the default scale")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     if args.quick:
         args.miners, args.workers = args.miners // 8, args.workers // 8
@@ -456,6 +468,15 @@ def main() -> None:
         console.print("SQLite ...")
         results["SQLite"] = asyncio.run(sqlite(args))
     report(results)
+    if args.json:
+        figures = {
+            "quick": args.quick,
+            "scale": {"miners": args.miners, "workers": args.workers,
+                      "sqlite_scale": args.sqlite_scale, "repeats": args.repeats},
+            "libraries": {name: version(name) for name in ("sqlalchemy", "asyncpg", "aiosqlite")},
+            "engines": results,
+        }  # fmt: skip
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
