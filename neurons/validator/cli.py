@@ -46,6 +46,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The validator's database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
+renters_app = typer.Typer(help="Renters of the renter API and their API keys.")
+app.add_typer(renters_app, name="renters")
 add_check_config(app, ValidatorConfig, "validator")
 out = Console()
 err = Console(stderr=True)
@@ -346,6 +348,118 @@ def weights(
     for uid, weight in vector.by_uid.items():
         table.add_row(str(uid), hotkeys.get(uid, "?"), f"{weight:.6f}")
     out.print(table)
+
+
+# --------------------------------------------------------------------------- renters
+
+
+@renters_app.command("add")
+def renters_add(
+    name: Annotated[str, typer.Argument(help="the renter's name (unique)")],
+    config: ConfigOption = None,
+    limit: Annotated[
+        float | None,
+        typer.Option("--limit", min=0.0, help="most the renter may book in total (price unit)"),
+    ] = None,
+) -> None:
+    """Add a renter and print its API key. The key is shown this once: only its hash is kept."""
+    from neurons.validator.daemon import utc_now
+    from neurons.validator.renter import hash_key, new_key
+
+    if not 1 <= len(name) <= 128 or not name.isprintable():
+        raise fail("a renter name is 1 to 128 printable characters", code=EXIT_CONFIG)
+    cfg = load_or_exit(ValidatorConfig, config)
+    key = new_key()
+
+    async def add() -> None:
+        # no migration here: stdout carries the key and nothing else
+        store = await _open_store(cfg, auto_upgrade=False)
+        try:
+            await store.leases.add_renter(name, hash_key(key), spend_limit=limit, now=utc_now())
+        finally:
+            await store.close()
+
+    try:
+        _run(add)
+    except ValueError as exc:
+        raise fail(str(exc), code=EXIT_CONFIG) from None
+    err.print(
+        f"renter {name!r} added"
+        + (f" with a spending limit of {limit:g}" if limit is not None else " without a limit")
+        + "; give it this API key (it is not shown again):",
+        highlight=False,
+    )
+    typer.echo(key)
+
+
+@renters_app.command("list")
+def renters_list(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Every renter: limit, amount booked, running leases, and whether its key is revoked."""
+    cfg = load_or_exit(ValidatorConfig, config)
+
+    async def read() -> list[Any]:
+        store = await _open_store(cfg, auto_upgrade=False)
+        try:
+            return list(await store.leases.renters())
+        finally:
+            await store.close()
+
+    summaries = _run(read)
+    rows = [
+        {
+            "name": s.renter.name,
+            "spend_limit": s.renter.spend_limit,
+            "spent": round(s.spent, 6),
+            "active_leases": s.active_leases,
+            "created_at": s.renter.created_at.isoformat(timespec="seconds"),
+            "revoked_at": (
+                None if s.renter.revoked_at is None
+                else s.renter.revoked_at.isoformat(timespec="seconds")
+            ),
+        }
+        for s in summaries
+    ]  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="renters")
+    for column in ("name", "limit", "booked", "active leases", "created", "key"):
+        table.add_column(column, justify="left" if column in ("name", "key") else "right")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            "-" if row["spend_limit"] is None else f"{row['spend_limit']:g}",
+            f"{row['spent']:.4f}",
+            str(row["active_leases"]),
+            row["created_at"],
+            "[red]revoked[/]" if row["revoked_at"] else "[green]active[/]",
+        )
+    out.print(table)
+
+
+@renters_app.command("revoke")
+def renters_revoke(
+    name: Annotated[str, typer.Argument(help="the renter whose key stops working")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a renter's API key at once (its leases run on until they end)."""
+    from neurons.validator.daemon import utc_now
+
+    cfg = load_or_exit(ValidatorConfig, config)
+
+    async def revoke() -> bool:
+        store = await _open_store(cfg, auto_upgrade=False)
+        try:
+            return await store.leases.revoke_renter(name, utc_now())
+        finally:
+            await store.close()
+
+    if not _run(revoke):
+        raise fail(f"no renter named {name!r}", code=EXIT_CONFIG)
+    err.print(f"the API key of {name!r} is revoked", highlight=False)
 
 
 def main() -> None:

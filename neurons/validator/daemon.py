@@ -20,6 +20,8 @@ The loops (each on its own interval, each surviving its own failures):
   validator's) are fetched, checked and stored for the lease score
   (:mod:`neurons.validator.receipts`);
 - **prune** hourly (retention), and a database ping for the latency gauge.
+- **leases** every ``min(10 s, leases.receipt_interval_s)``: expiries, hourly receipts and
+  worker loss (``LeaseManager.tick``); with ``api.enabled`` the renter API is served too.
 
 Shutdown (SIGINT/SIGTERM) stops the loops, gives running challenges a bounded time to finish,
 cancels the rest and closes them as excused, then closes the verifier pool, chain and store.
@@ -46,10 +48,14 @@ from byteleap.errors import ByteLeapError, ConfigError
 from neurons.common.miner_client import MinerClient
 from neurons.validator.chain_sync import MetagraphSync
 from neurons.validator.challenger import Challenger, ChallengeResult
+from neurons.validator.leasing.manager import LeaseManager
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.planner import ChallengePlanner, Plan, PlannedChallenge, WorkerKey
 from neurons.validator.poller import Poller, PollSummary
 from neurons.validator.receipts import CollectionSummary, ReceiptClientFactory, ReceiptCollector
+from neurons.validator.renter import RenterApiSettings, create_renter_app
+from neurons.validator.renter.server import RenterApiServer
+from neurons.validator.store.leases import LeaseStore
 from neurons.validator.store.receipts import ReceiptStore
 from neurons.validator.store.records import ValidatorStore
 from neurons.validator.timed_store import TimedStore
@@ -86,6 +92,7 @@ class ValidatorDaemon:
         verifier: Verifier | None = None,
         on_challenge: Callable[[ChallengeResult], None] | None = None,
         receipts: ReceiptStore | None = None,
+        leases: LeaseStore | None = None,
     ) -> None:
         self.cfg = cfg
         self.hotkey = hotkey
@@ -150,6 +157,24 @@ class ValidatorDaemon:
                 min_validator_stake=min_stake,
                 metrics=self.metrics,
             )
+        # leases sold to renters live with the store too (SqlStore.leases); without them the
+        # validator sells nothing and serves no renter API
+        lease_store = leases if leases is not None else getattr(store, "leases", None)
+        self.lease_store = lease_store if isinstance(lease_store, LeaseStore) else None
+        self.lease_manager: LeaseManager | None = None
+        if self.lease_store is not None:
+            self.lease_manager = LeaseManager(
+                leases=self.lease_store,
+                store=self.store,
+                section=cfg.leases,
+                netuid=cfg.chain.netuid,
+                validator_hotkey=hotkey,
+                connect=self.connect,
+                request_timeout_s=cfg.miners.request_timeout_s,
+                wall_clock=wall_clock,
+            )
+        #: the renter API's server while :meth:`serve` runs (``api.enabled``)
+        self.renter_api: RenterApiServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -190,16 +215,46 @@ class ValidatorDaemon:
             self._loop("db_ping", PING_INTERVAL_S, self._ping, stop),
             self._weights_loop(stop),
         ]
+        if self.lease_manager is not None:
+            manager = self.lease_manager
+            loops.append(self._loop("leases", manager.tick_interval_s, manager.tick, stop))
+        try:
+            await self.start_renter_api()
+        except BaseException:
+            await self.shutdown()
+            raise
         tasks = [asyncio.create_task(loop) for loop in loops]
         log.info("validator_started", hotkey=self.hotkey)
         try:
             await stop.wait()
         finally:
             log.info("validator_stopping")
+            if self.renter_api is not None:
+                await self.renter_api.stop()
+                self.renter_api = None
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.shutdown()
+
+    async def start_renter_api(self) -> None:
+        """Serve the renter API on ``api.host:api.port`` when it is enabled and leases can be
+        stored; a port that cannot be bound raises ``ConfigError``."""
+        api = self.cfg.api
+        if not api.enabled or self.lease_manager is None or self.lease_store is None:
+            return
+        app = create_renter_app(
+            store=self.lease_store,
+            manager=self.lease_manager,
+            settings=RenterApiSettings(
+                max_body_bytes=api.max_body_bytes,
+                rate_limit_per_minute=api.rate_limit_per_minute,
+                rate_limit_burst=api.rate_limit_burst,
+            ),
+        )
+        server = RenterApiServer(app, api.host, api.port)
+        await server.start()
+        self.renter_api = server
 
     async def shutdown(self) -> None:
         """Finish or cancel running challenges (closing the cancelled ones as excused), then
@@ -268,7 +323,8 @@ class ValidatorDaemon:
         """Which workers are due now (counting skips in the metrics); nothing is dispatched."""
         now = self.wall_clock()
         workers = await self.store.workers(now)
-        plan = self.planner.plan(now, workers, in_flight=set(self._challenges))
+        leased = await self.lease_store.held_workers() if self.lease_store is not None else set()
+        plan = self.planner.plan(now, workers, in_flight=set(self._challenges), leased=leased)
         for reason in plan.skipped.values():
             self.metrics.challenge_skips.labels(reason=reason.value).inc()
         return plan
@@ -325,7 +381,7 @@ class ValidatorDaemon:
                 if schedule.due(block):
                     attempt = await self.weights.submit(stop)
                     schedule.after(block, attempt)
-                    self._lease_revenue_gauge(attempt.submission.inputs)
+                    self.record_lease_revenue(attempt.submission.inputs)
             except ByteLeapError as exc:
                 self.metrics.loop_errors.labels(loop="weights", code=exc.code).inc()
                 log.warning("loop_failed", loop="weights", code=exc.code, error=exc.message)
@@ -335,7 +391,7 @@ class ValidatorDaemon:
             if await _wait(stop, self.cfg.scoring.weights_check_interval_s):
                 return
 
-    def _lease_revenue_gauge(self, inputs: Mapping[str, Any]) -> None:
+    def record_lease_revenue(self, inputs: Mapping[str, Any]) -> None:
         """Per-miner lease revenue of the scoring just done (the stored explanation)."""
         miners = inputs.get("miners")
         if not isinstance(miners, Mapping):

@@ -169,8 +169,14 @@ class ChallengePlanner:
             return first + offset
         return worker.last_challenge_at + timedelta(seconds=self.section.interval_s) + offset
 
-    def _skip_reason(self, worker: WorkerRow, busy: Collection[WorkerKey]) -> Skip | None:
-        if worker.state == "leased":
+    def _skip_reason(
+        self,
+        worker: WorkerRow,
+        busy: Collection[WorkerKey],
+        leased: Collection[WorkerKey] = (),
+    ) -> Skip | None:
+        key = (worker.miner_hotkey, worker.worker_pubkey)
+        if worker.state == "leased" or key in leased:
             return Skip.LEASED
         if not worker.online:
             return Skip.OFFLINE
@@ -190,18 +196,21 @@ class ChallengePlanner:
         workers: Sequence[WorkerRow],
         *,
         in_flight: Collection[WorkerKey] = (),
+        leased: Collection[WorkerKey] = (),
     ) -> Plan:
         """The challenges to dispatch at ``now``.
 
         ``in_flight`` are the workers whose challenges this process is running (they count
-        against ``max_concurrency`` and are never challenged twice at once)."""
+        against ``max_concurrency`` and are never challenged twice at once). ``leased`` are the
+        workers our own pending or active leases hold: skipped even before a poll shows them
+        leased, so no challenge races a lease that just started."""
         skipped: dict[WorkerKey, Skip] = {}
         due: list[tuple[datetime, WorkerKey, WorkerRow]] = []
         seen: set[WorkerKey] = set()
         for worker in workers:
             key = (worker.miner_hotkey, worker.worker_pubkey)
             seen.add(key)
-            reason = self._skip_reason(worker, in_flight)
+            reason = self._skip_reason(worker, in_flight, leased)
             if reason is not None:
                 skipped[key] = reason
                 continue

@@ -270,3 +270,48 @@ def test_run_stops_with_exit_code_3_when_the_hotkey_is_not_registered(
     assert done.returncode == 3, done.stderr
     assert "not registered" in done.stderr
     assert setup.db.is_file()  # the store was opened (and migrated) before the check
+
+
+# --------------------------------------------------------------------------- renters
+
+
+def test_renters_add_list_revoke(setup: Setup) -> None:
+    from neurons.validator.renter import hash_key
+
+    cfg = str(setup.config)
+    code, _, err = invoke("renters", "add", "alice", "-c", cfg)
+    assert code == 4 and "db upgrade" in err  # the schema is not created behind one's back
+    assert invoke("db", "upgrade", "-c", cfg)[0] == 0
+    code, out, err = invoke("renters", "add", "alice", "--limit", "25", "-c", cfg)
+    assert code == 0, err
+    key = out.strip()
+    assert key.startswith("blr_") and len(key) > 40
+    assert "not shown again" in err and key not in err
+    code, out, err = invoke("renters", "add", "alice", "-c", cfg)
+    assert code == 2 and "exists already" in err
+    assert invoke("renters", "add", "bob", "-c", cfg)[0] == 0
+
+    async def stored() -> tuple[object, object]:
+        store = await open_store(f"sqlite+aiosqlite:///{setup.db}", auto_upgrade=False)
+        try:
+            return (
+                await store.leases.renter_by_key_hash(hash_key(key)),
+                await store.leases.renter_by_name("bob"),
+            )
+        finally:
+            await store.close()
+
+    alice, bob = run_async(stored)
+    assert alice is not None and alice.name == "alice" and alice.spend_limit == 25.0  # type: ignore[attr-defined]
+    assert bob is not None and bob.spend_limit is None  # type: ignore[attr-defined]
+    assert key.encode() not in setup.db.read_bytes()  # only the hash is stored
+
+    code, out, _ = invoke("renters", "list", "-c", cfg)
+    assert code == 0 and "alice" in out and "25" in out and "active" in out
+    assert invoke("renters", "revoke", "alice", "-c", cfg)[0] == 0
+    code, _, err = invoke("renters", "revoke", "nobody", "-c", cfg)
+    assert code == 2 and "no renter named 'nobody'" in err
+    code, out, _ = invoke("renters", "list", "--json", "-c", cfg)
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["alice"]["revoked_at"] is not None and rows["bob"]["revoked_at"] is None
+    assert rows["alice"]["spend_limit"] == 25.0 and rows["alice"]["active_leases"] == 0

@@ -227,6 +227,7 @@ def validator_config(net: Net, url: str, **challenge: Any) -> ValidatorConfig:
             "scoring": {"weights_interval_blocks": 8, "weights_check_interval_s": 0.5},
             "paths": {"data_dir": str(net.root / "validator")},
             "metrics": {"enabled": False},
+            "api": {"port": 0},  # the renter API on a free port (8093 may be taken)
         }
     )
 

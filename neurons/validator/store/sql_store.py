@@ -69,6 +69,9 @@ from neurons.validator.store.schema import (
     metadata,
 )
 
+if TYPE_CHECKING:
+    from neurons.validator.store.leases import LeaseStore
+
 log = structlog.get_logger(__name__)
 
 ROOT_BYTES = 32
@@ -128,6 +131,13 @@ class SqlStore:
     def dialect(self) -> str:
         """``"postgresql"`` or ``"sqlite"``."""
         return self._dialect
+
+    @property
+    def leases(self) -> LeaseStore:
+        """Renters, leases and this validator's own receipts on the same engine."""
+        from neurons.validator.store.leases import LeaseStore
+
+        return LeaseStore(self)
 
     # ------------------------------------------------------------------ plumbing
 
