@@ -49,6 +49,14 @@ def devnet(
     rounds: Annotated[
         int, typer.Option(min=1, help="stop once every honest worker has this many challenges")
     ] = 3,
+    renters: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="simulated renters: after the rounds, each leases 1 GPU of an honest worker, "
+            "runs a job on it and ends the lease, so lease revenue shows in the weights; 0: none",
+        ),
+    ] = 1,
     as_json: Annotated[
         bool, typer.Option("--json", help="print only the final state as JSON on stdout")
     ] = False,
@@ -77,13 +85,17 @@ def devnet(
     from neurons.devnet.plan import DevnetOptions
     from neurons.devnet.runner import run_command
 
-    options = DevnetOptions(
-        miners=miners,
-        workers=workers,
-        cheaters=cheaters,
-        rounds=rounds,
-        database_url=database_url,
-    )
+    try:
+        options = DevnetOptions(
+            miners=miners,
+            workers=workers,
+            cheaters=cheaters,
+            rounds=rounds,
+            database_url=database_url,
+            renters=renters,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     code = run_command(
         options,
         as_json=as_json,
@@ -91,7 +103,7 @@ def devnet(
         run_dir=run_dir,
         timeout_s=timeout,
         # a table piped to a file keeps its columns instead of wrapping at 80
-        out=Console() if sys.stdout.isatty() else Console(width=140),
+        out=Console() if sys.stdout.isatty() else Console(width=180),
         err=err,
     )
     raise typer.Exit(code=code)

@@ -5,6 +5,9 @@ validator writes it with (:class:`neurons.validator.store.records.ValidatorStore
 mode lets it read while the validator writes) and the weight vectors from the devchain, and turns
 them into a :class:`Snapshot`. :func:`snapshot` is pure, so what the live view and the final report
 say is tested without a network.
+
+Each miner's lease revenue and its challenge and lease shares come from the validator's own
+explanation of the weight vector shown: the inputs it stored with the submission that set it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from byteleap.errors import Outcome
 from neurons.chain import WeightsRecord
@@ -59,6 +63,10 @@ class MinerState:
     #: failure type (FraudReason value, ``timeout``, ...) -> count, over fraud and timeouts
     failures: Mapping[str, int] = field(default_factory=dict)
     weight: float | None = None
+    #: from the validator's explanation of the weight vector (None: not read yet)
+    lease_revenue: float | None = None
+    challenge_share: float | None = None
+    lease_share: float | None = None
 
     @property
     def failed(self) -> int:
@@ -88,6 +96,8 @@ class Snapshot:
     weights_block: int | None
     #: the validator's newest submission: status and, when it set none, why
     last_submission: str | None
+    #: whether the validator's stored explanation of the weight vector was found
+    explained: bool = False
 
     @property
     def workers_online(self) -> int:
@@ -119,6 +129,25 @@ def first_weights_after(records: Sequence[WeightsRecord], when: float) -> Weight
     return next((r for r in records if r.submitted_at >= when), None)
 
 
+def submission_for(
+    submissions: Sequence[WeightSubmission], weights: WeightsRecord
+) -> WeightSubmission | None:
+    """The validator's stored submission that set ``weights`` on the chain (same block)."""
+    return next((s for s in submissions if s.status == "set" and s.block == weights.block), None)
+
+
+def _explanations(submission: WeightSubmission | None) -> Mapping[str, Mapping[str, Any]]:
+    miners = submission.inputs.get("miners") if submission is not None else None
+    if not isinstance(miners, Mapping):
+        return {}
+    return {k: v for k, v in miners.items() if isinstance(v, Mapping)}
+
+
+def _number(explanation: Mapping[str, Any] | None, key: str) -> float:
+    value = explanation.get(key) if explanation is not None else None
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 def _describe(submission: WeightSubmission) -> str:
     text: str = submission.status
     if submission.block is not None:
@@ -139,6 +168,8 @@ def snapshot(
     if weights is None and observed.weights:
         weights = observed.weights[-1]
     shares = weights.shares() if weights is not None else {}
+    submission = submission_for(observed.submissions, weights) if weights is not None else None
+    explanations = _explanations(submission)
     tallies = {t.miner_hotkey: t for t in observed.tallies}
     online = {w.worker_pubkey for w in observed.workers if w.online}
     names = {identity.hotkey: name for name, identity in miners.items()}
@@ -147,6 +178,8 @@ def snapshot(
         identity = miners[spec.name]
         tally = tallies.get(identity.hotkey)
         by_outcome = tally.by_outcome if tally else {}
+        explanation = explanations.get(identity.hotkey)
+        explained = submission is not None
         states.append(
             MinerState(
                 name=spec.name,
@@ -161,6 +194,9 @@ def snapshot(
                 excused=by_outcome.get(Outcome.EXCUSED, 0),
                 failures=dict(sorted(tally.by_failure.items())) if tally else {},
                 weight=shares.get(identity.uid, 0.0) if weights is not None else None,
+                lease_revenue=_number(explanation, "lease_revenue") if explained else None,
+                challenge_share=_number(explanation, "challenge_share") if explained else None,
+                lease_share=_number(explanation, "lease_share") if explained else None,
             )
         )
     closed = sorted(
@@ -188,4 +224,5 @@ def snapshot(
         recent=recent,
         weights_block=weights.block if weights is not None else None,
         last_submission=_describe(observed.submissions[0]) if observed.submissions else None,
+        explained=submission is not None,
     )

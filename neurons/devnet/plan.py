@@ -14,6 +14,10 @@ Layout of the run directory::
     configs/NAME.yaml         one config per process
     logs/NAME.log             each process's stdout and stderr
     data/NAME/                each process's paths.data_dir (worker keys live here)
+
+With renters (``--renters``), the validator serves its renter API on a free 127.0.0.1 port, the
+honest workers run renters' jobs with the development subprocess runner, and each renter's API
+key is made by the validator's own ``renters add`` command (:class:`RenterSpec`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,22 @@ VALIDATOR_TUNING: Mapping[str, Any] = {
     },
     "miners": {"poll_interval_s": 1.0, "request_timeout_s": 5.0},
 }
+#: price per GPU-hour of every devnet GPU (the workers' CPU devices match only 'default')
+DEVNET_PRICE = 1.0
+#: seconds between a running lease's usage receipts (production: hourly)
+RECEIPT_INTERVAL_S = 5.0
+#: seconds between two collections of the miners' receipts
+RECEIPT_POLL_S = 2.0
+#: the spending limit each renter's key gets (far above what a devnet lease books)
+RENTER_SPEND_LIMIT = 10.0
+#: the validator's lease settings: receipts and their collection at the devnet's pace
+LEASES_TUNING: Mapping[str, Any] = {
+    "receipt_interval_s": RECEIPT_INTERVAL_S,
+    "receipt_poll_interval_s": RECEIPT_POLL_S,
+    "prices": {"default": DEVNET_PRICE},
+}
+#: a renter polls its job a few times a second: more than the production rate limit allows
+RENTER_API_LIMITS: Mapping[str, Any] = {"rate_limit_per_minute": 6000, "rate_limit_burst": 100}
 #: one BLAS thread per worker: a dozen processes share two cores
 WORKER_ENV: Mapping[str, str] = {
     "OMP_NUM_THREADS": "1",
@@ -88,10 +108,20 @@ class DevnetOptions:
     rounds: int = 3
     #: the validator's database; None means SQLite in the run directory
     database_url: str | None = None
+    #: simulated renters, each leasing one GPU of an honest worker; 0: no leases
+    renters: int = 1
 
     def __post_init__(self) -> None:
         if self.miners < 1 or self.workers < 1 or self.cheaters < 0 or self.rounds < 1:
             raise ValueError("need at least one honest miner, one worker each and one round")
+        if self.renters < 0:
+            raise ValueError("renters cannot be negative")
+        honest = self.miners * self.workers
+        if self.renters > honest:
+            raise ValueError(
+                f"{self.renters} renters need as many honest workers (each lease takes one), "
+                f"but {self.miners} miners x {self.workers} workers are {honest}"
+            )
 
 
 @dataclass(frozen=True)
@@ -145,6 +175,17 @@ class MinerSpec(NeuronSpec):
 
 
 @dataclass(frozen=True)
+class RenterSpec:
+    """A simulated renter: its name and the validator command that makes its API key."""
+
+    name: str
+    #: ``byteleap-validator renters add NAME -c validator.yaml --limit ...``; prints the key
+    add_argv: tuple[str, ...]
+    #: the environment the command needs beyond the devnet's (the validator's)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Plan:
     run_dir: Path
     chain_path: Path
@@ -157,6 +198,11 @@ class Plan:
     bucket_seconds: int
     miners: tuple[MinerSpec, ...]
     rounds: int
+    renters: tuple[RenterSpec, ...] = ()
+    #: the validator's renter API (``http://127.0.0.1:PORT``); None when there are no renters
+    renter_api_url: str | None = None
+    #: the validator's ``leases.receipt_poll_interval_s``
+    receipt_poll_s: float = RECEIPT_POLL_S
 
     @property
     def workers(self) -> tuple[WorkerSpec, ...]:
@@ -240,27 +286,42 @@ def build_plan(
     if options.database_url is not None:
         validator_env[DATABASE_URL_ENV] = options.database_url
         database["url"] = {"env": DATABASE_URL_ENV}
+    renter_api_url: str | None = None
+    api: dict[str, Any] = {"enabled": False}
+    if options.renters:
+        api_port = port()
+        api = {"enabled": True, "host": "127.0.0.1", "port": api_port, **RENTER_API_LIMITS}
+        renter_api_url = f"http://127.0.0.1:{api_port}"
     validator_config = {
         "wallet": {"name": "validator", "hotkey": "default", "path": str(wallets)},
         "chain": chain_section(),
         "database": database,
         **{key: dict(value) for key, value in VALIDATOR_TUNING.items()},
-        "api": {"enabled": False},
+        "leases": {**LEASES_TUNING, "prices": dict(LEASES_TUNING["prices"])},
+        "api": api,
         "paths": {"data_dir": str(run_dir / "data" / "validator")},
         "metrics": {"enabled": False},
     }
     parsed = checked(ValidatorConfig, validator_config, "the validator", **validator_env)
     database_url = parsed.database.resolve_url(validator_env)
+    validator_argv = console_command("byteleap-validator", "neurons.validator.cli")
     validator = NeuronSpec(
-        process=spec(
-            "validator",
-            "validator",
-            console_command("byteleap-validator", "neurons.validator.cli"),
-            validator_config,
-            validator_env,
-        ),
+        process=spec("validator", "validator", validator_argv, validator_config, validator_env),
         wallet_name="validator",
         wallet_seed=rng.randbytes(32),
+    )
+    renters = tuple(
+        RenterSpec(
+            name=f"renter-{i + 1}",
+            add_argv=(
+                *validator_argv,
+                *("renters", "add", f"renter-{i + 1}"),
+                *("-c", str(validator.process.config_path)),
+                *("--limit", f"{RENTER_SPEND_LIMIT:g}"),
+            ),
+            env=dict(validator_env),
+        )
+        for i in range(options.renters)
     )
 
     # ---------------------------------------------------------------- miners and workers
@@ -285,7 +346,12 @@ def build_plan(
                     "reconnect_max_s": 1.0,
                 },
                 "compute": {"backend": "numpy"},
-                "jobs": {"runner": "none"},  # the devnet sells no leases
+                # renters' jobs run as plain processes on honest workers (no Docker needed)
+                "jobs": (
+                    {"runner": "subprocess", "allow_subprocess_runner": True}
+                    if options.renters and mode is None
+                    else {"runner": "none"}
+                ),
                 "paths": {"data_dir": str(data_dir)},
                 "metrics": {"enabled": False},
             }
@@ -361,4 +427,7 @@ def build_plan(
         bucket_seconds=parsed.scoring.bucket_minutes * 60,
         miners=tuple(miners),
         rounds=options.rounds,
+        renters=renters,
+        renter_api_url=renter_api_url,
+        receipt_poll_s=parsed.leases.receipt_poll_interval_s,
     )

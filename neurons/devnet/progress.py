@@ -1,9 +1,11 @@
 """The devnet's progress on stderr: a live rich view on a terminal, plain lines elsewhere.
 
 Both take the same :class:`~neurons.devnet.observe.Snapshot` updates. The live view redraws a
-table (per miner: workers online, verified, fraud by reason, timeouts, excused, current weight)
-with the newest verdicts under it. The line view, for logs and CI, prints only what changed:
-processes up, workers online, each finished round, each new kind of failure, each weight vector.
+table (per miner: workers online, verified, fraud by reason, timeouts, excused, lease revenue,
+current weight) with the newest verdicts under it. The line view, for logs and CI, prints only
+what changed: processes up, workers online, each finished round, each new kind of failure, each
+weight vector (with the lease revenue behind it, once there is any). The renters' steps come as
+notes.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def render(snap: Snapshot, status: Status, notes: list[str]) -> RenderableType:
     table.add_column("fraud")
     table.add_column("timeout", justify="right")
     table.add_column("excused", justify="right")
+    table.add_column("lease revenue", justify="right")
     table.add_column("weight", justify="right", no_wrap=True)
     for m in snap.miners:
         table.add_row(
@@ -78,6 +81,7 @@ def render(snap: Snapshot, status: Status, notes: list[str]) -> RenderableType:
             _fraud(m),
             str(m.timeout),
             str(m.excused),
+            "-" if m.lease_revenue is None else f"{m.lease_revenue:.6f}",
             "-" if m.weight is None else f"{m.weight:.4f}",
         )
     weights = (
@@ -157,6 +161,11 @@ class LineProgress:
             shares = ", ".join(
                 f"{m.name} {m.weight:.3f}" for m in snap.miners if m.weight is not None
             )
+            earned = ", ".join(
+                f"{m.name} {m.lease_revenue:.6f}" for m in snap.miners if m.lease_revenue
+            )
+            if earned:
+                shares += f" (lease revenue: {earned})"
             self._say(f"weights at block {snap.weights_block}: {shares}")
 
     def close(self) -> None:

@@ -6,9 +6,14 @@
 3. Watch: read the validator's store and the devchain twice a second and show it. A child that
    exits, or a network that does not come up in time, stops the run with that child's log tail.
 4. A round is done when every honest worker has that many scored challenges (verified, fraud or
-   timeout; an excused challenge says nothing about a worker). After the last round, wait for the
-   validator's next weight vector on the devchain and report it.
-5. Stop every child (SIGTERM, then SIGKILL), also on Ctrl-C or an error, and remove the run
+   timeout; an excused challenge says nothing about a worker).
+5. With renters: their API keys are made (``byteleap-validator renters add``) as soon as the
+   validator's database is up; after the last round every renter leases one GPU, runs a job on
+   it and terminates the lease (:mod:`neurons.devnet.renters`).
+6. Then wait for the validator's next weight vector on the devchain (after the renters are done
+   and one receipt collection later) and report it, with the validator's own explanation of it
+   (lease revenue, challenge and lease shares).
+7. Stop every child (SIGTERM, then SIGKILL), also on Ctrl-C or an error, and remove the run
    directory unless asked to keep it.
 """
 
@@ -31,18 +36,29 @@ from typing import Any
 from rich.console import Console
 
 from byteleap.errors import ByteLeapError, TransientError
-from neurons.devnet.observe import Observed, Snapshot, scored_per_worker, snapshot
+from neurons.devnet.observe import (
+    Observed,
+    Snapshot,
+    scored_per_worker,
+    snapshot,
+    submission_for,
+)
 from neurons.devnet.observe import first_weights_after as weights_after
 from neurons.devnet.plan import DevnetOptions, Plan, build_plan
 from neurons.devnet.prepare import Network, prepare
 from neurons.devnet.processes import Child, ProcessGroup
 from neurons.devnet.progress import LineProgress, LiveProgress, Progress, Status
-from neurons.devnet.report import final_report, problems, render_table
+from neurons.devnet.renters import RenterFailed, RenterOutcome, create_keys, rent_all
+from neurons.devnet.report import final_report, problems, render_renters, render_table
 
 #: seconds between two reads of the network's state
 POLL_S = 0.5
 #: the newest challenge rows read per poll (a devnet closes a few hundred at most)
 CHALLENGE_ROWS = 20_000
+#: the newest weight submissions read per poll (the final vector's is among them)
+SUBMISSION_ROWS = 10
+#: seconds the final vector's stored explanation may lag behind the vector on the chain
+EXPLANATION_WAIT_S = 10.0
 
 
 class DevnetFailed(ByteLeapError):
@@ -109,7 +125,7 @@ class StoreReader:
                 challenges=await store.recent_challenges(limit=CHALLENGE_ROWS),
                 tallies=await store.tally(since),
                 workers=await store.workers(datetime.now(UTC)),
-                submissions=await store.weight_submissions(limit=1),
+                submissions=await store.weight_submissions(limit=SUBMISSION_ROWS),
             )
         except TransientError as exc:  # a busy database: show the last good read again
             self.last_error = exc.message
@@ -183,6 +199,9 @@ class Devnet:
         self.limits = limits or Limits()
         self.clock = clock
         self.exit_codes: dict[str, int] = {}
+        #: what each renter did, once the renter phase is over
+        self.renters: list[RenterOutcome] = []
+        self._tasks: list[asyncio.Task[Any]] = []
 
     async def run(self) -> Result:
         started = self.clock()
@@ -207,11 +226,48 @@ class Devnet:
             self.exit_codes = group.stop()
             snap = await self._still_picture(plan, network, reader, since, snap)
         finally:
+            await self._cancel_tasks()
             await reader.close()
             self.progress.close()
             network.chain.close()
             self.exit_codes = group.stop()
-        return Result(snap, final_report(snap, duration_s=duration))
+        uids = {identity.hotkey: identity.uid for identity in network.miners.values()}
+        renters = [outcome.to_dict(uids) for outcome in self.renters]
+        return Result(snap, final_report(snap, duration_s=duration, renters=renters))
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+
+    def _task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        return task
+
+    async def _rent(
+        self, plan: Plan, network: Network, keys: asyncio.Task[dict[str, str]]
+    ) -> list[RenterOutcome]:
+        assert plan.renter_api_url is not None
+        names = {identity.hotkey: name for name, identity in network.miners.items()}
+        return await rent_all(
+            plan.renters,
+            await keys,
+            plan.renter_api_url,
+            note=self.progress.note,
+            miner_names=names,
+        )
+
+    def _renters_failed(self, plan: Plan, group: ProcessGroup, exc: BaseException) -> DevnetFailed:
+        validator = next(c for c in group.children if c.name == plan.validator.name)
+        if isinstance(exc, RenterFailed):
+            message = f"the renter phase failed: {exc.message}"
+        else:
+            message = f"the renter phase failed: {exc!r}"
+        return DevnetFailed(message, process=validator.name, log=validator.tail())
 
     async def _still_picture(
         self, plan: Plan, network: Network, reader: StoreReader, since: datetime, last: Snapshot
@@ -238,11 +294,16 @@ class Devnet:
         total = len(plan.processes())
         up_at: float | None = None
         # wall clock (compared with the chain's timestamps): the final weights are the first
-        # vector submitted after both the last round and the end of the first availability
-        # bucket in which every worker was online (else a miner that came up a second late
-        # could still have availability 0 in that vector)
+        # vector submitted after the last round, after the renters (and one receipt collection
+        # more), and after the end of the first availability bucket in which every worker was
+        # online (else a miner that came up a second late could still have availability 0 in
+        # that vector)
         done_at: float | None = None
         counted_at: float | None = None
+        rented_at: float | None = None if plan.renters else 0.0
+        keys: asyncio.Task[dict[str, str]] | None = None
+        renting: asyncio.Task[list[RenterOutcome]] | None = None
+        final_seen: float | None = None
         while True:
             if stop.is_set():
                 raise Interrupted
@@ -254,6 +315,9 @@ class Devnet:
             observed = await reader.read(network, since)
             snap = snapshot(plan, network.miners, observed)
             notes = []
+            if keys is None and plan.renters and reader.store is not None:
+                # the validator's schema exists: its own command can add the renters now
+                keys = self._task(create_keys(plan.renters))
             if up_at is None and reader.store is not None:
                 if snap.workers_online == snap.workers_total:
                     up_at = elapsed
@@ -263,18 +327,45 @@ class Devnet:
                     raise self._not_up(plan, network, group, reader, snap)
             if done_at is None and snap.rounds_done >= plan.rounds:
                 done_at = time.time()
-                notes.append(f"{plan.rounds} rounds done at {elapsed:.0f} s; waiting for weights")
-            if done_at is not None and counted_at is not None:
-                final = weights_after(observed.weights, max(done_at, counted_at))
+                if plan.renters:
+                    notes.append(f"{plan.rounds} rounds done at {elapsed:.0f} s; renting")
+                else:
+                    notes.append(
+                        f"{plan.rounds} rounds done at {elapsed:.0f} s; waiting for weights"
+                    )
+            if done_at is not None and keys is not None and renting is None:
+                renting = self._task(self._rent(plan, network, keys))
+            if renting is not None and rented_at is None and renting.done():
+                if renting.cancelled() or renting.exception() is not None:
+                    raise self._renters_failed(
+                        plan, group, renting.exception() or asyncio.CancelledError()
+                    )
+                self.renters = renting.result()
+                rented_at = time.time()
+                notes.append(
+                    f"{len(self.renters)} renter(s) done at {elapsed:.0f} s; waiting for the "
+                    "receipts to be counted and for weights"
+                )
+            if done_at is not None and counted_at is not None and rented_at is not None:
+                counted = rented_at + plan.receipt_poll_s if plan.renters else 0.0
+                after = max(done_at, counted_at, counted)
+                final = weights_after(observed.weights, after)
                 if final is not None:
-                    snap = snapshot(plan, network.miners, observed, weights=final)
-                    self.progress.update(snap, self._status("done", elapsed, group, total))
-                    return snap
+                    final_seen = final_seen if final_seen is not None else elapsed
+                    explained = submission_for(observed.submissions, final) is not None
+                    if explained or elapsed - final_seen > EXPLANATION_WAIT_S:
+                        snap = snapshot(plan, network.miners, observed, weights=final)
+                        self.progress.update(snap, self._status("done", elapsed, group, total))
+                        for note in notes:
+                            self.progress.note(note)
+                        return snap
             phase = (
                 "starting"
                 if up_at is None
                 else "challenging"
                 if done_at is None
+                else "renting"
+                if rented_at is None
                 else "waiting for weights"
             )
             self.progress.update(snap, self._status(phase, elapsed, group, total))
@@ -407,6 +498,9 @@ def run_command(
     else:
         names = {m.uid: m.name for m in result.snapshot.miners}
         out.print(render_table(report, names=names))
+        renters = render_renters(report, names=names)
+        if renters is not None:
+            out.print(renters)
     found = problems(report)
     for problem in found:
         err.print(f"[bold red]unexpected[/]: {problem}", highlight=False)

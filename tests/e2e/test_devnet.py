@@ -1,7 +1,9 @@
 """``byteleap devnet`` as a user runs it: real processes, real verdicts, real weights.
 
 Nothing is faked but the chain (the devchain). The cheaters are the real worker runtime with a
-cheating executor, and the validator must catch every one of them on its own.
+cheating executor, and the validator must catch every one of them on its own. The renter is a real
+API key (made by ``byteleap-validator renters add``) leasing through the real renter API, and its
+job runs on a real worker with the subprocess runner.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from neurons.devnet.cheats import EXPECTED_FAILURES, CheatMode
 from neurons.devnet.plan import DevnetOptions, build_plan
 from neurons.devnet.processes import read_tail
 from neurons.devnet.progress import NoProgress
+from neurons.devnet.renters import ARTIFACT, expected_stdout
 from neurons.devnet.runner import Devnet, DevnetFailed
+from neurons.validator.renter.keys import KEY_PREFIX
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +42,7 @@ def test_the_devnet_catches_every_cheater_and_pays_the_honest_miners(tmp_path: P
     argv = [
         *(sys.executable, "-c", "from neurons.cli import main; main()"),
         *("devnet", "--json", "--miners", "2", "--workers", "1", "--cheaters", "2"),
-        *("--rounds", "2", "--run-dir", str(run_dir), "--timeout", "240"),
+        *("--rounds", "2", "--renters", "1", "--run-dir", str(run_dir), "--timeout", "240"),
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=devnet_env())
     logs = "\n".join(
@@ -63,6 +67,29 @@ def test_the_devnet_catches_every_cheater_and_pays_the_honest_miners(tmp_path: P
         assert miner["failed"] >= 1, miner
     assert isinstance(report["weights_block"], int) and report["weights_block"] > 0
     assert report["duration_s"] > 0
+
+    # the renter leased an honest worker, its job ran there, and the lease ended
+    (renter,) = report["renters"]
+    assert renter["lease_id"].startswith("lease-"), renter
+    assert renter["job_state"] == "succeeded" and renter["exit_code"] == 0, renter
+    assert renter["stdout"] == expected_stdout("renter-1"), renter
+    assert renter["artifacts"] == [ARTIFACT], renter
+    assert renter["lease_status"] == "ended" and renter["cost"] > 0, renter
+    leased = next(m for m in miners if m["uid"] == renter["miner_uid"])
+    assert not leased["cheater"]
+    assert "renter-1: job" in done.stderr  # the renter's steps are progress lines
+    assert KEY_PREFIX not in done.stdout + done.stderr  # the devnet never prints an API key
+
+    # the receipts made lease revenue: 70 % of the score goes to the only miner that earned any
+    assert leased["lease_revenue"] > 0 and leased["lease_share"] == 1.0, leased
+    for miner in miners:
+        assert miner["challenge_share"] is not None, miner
+        if miner is not leased:
+            assert miner["lease_revenue"] == 0 and miner["lease_share"] == 0, miner
+    (unleased,) = [m for m in honest if m is not leased]
+    assert leased["weight"] > unleased["weight"], (leased, unleased)
+    for miner in cheaters:
+        assert miner["lease_revenue"] == 0 and miner["challenge_share"] == 0, miner
 
 
 def test_a_process_that_fails_to_start_stops_the_devnet_with_its_log(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from neurons.chain import DevChain
 from neurons.devnet.cheats import CheatMode, mode_for
 from neurons.devnet.plan import (
     DATABASE_URL_ENV,
+    DEVNET_PRICE,
+    RENTER_SPEND_LIMIT,
     VALIDATOR_STAKE,
     DevnetOptions,
     Plan,
@@ -125,6 +127,63 @@ def test_a_database_url_reaches_the_validator_only_through_its_environment(
 def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         DevnetOptions(miners=0)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        DevnetOptions(renters=-1)
+    # each lease takes a whole honest worker; cheaters' workers are never leased
+    with pytest.raises(ValueError, match="5 renters need as many honest workers"):
+        DevnetOptions(miners=2, workers=2, cheaters=3, renters=5)
+    assert DevnetOptions(miners=2, workers=2, renters=4).renters == 4
+
+
+def test_renters_get_the_renter_api_job_runners_and_keys_from_the_validators_cli(
+    tmp_path: Path,
+) -> None:
+    plan = plan_for(tmp_path, miners=2, workers=1, cheaters=2, renters=2)
+    cfg = validate_config(ValidatorConfig, plan.validator.process.config)
+    assert cfg.api.enabled and cfg.api.host == "127.0.0.1"
+    assert plan.renter_api_url == f"http://127.0.0.1:{cfg.api.port}"
+    miner_ports = {p for m in plan.miners for p in (m.api_port, m.workers_port)}
+    assert cfg.api.port not in miner_ports
+    assert cfg.api.rate_limit_per_minute >= 600  # a renter polls its job twice a second
+    # receipts and their collection at the devnet's pace, one price for every devnet GPU
+    assert cfg.leases.receipt_interval_s <= 10
+    assert cfg.leases.receipt_poll_interval_s <= 5
+    assert plan.receipt_poll_s == cfg.leases.receipt_poll_interval_s
+    assert cfg.leases.price_for("CPU AMD EPYC") == DEVNET_PRICE
+    for miner in plan.miners:
+        for worker in miner.workers:
+            jobs = validate_config(WorkerConfig, worker.process.config).jobs
+            if miner.cheat is None:
+                assert (jobs.runner, jobs.allow_subprocess_runner) == ("subprocess", True)
+            else:
+                assert jobs.runner == "none"
+    assert [r.name for r in plan.renters] == ["renter-1", "renter-2"]
+    for renter in plan.renters:
+        argv = renter.add_argv
+        at = argv.index("renters")
+        assert argv[at:] == (
+            *("renters", "add", renter.name, "-c", str(plan.validator.process.config_path)),
+            *("--limit", f"{RENTER_SPEND_LIMIT:g}"),
+        )
+        assert argv[:at] == plan.validator.process.argv[: plan.validator.process.argv.index("run")]
+        assert renter.env == plan.validator.process.env
+
+
+def test_without_renters_nothing_is_leased_or_served(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, renters=0)
+    cfg = validate_config(ValidatorConfig, plan.validator.process.config)
+    assert not cfg.api.enabled and plan.renter_api_url is None and plan.renters == ()
+    for worker in plan.workers:
+        assert validate_config(WorkerConfig, worker.process.config).jobs.runner == "none"
+
+
+def test_a_renters_command_carries_the_database_url_only_in_its_environment(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql+asyncpg://devnet:s3cret@127.0.0.1:5432/devnet"
+    (renter,) = plan_for(tmp_path, database_url=url).renters
+    assert renter.env == {DATABASE_URL_ENV: url}
+    assert not any("s3cret" in arg for arg in renter.add_argv)
 
 
 def test_prepare_writes_every_file_and_registers_every_hotkey(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,13 +20,15 @@ from neurons.devnet.observe import (
     first_weights_after,
     rounds_done,
     snapshot,
+    submission_for,
 )
 from neurons.devnet.plan import DevnetOptions, Plan, build_plan
 from neurons.devnet.prepare import Identity
 from neurons.devnet.progress import LineProgress, Status, render
-from neurons.devnet.report import final_report, problems, render_table
+from neurons.devnet.renters import RenterOutcome
+from neurons.devnet.report import final_report, problems, render_renters, render_table
 from neurons.devnet.runner import bucket_end
-from neurons.validator.store.records import ChallengeRow, MinerTally, WorkerRow
+from neurons.validator.store.records import ChallengeRow, MinerTally, WeightSubmission, WorkerRow
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -142,9 +145,11 @@ def test_the_report_has_the_documented_shape(tmp_path: Path) -> None:
     plan, ids = small_plan(tmp_path)
     snap = snapshot(plan, ids, observed(plan, ids))
     report = json.loads(json.dumps(final_report(snap, duration_s=42.04)))
-    assert set(report) == {"miners", "weights_block", "duration_s"}
+    assert set(report) == {"miners", "renters", "weights_block", "duration_s"}
     assert report["weights_block"] == 40 and report["duration_s"] == 42.0
+    assert report["renters"] == []
     keys = {"uid", "hotkey", "cheater", "cheat", "verified", "failed", "failures", "weight"}
+    keys |= {"lease_revenue", "challenge_share", "lease_share"}
     assert all(set(m) == keys for m in report["miners"])
     honest1, honest2, cheat1, cheat2 = report["miners"]
     assert honest2["weight"] == 20_000 / 60_000 and honest2["verified"] == 2
@@ -156,6 +161,9 @@ def test_the_report_has_the_documented_shape(tmp_path: Path) -> None:
         "verified": 3,
         "failed": 0,
         "failures": {},
+        "lease_revenue": None,  # no stored explanation of block 40 was read
+        "challenge_share": None,
+        "lease_share": None,
         "weight": 40_000 / 60_000,
     }
     assert cheat1["cheat"] == CheatMode.FAKE_ROWS.value and cheat1["cheater"] is True
@@ -217,3 +225,123 @@ def test_the_line_view_says_each_change_once(tmp_path: Path) -> None:
     assert lines.count("devnet: 9/9 processes running") == 1
     assert lines.count("devnet: cheater-1: first bad_proof") == 1
     assert any(line.startswith("devnet: weights at block 40") for line in lines)
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def explained(plan: Plan, ids: dict[str, Identity], *, block: int = 40) -> WeightSubmission:
+    """The validator's stored submission of the vector at ``block``: miner-1 leased."""
+
+    def miner(revenue: float, challenge: float, lease: float) -> dict[str, object]:
+        return {"lease_revenue": revenue, "challenge_share": challenge, "lease_share": lease}
+
+    return WeightSubmission(
+        submitted_at=T0,
+        status="set",
+        uids=(1, 2, 3),
+        weights=(0.8, 0.2, 0.0),
+        inputs={
+            "miners": {
+                ids["miner-1"].hotkey: miner(0.0025, 0.5, 1.0),
+                ids["miner-2"].hotkey: miner(0.0, 0.5, 0.0),
+                ids["cheater-1"].hotkey: miner(0.0, 0.0, 0.0),
+                # cheater-2 was not scored at all
+            }
+        },
+        block=block,
+    )
+
+
+def outcome(miner_hotkey: str, exit_code: int | None = 0) -> RenterOutcome:
+    return RenterOutcome(
+        renter="renter-1",
+        lease_id="lease-" + "a" * 32,
+        miner_hotkey=miner_hotkey,
+        worker_pubkey="ab" * 32,
+        gpus=1,
+        price_per_gpu_hour=1.0,
+        job_id="job-0123456789abcdef",
+        job_state="succeeded" if exit_code == 0 else "failed",
+        exit_code=exit_code,
+        stdout="renter-1: hello\n",
+        artifacts=("result.txt",),
+        lease_status="ended",
+        cost=0.0017,
+    )
+
+
+def leased_report(
+    plan: Plan, ids: dict[str, Identity], submission: WeightSubmission, exit_code: int | None = 0
+) -> dict[str, object]:
+    data = replace(observed(plan, ids), submissions=[submission])
+    uids = {identity.hotkey: identity.uid for identity in ids.values()}
+    renters = [outcome(ids["miner-1"].hotkey, exit_code).to_dict(uids)]
+    return final_report(snapshot(plan, ids, data), duration_s=5.0, renters=renters)
+
+
+def test_lease_figures_come_from_the_validators_explanation_of_the_same_vector(
+    tmp_path: Path,
+) -> None:
+    plan, ids = small_plan(tmp_path)
+    report = json.loads(json.dumps(leased_report(plan, ids, explained(plan, ids))))
+    honest1, honest2, cheat1, cheat2 = report["miners"]
+    assert cheat1["lease_revenue"] == 0.0 and cheat1["challenge_share"] == 0.0
+    assert (honest1["lease_revenue"], honest1["lease_share"]) == (0.0025, 1.0)
+    assert honest1["challenge_share"] == 0.5 and honest2["lease_revenue"] == 0.0
+    assert cheat2["lease_revenue"] == 0.0  # not scored: nothing earned
+    (renter,) = report["renters"]
+    assert renter["miner_uid"] == 1 and renter["exit_code"] == 0
+    assert problems(report) == []
+    # the explanation of another vector (or of a failed attempt) is not this vector's
+    other = replace(explained(plan, ids), block=32)
+    assert leased_report(plan, ids, other)["miners"][0]["lease_revenue"] is None  # type: ignore[index]
+    failed = replace(explained(plan, ids), status="failed")
+    assert submission_for([failed, other], weights(40, 1.0, {1: 1})) is None
+
+
+def test_problems_name_a_failed_job_a_cheater_with_revenue_and_uncounted_leases(
+    tmp_path: Path,
+) -> None:
+    plan, ids = small_plan(tmp_path)
+    found = problems(leased_report(plan, ids, explained(plan, ids), exit_code=2))
+    assert found == ["renter-1's job job-0123456789abcdef ended failed with exit code 2"]
+
+    paid_cheater = explained(plan, ids)
+    miners = dict(paid_cheater.inputs["miners"])
+    miners[ids["cheater-1"].hotkey] = {"lease_revenue": 0.5}
+    miners[ids["miner-1"].hotkey] = {"lease_revenue": 0.0}
+    found = problems(leased_report(plan, ids, replace(paid_cheater, inputs={"miners": miners})))
+    assert "cheater uid 3 (fake_rows) earned lease revenue 0.500000" in found
+    assert "1 lease(s) ran, but no honest miner has lease revenue" in found
+
+    unexplained = replace(explained(plan, ids), block=8)
+    assert problems(leased_report(plan, ids, unexplained)) == [
+        "the validator's explanation of the final weights could not be read"
+    ]
+
+
+def test_the_tables_show_lease_revenue_and_what_each_renter_did(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    report = leased_report(plan, ids, explained(plan, ids))
+    names = {identity.uid: name for name, identity in ids.items()}
+    console = Console(file=io.StringIO(), width=220)
+    console.print(render_table(report, names=names))
+    renters = render_renters(report, names=names)
+    assert renters is not None
+    console.print(renters)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    for expected in ("lease revenue", "0.002500", "lease share", "1.0000", "renter-1"):
+        assert expected in text
+    assert "job-0123456789abcdef" in text and "succeeded" in text and "0.001700" in text
+    assert render_renters(final_report(snapshot(plan, ids, Observed()), duration_s=1.0)) is None
+
+
+def test_the_line_view_shows_the_lease_revenue_behind_a_weight_vector(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    data = replace(observed(plan, ids), submissions=[explained(plan, ids)])
+    console = Console(file=io.StringIO(), width=300)
+    LineProgress(console).update(snapshot(plan, ids, data), Status("renting", 1.0, 9, 9))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    (line,) = [x for x in lines if x.startswith("devnet: weights at block 40")]
+    assert line.endswith("(lease revenue: miner-1 0.002500)")
