@@ -97,9 +97,12 @@ def _database_url(cfg: ValidatorConfig) -> str:
 async def _open_store(cfg: ValidatorConfig, *, auto_upgrade: bool) -> SqlStore:
     from neurons.validator.store import open_store
 
-    return await open_store(
+    store = await open_store(
         _database_url(cfg), pool_size=cfg.database.pool_size, auto_upgrade=auto_upgrade
     )
+    # the same receipt rule as the daemon, so `scores` and `weights --dry-run` show its vector
+    store.receipts.min_validator_stake = cfg.leases.min_receipt_validator_stake
+    return store
 
 
 # --------------------------------------------------------------------------- run

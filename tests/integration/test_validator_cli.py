@@ -315,3 +315,26 @@ def test_renters_add_list_revoke(setup: Setup) -> None:
     rows = {row["name"]: row for row in json.loads(out)}
     assert rows["alice"]["revoked_at"] is not None and rows["bob"]["revoked_at"] is None
     assert rows["alice"]["spend_limit"] == 25.0 and rows["alice"]["active_leases"] == 0
+
+
+def test_offline_commands_count_receipts_by_the_daemons_stake_rule(tmp_path: Path) -> None:
+    # `scores` and `weights --dry-run` must show the vector the daemon would set, so the store
+    # they open applies leases.min_receipt_validator_stake exactly like the running validator
+    from byteleap.config import ValidatorConfig
+    from neurons.validator.cli import _open_store
+
+    cfg = ValidatorConfig.model_validate(
+        {
+            "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'v.db'}"},
+            "leases": {"min_receipt_validator_stake": 42.0},
+        }
+    )
+
+    async def threshold() -> float:
+        store = await _open_store(cfg, auto_upgrade=True)
+        try:
+            return store.receipts.min_validator_stake
+        finally:
+            await store.close()
+
+    assert run_async(threshold) == 42.0
