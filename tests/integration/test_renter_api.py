@@ -650,3 +650,22 @@ def test_every_endpoint_survives_bad_input(asgi_api: tuple[Any, str], mode: Any)
             case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=checks)
 
         run()
+
+
+async def test_deeply_nested_and_unterminated_json_is_a_typed_400(tmp_path: Path) -> None:
+    async with renter_api(tmp_path) as api:
+        headers = {
+            "Authorization": f"Bearer {api.keys['alice']}",
+            "Content-Type": "application/json",
+        }
+        async with httpx.AsyncClient(base_url=api.url, headers=headers) as http:
+            for body in (
+                b'{"model": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",  # past any parser's depth
+                b"[" * 500_000,  # never closed
+                b'{"model": "H100", "count": 1e999999}',  # a number no float holds
+            ):
+                answer = await http.post("/v1/leases", content=body)
+                assert answer.status_code in (400, 422), answer.text
+                assert error_of(answer)[1] in ("malformed", "invalid_request")
+            # and the API still serves the same renter afterwards
+            assert (await http.get("/v1/leases")).status_code == 200
