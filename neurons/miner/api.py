@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -536,159 +536,116 @@ def create_app(
     def unexpected(reply: object) -> MalformedMessage:  # pragma: no cover - the hub checks types
         return MalformedMessage(f"unexpected answer {type(reply).__name__} from the worker")
 
-    @app.post("/lease/job/submit")
-    async def job_submit(request: Request) -> Response:
-        async def run() -> Message:
-            caller, body = await authenticated(request)
-            req = decode(body, JobSubmitRequest)
-            answer = await job_call(
-                caller,
-                req.lease_id,
-                req.job_id,
-                lambda rid: JobSubmit(
-                    request_id=rid, lease_id=req.lease_id, job_id=req.job_id, spec=req.spec
-                ),
-                submit=True,
-            )
-            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
-            if isinstance(answer, tuple):
-                return JobSubmitResponse(**ids, refusal=answer[0], reason=answer[1])
-            if not isinstance(answer, JobAccepted):
-                raise unexpected(answer)
-            return JobSubmitResponse(**ids, job=answer.job)
+    def job_route(
+        path: str,
+        request_type: type[Any],
+        query: Callable[[str, Any], JobRequest],
+        answer_type: type[JobReply],
+        response_type: Callable[..., Message],
+        fields: Callable[[Any, Any], dict[str, Any]],
+        *,
+        submit: bool = False,
+    ) -> None:
+        """``POST path``: decode ``request_type``, route ``query`` to the lease's worker, and
+        answer ``response_type`` with the worker's refusal or with ``fields(req, answer)``."""
 
-        return await guarded(request, run)
+        async def endpoint(request: Request) -> Response:
+            async def run() -> Message:
+                caller, body = await authenticated(request)
+                req = decode(body, request_type)
+                answer = await job_call(
+                    caller, req.lease_id, req.job_id, lambda rid: query(rid, req), submit=submit
+                )
+                ids = {"lease_id": req.lease_id, "job_id": req.job_id}
+                if isinstance(answer, tuple):
+                    return response_type(**ids, refusal=answer[0], reason=answer[1])
+                if not isinstance(answer, answer_type):
+                    raise unexpected(answer)
+                return response_type(**ids, **fields(req, answer))
 
-    @app.post("/lease/job/status")
-    async def job_status(request: Request) -> Response:
-        async def run() -> Message:
-            caller, body = await authenticated(request)
-            req = decode(body, JobStatusRequest)
-            answer = await job_call(
-                caller,
-                req.lease_id,
-                req.job_id,
-                lambda rid: JobStatusQuery(
-                    request_id=rid, lease_id=req.lease_id, job_id=req.job_id
-                ),
-            )
-            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
-            if isinstance(answer, tuple):
-                return JobStatusResponse(**ids, refusal=answer[0], reason=answer[1])
-            if not isinstance(answer, JobStatus):
-                raise unexpected(answer)
-            return JobStatusResponse(**ids, job=answer.job)
+            return await guarded(request, run)
 
-        return await guarded(request, run)
+        app.post(path, name=path.rsplit("/", 1)[-1])(endpoint)
 
-    @app.post("/lease/job/cancel")
-    async def job_cancel(request: Request) -> Response:
-        async def run() -> Message:
-            caller, body = await authenticated(request)
-            req = decode(body, JobCancelRequest)
-            answer = await job_call(
-                caller,
-                req.lease_id,
-                req.job_id,
-                lambda rid: JobCancel(request_id=rid, lease_id=req.lease_id, job_id=req.job_id),
-            )
-            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
-            if isinstance(answer, tuple):
-                return JobCancelResponse(**ids, refusal=answer[0], reason=answer[1])
-            if not isinstance(answer, JobStatus):
-                raise unexpected(answer)
-            return JobCancelResponse(**ids, job=answer.job)
+    def artifact_fields(req: JobArtifactRequest, answer: ArtifactChunk) -> dict[str, Any]:
+        if answer.artifact.name != req.name or answer.offset != req.offset:
+            raise MalformedMessage("the worker answered with another part of the artifact")
+        return {
+            "artifact": answer.artifact,
+            "offset": answer.offset,
+            "data": answer.data,
+            "eof": answer.eof,
+        }
 
-        return await guarded(request, run)
-
-    @app.post("/lease/job/logs")
-    async def job_logs(request: Request) -> Response:
-        async def run() -> Message:
-            caller, body = await authenticated(request)
-            req = decode(body, JobLogsRequest)
-            answer = await job_call(
-                caller,
-                req.lease_id,
-                req.job_id,
-                lambda rid: JobLogsQuery(
-                    request_id=rid,
-                    lease_id=req.lease_id,
-                    job_id=req.job_id,
-                    stdout_offset=req.stdout_offset,
-                    stderr_offset=req.stderr_offset,
-                    limit=req.limit,
-                ),
-            )
-            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
-            if isinstance(answer, tuple):
-                return JobLogsResponse(**ids, refusal=answer[0], reason=answer[1])
-            if not isinstance(answer, JobLogs):
-                raise unexpected(answer)
-            return JobLogsResponse(**ids, logs=answer.logs)
-
-        return await guarded(request, run)
-
-    @app.post("/lease/job/result")
-    async def job_result(request: Request) -> Response:
-        async def run() -> Message:
-            caller, body = await authenticated(request)
-            req = decode(body, JobResultRequest)
-            answer = await job_call(
-                caller,
-                req.lease_id,
-                req.job_id,
-                lambda rid: JobResultQuery(
-                    request_id=rid, lease_id=req.lease_id, job_id=req.job_id
-                ),
-            )
-            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
-            if isinstance(answer, tuple):
-                return JobResultResponse(**ids, refusal=answer[0], reason=answer[1])
-            if not isinstance(answer, JobResult):
-                raise unexpected(answer)
-            return JobResultResponse(
-                **ids,
-                job=answer.job,
-                artifacts=answer.artifacts,
-                artifacts_omitted=answer.artifacts_omitted,
-            )
-
-        return await guarded(request, run)
-
-    @app.post("/lease/job/artifact")
-    async def job_artifact(request: Request) -> Response:
-        async def run() -> Message:
-            caller, body = await authenticated(request)
-            req = decode(body, JobArtifactRequest)
-            answer = await job_call(
-                caller,
-                req.lease_id,
-                req.job_id,
-                lambda rid: ArtifactQuery(
-                    request_id=rid,
-                    lease_id=req.lease_id,
-                    job_id=req.job_id,
-                    name=req.name,
-                    offset=req.offset,
-                    limit=req.limit,
-                ),
-            )
-            ids = {"lease_id": req.lease_id, "job_id": req.job_id}
-            if isinstance(answer, tuple):
-                return JobArtifactResponse(**ids, refusal=answer[0], reason=answer[1])
-            if not isinstance(answer, ArtifactChunk):
-                raise unexpected(answer)
-            if answer.artifact.name != req.name or answer.offset != req.offset:
-                raise MalformedMessage("the worker answered with another part of the artifact")
-            return JobArtifactResponse(
-                **ids,
-                artifact=answer.artifact,
-                offset=answer.offset,
-                data=answer.data,
-                eof=answer.eof,
-            )
-
-        return await guarded(request, run)
+    job_route(
+        "/lease/job/submit",
+        JobSubmitRequest,
+        lambda rid, req: JobSubmit(
+            request_id=rid, lease_id=req.lease_id, job_id=req.job_id, spec=req.spec
+        ),
+        JobAccepted,
+        JobSubmitResponse,
+        lambda _req, answer: {"job": answer.job},
+        submit=True,
+    )
+    job_route(
+        "/lease/job/status",
+        JobStatusRequest,
+        lambda rid, req: JobStatusQuery(request_id=rid, lease_id=req.lease_id, job_id=req.job_id),
+        JobStatus,
+        JobStatusResponse,
+        lambda _req, answer: {"job": answer.job},
+    )
+    job_route(
+        "/lease/job/cancel",
+        JobCancelRequest,
+        lambda rid, req: JobCancel(request_id=rid, lease_id=req.lease_id, job_id=req.job_id),
+        JobStatus,
+        JobCancelResponse,
+        lambda _req, answer: {"job": answer.job},
+    )
+    job_route(
+        "/lease/job/logs",
+        JobLogsRequest,
+        lambda rid, req: JobLogsQuery(
+            request_id=rid,
+            lease_id=req.lease_id,
+            job_id=req.job_id,
+            stdout_offset=req.stdout_offset,
+            stderr_offset=req.stderr_offset,
+            limit=req.limit,
+        ),
+        JobLogs,
+        JobLogsResponse,
+        lambda _req, answer: {"logs": answer.logs},
+    )
+    job_route(
+        "/lease/job/result",
+        JobResultRequest,
+        lambda rid, req: JobResultQuery(request_id=rid, lease_id=req.lease_id, job_id=req.job_id),
+        JobResult,
+        JobResultResponse,
+        lambda _req, answer: {
+            "job": answer.job,
+            "artifacts": answer.artifacts,
+            "artifacts_omitted": answer.artifacts_omitted,
+        },
+    )
+    job_route(
+        "/lease/job/artifact",
+        JobArtifactRequest,
+        lambda rid, req: ArtifactQuery(
+            request_id=rid,
+            lease_id=req.lease_id,
+            job_id=req.job_id,
+            name=req.name,
+            offset=req.offset,
+            limit=req.limit,
+        ),
+        ArtifactChunk,
+        JobArtifactResponse,
+        artifact_fields,
+    )
 
     # ------------------------------------------------------------------ receipts
 
