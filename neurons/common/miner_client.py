@@ -93,6 +93,15 @@ CONTENT_TYPE = "application/x-byteleap-frame"
 CHALLENGE_GRACE_S = 5.0
 
 _M = TypeVar("_M", bound=Message)
+#: the job requests: each names its lease and its job
+_JobRequest = (
+    JobSubmitRequest
+    | JobStatusRequest
+    | JobCancelRequest
+    | JobLogsRequest
+    | JobResultRequest
+    | JobArtifactRequest
+)
 
 #: ``ApiError.code`` -> the error it stands for (codes whose constructor takes a message)
 _SIMPLE_CODES: dict[str, type[ByteLeapError]] = {
@@ -222,32 +231,26 @@ class MinerClient:
 
     async def job_submit(self, request: JobSubmitRequest) -> JobSubmitResponse:
         """Run a job on a lease this validator started (``response.accepted`` or ``refusal``)."""
-        response = await self._call("POST", "/lease/job/submit", request, JobSubmitResponse)
-        _check_job_answer(request.lease_id, request.job_id, response)
-        return response
+        return await self._job_call("/lease/job/submit", request, JobSubmitResponse)
 
     async def job_status(self, request: JobStatusRequest) -> JobStatusResponse:
-        response = await self._call("POST", "/lease/job/status", request, JobStatusResponse)
-        _check_job_answer(request.lease_id, request.job_id, response)
-        return response
+        return await self._job_call("/lease/job/status", request, JobStatusResponse)
 
     async def job_cancel(self, request: JobCancelRequest) -> JobCancelResponse:
-        response = await self._call("POST", "/lease/job/cancel", request, JobCancelResponse)
-        _check_job_answer(request.lease_id, request.job_id, response)
-        return response
+        return await self._job_call("/lease/job/cancel", request, JobCancelResponse)
 
     async def job_logs(self, request: JobLogsRequest) -> JobLogsResponse:
-        response = await self._call("POST", "/lease/job/logs", request, JobLogsResponse)
-        _check_job_answer(request.lease_id, request.job_id, response)
-        return response
+        return await self._job_call("/lease/job/logs", request, JobLogsResponse)
 
     async def job_result(self, request: JobResultRequest) -> JobResultResponse:
-        response = await self._call("POST", "/lease/job/result", request, JobResultResponse)
-        _check_job_answer(request.lease_id, request.job_id, response)
-        return response
+        return await self._job_call("/lease/job/result", request, JobResultResponse)
 
     async def job_artifact(self, request: JobArtifactRequest) -> JobArtifactResponse:
-        response = await self._call("POST", "/lease/job/artifact", request, JobArtifactResponse)
+        return await self._job_call("/lease/job/artifact", request, JobArtifactResponse)
+
+    async def _job_call(self, path: str, request: _JobRequest, expected: type[_M]) -> _M:
+        """``POST path`` and check the answer is about the job that was asked about."""
+        response = await self._call("POST", path, request, expected)
         _check_job_answer(request.lease_id, request.job_id, response)
         return response
 
