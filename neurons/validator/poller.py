@@ -5,11 +5,18 @@ inventory, with at most ``miners.max_concurrency`` requests in flight and
 ``miners.request_timeout_s`` per request. A successful poll is stored with
 ``record_inventory`` (healthy workers count in the current availability bucket); a failed one
 with ``record_poll_failure`` (the miner's workers go offline, no availability is counted).
+
+Each successful poll is also timed (request to valid answer, on a monotonic clock): the median of
+a miner's last :data:`ROUND_TRIP_SAMPLES` is its measured round trip (:meth:`Poller.round_trip_s`),
+which a challenge deadline allows for (SPEC 4.5). It lives in memory only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +35,9 @@ from neurons.validator.store.records import (
 )
 
 log = structlog.get_logger("byteleap.validator.poll")
+
+#: successful polls per miner whose durations the round-trip median is taken over
+ROUND_TRIP_SAMPLES = 16
 
 
 class InventoryApi(Protocol):
@@ -57,7 +67,12 @@ def snapshot(worker: WorkerSummary) -> WorkerSnapshot:
         worker_pubkey=worker.worker_pubkey,
         state=worker.state,
         gpus=tuple(
-            GpuSnapshot(uuid=gpu.uuid, model=gpu.name, memory_mib=gpu.memory_total_mib)
+            GpuSnapshot(
+                uuid=gpu.uuid,
+                model=gpu.name,
+                memory_mib=gpu.memory_total_mib,
+                compute_capability=gpu.compute_capability,
+            )
             for gpu in worker.gpus
         ),
         healthy=True,
@@ -81,6 +96,7 @@ class Poller:
         bucket_seconds: int,
         wall_clock: Callable[[], datetime],
         metrics: ValidatorMetrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.connect = connect
@@ -90,11 +106,29 @@ class Poller:
         self.bucket_seconds = bucket_seconds
         self.wall_clock = wall_clock
         self.metrics = metrics or ValidatorMetrics()
+        self.monotonic = monotonic
+        #: miner hotkey -> seconds of its last successful polls, newest last
+        self._round_trips: dict[str, deque[float]] = {}
+
+    def round_trip_s(self, miner_hotkey: str) -> float | None:
+        """The median duration of the miner's last :data:`ROUND_TRIP_SAMPLES` successful polls
+        (request sent to a valid inventory received); None before its first success."""
+        samples = self._round_trips.get(miner_hotkey)
+        return statistics.median(samples) if samples else None
+
+    def _record_round_trip(self, miner_hotkey: str, seconds: float) -> None:
+        samples = self._round_trips.get(miner_hotkey)
+        if samples is None:
+            samples = self._round_trips[miner_hotkey] = deque(maxlen=ROUND_TRIP_SAMPLES)
+        samples.append(max(0.0, seconds))
 
     async def poll_all(self, miners: Sequence[MinerRow]) -> PollSummary:
         """Poll every pollable miner once."""
         gate = asyncio.Semaphore(self.max_concurrency)
         targets = pollable(miners, self.own_hotkey)
+        polled = {m.hotkey for m in targets}
+        for hotkey in [h for h in self._round_trips if h not in polled]:
+            del self._round_trips[hotkey]  # no longer polled (deregistered, no endpoint)
 
         async def one(miner: MinerRow) -> tuple[str, str | None]:
             async with gate:
@@ -112,9 +146,12 @@ class Poller:
         error: ByteLeapError | None = None
         inventory: InventoryResponse | None = None
         try:
+            started = self.monotonic()
             inventory = await asyncio.wait_for(client.inventory(), self.request_timeout_s + 1.0)
+            elapsed = self.monotonic() - started
             if inventory.miner_hotkey != miner.hotkey:
                 raise MalformedMessage("the inventory names another miner hotkey")
+            self._record_round_trip(miner.hotkey, elapsed)
         except ByteLeapError as exc:
             error = exc
         except TimeoutError:

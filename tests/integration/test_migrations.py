@@ -159,4 +159,4 @@ def test_migrations_are_found_without_the_current_directory(
     directory = migrations_dir()
     assert (directory / "env.py").is_file()
     assert (directory / "versions" / "0001_initial.py").is_file()
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"

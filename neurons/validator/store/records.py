@@ -57,6 +57,10 @@ class GpuSnapshot:
     uuid: str
     model: str
     memory_mib: int
+    #: CUDA compute capability as the worker reports it (``"major.minor"``, e.g. ``"9.0"``);
+    #: None when it was not reported. One that contradicts the model catalogue makes the GPU
+    #: unverifiable (SPEC 4.5).
+    compute_capability: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,20 @@ class ChallengeRow:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedSample:
+    """One GPU's verified challenge: a sample for calibrating a model's expected throughput."""
+
+    miner_hotkey: str
+    #: the model the GPU claimed when it was challenged
+    gpu_model: str
+    gpu_uuid: str
+    #: validator-measured FLOP/s
+    throughput_flops: float
+    #: when the challenge was dispatched (None from stores that do not say)
+    dispatched_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MinerTally:
     """Challenge outcomes of one miner since a point in time (for devnet and the CLI)."""
 
@@ -230,6 +248,10 @@ class ValidatorStore(Protocol):
     async def open_challenge(self, challenge: ChallengeOpen) -> None:
         """Insert one ``dispatched`` row per GPU before the request leaves."""
 
+    async def open_challenges(self, challenges: Sequence[ChallengeOpen]) -> None:
+        """Open a whole epoch at once: the same rows as :meth:`open_challenge` of each, in one
+        transaction (all or nothing), inserted in chunks. An empty sequence does nothing."""
+
     async def record_commit(
         self,
         challenge_id: str,
@@ -241,6 +263,17 @@ class ValidatorStore(Protocol):
     async def close_challenge(self, verdict: ChallengeVerdict) -> None:
         """Close one GPU's row with its outcome. Closing a closed row raises
         :class:`byteleap.errors.StorageError` (no challenge is scored twice)."""
+
+    async def close_challenges(self, verdicts: Sequence[ChallengeVerdict]) -> None:
+        """:meth:`close_challenge` of each verdict (a worker's GPUs together), in one
+        transaction. Every row still open is closed and committed; if any verdict named a row
+        that is already closed or does not exist, :class:`byteleap.errors.StorageError` is
+        raised afterwards, naming them (those rows are left as they were, so repeating a call
+        changes nothing). Invalid verdicts raise ``ValueError`` before anything is written."""
+
+    async def verified_throughputs(self, since: datetime) -> list[VerifiedSample]:
+        """One sample per GPU row verified and dispatched at or after ``since`` (every miner,
+        registered or not), in no particular order: the deadline calibration's input."""
 
     async def close_in_flight(self, now: datetime, detail: str) -> int:
         """Close every dispatched or committed row as EXCUSED (restart); returns how many."""
@@ -287,6 +320,7 @@ __all__ = [
     "MinerTally",
     "ScoringInputs",
     "ValidatorStore",
+    "VerifiedSample",
     "WeightStatus",
     "WeightSubmission",
     "WorkerRow",

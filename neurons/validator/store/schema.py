@@ -76,6 +76,7 @@ HOTKEY = 64
 PUBKEY = 64
 UUID = 128
 MODEL = 128
+CAPABILITY = 8
 
 
 class Base(DeclarativeBase):
@@ -144,6 +145,8 @@ class Gpu(Base):
     worker_pubkey: Mapped[str] = mapped_column(sa.String(PUBKEY))
     model: Mapped[str] = mapped_column(sa.String(MODEL))
     memory_mib: Mapped[int] = mapped_column(sa.Integer)
+    #: ``"major.minor"`` as the worker reports it; None when not reported (revision 0003)
+    compute_capability: Mapped[str | None] = mapped_column(sa.String(CAPABILITY))
     #: when this (miner, worker) first reported the UUID; never moved forward
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)

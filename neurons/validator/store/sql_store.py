@@ -6,6 +6,8 @@ dropped, a locked SQLite file, a constraint violation, a closed store) surfaces 
 (naive datetimes, a verified verdict without a throughput) raise ``ValueError`` before anything is
 written. Queries are SQLAlchemy Core on the tables of :mod:`neurons.validator.store.schema`, with
 the dialect's own ``INSERT ... ON CONFLICT`` for upserts, so both engines run the same statements.
+The one exception is an epoch's bulk insert (:meth:`SqlStore.open_challenges`), which PostgreSQL
+loads with ``COPY`` inside the same transaction (several times faster for 200,000 rows).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
@@ -53,6 +55,7 @@ from neurons.validator.store.records import (
     MinerTally,
     ScoringInputs,
     ValidatorStore,
+    VerifiedSample,
     WeightSubmission,
     WorkerRow,
     WorkerSnapshot,
@@ -73,6 +76,7 @@ if TYPE_CHECKING:
     from neurons.validator.store.leases import LeaseStore
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 ROOT_BYTES = 32
 #: longest poll error kept (the rest is cut: it is for an operator's eye, not for parsing)
@@ -80,6 +84,11 @@ MAX_ERROR_CHARS = 2000
 #: ``failure`` of the challenges closed by :meth:`SqlStore.close_in_flight`
 RESTART_FAILURE = "restart"
 IN_FLIGHT = ("dispatched", "committed")
+#: rows (parameter sets) per statement of the bulk writes; keys per ``IN`` of their reads
+BULK_CHUNK_ROWS = 10_000
+BULK_CHUNK_KEYS = 2_000
+#: rows per ``COPY`` of :meth:`SqlStore.open_challenges` on PostgreSQL
+BULK_COPY_ROWS = 50_000
 
 #: exceptions of the drivers that may escape SQLAlchemy's wrapping (mostly while connecting)
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
@@ -274,6 +283,7 @@ class SqlStore:
                 "worker_pubkey": key,
                 "model": g.model,
                 "memory_mib": g.memory_mib,
+                "compute_capability": g.compute_capability,
                 "first_seen": now,
                 "last_seen": now,
                 "present": True,
@@ -323,6 +333,7 @@ class SqlStore:
                         set_={
                             "model": new.model,
                             "memory_mib": new.memory_mib,
+                            "compute_capability": new.compute_capability,
                             "last_seen": new.last_seen,
                             "present": True,
                         },
@@ -395,6 +406,7 @@ class SqlStore:
                         gpus_t.c.gpu_uuid,
                         gpus_t.c.model,
                         gpus_t.c.memory_mib,
+                        gpus_t.c.compute_capability,
                     )
                     .where(gpus_t.c.present.is_(True), gpus_t.c.miner_hotkey.in_(registered))
                     .order_by(gpus_t.c.gpu_uuid)
@@ -412,7 +424,12 @@ class SqlStore:
         gpus: dict[tuple[str, str], list[GpuSnapshot]] = {}
         for g in present:
             gpus.setdefault((g.miner_hotkey, g.worker_pubkey), []).append(
-                GpuSnapshot(uuid=g.gpu_uuid, model=g.model, memory_mib=g.memory_mib)
+                GpuSnapshot(
+                    uuid=g.gpu_uuid,
+                    model=g.model,
+                    memory_mib=g.memory_mib,
+                    compute_capability=g.compute_capability,
+                )
             )
         out = []
         for w in worker_rows:
@@ -452,48 +469,41 @@ class SqlStore:
     # ------------------------------------------------------------------ challenges
 
     async def open_challenge(self, challenge: ChallengeOpen) -> None:
-        require_aware("dispatched_at", challenge.dispatched_at)
-        require_aware("deadline_at", challenge.deadline_at)
-        if not challenge.gpu_uuids:
-            raise ValueError("a challenge needs at least one GPU")
-        missing = [u for u in challenge.gpu_uuids if u not in challenge.gpu_models]
-        if missing:
-            raise ValueError(f"gpu_models lacks the model of {', '.join(missing)}")
-        p = challenge.params
-        rows = [
-            {
-                "challenge_id": challenge.challenge_id,
-                "gpu_uuid": uuid,
-                "miner_hotkey": challenge.miner_hotkey,
-                "worker_pubkey": challenge.worker_pubkey,
-                "gpu_model": challenge.gpu_models[uuid],
-                "m": p.m,
-                "n": p.n,
-                "k": p.k,
-                "v": p.v,
-                "stages": p.stages,
-                "seed": bytes(challenge.seed),
-                "dispatched_at": challenge.dispatched_at,
-                "deadline_at": challenge.deadline_at,
-                "status": "dispatched",
-            }
-            for uuid in dict.fromkeys(challenge.gpu_uuids)
-        ]
-        w = workers_t.c
+        rows = _challenge_rows(challenge)
         async with self._tx(f"opening challenge {challenge.challenge_id}") as conn:
             await conn.execute(challenges_t.insert(), rows)
             await conn.execute(
-                workers_t.update()
-                .where(
-                    w.miner_hotkey == challenge.miner_hotkey,
-                    w.worker_pubkey == challenge.worker_pubkey,
-                    sa.or_(
-                        w.last_challenge_at.is_(None),
-                        w.last_challenge_at < challenge.dispatched_at,
-                    ),
-                )
-                .values(last_challenge_at=challenge.dispatched_at)
+                _LAST_CHALLENGE_UPDATE,
+                {
+                    "b_hotkey": challenge.miner_hotkey,
+                    "b_pubkey": challenge.worker_pubkey,
+                    "b_at": challenge.dispatched_at,
+                },
             )
+
+    async def open_challenges(self, challenges: Sequence[ChallengeOpen]) -> None:
+        if not challenges:
+            return
+        rows = [row for challenge in challenges for row in _challenge_rows(challenge)]
+        newest: dict[tuple[str, str], datetime] = {}
+        for challenge in challenges:
+            key = (challenge.miner_hotkey, challenge.worker_pubkey)
+            if key not in newest or challenge.dispatched_at > newest[key]:
+                newest[key] = challenge.dispatched_at
+        worker_params = [
+            {"b_hotkey": hotkey, "b_pubkey": pubkey, "b_at": at}
+            for (hotkey, pubkey), at in newest.items()
+        ]
+        what = f"opening {len(challenges)} challenges ({len(rows)} GPU rows)"
+        async with self._tx(what) as conn:
+            # the workers first: this statement also begins the transaction the COPY joins
+            for chunk in _chunks(worker_params, BULK_CHUNK_ROWS):
+                await conn.execute(_LAST_CHALLENGE_UPDATE, chunk)
+            if self._dialect == "postgresql":
+                await _copy_rows(conn, challenges_t, rows)
+            else:
+                for chunk in _chunks(rows, BULK_CHUNK_ROWS):
+                    await conn.execute(challenges_t.insert(), chunk)
 
     async def record_commit(
         self,
@@ -536,31 +546,12 @@ class SqlStore:
                 )
 
     async def close_challenge(self, verdict: ChallengeVerdict) -> None:
-        require_aware("closed_at", verdict.closed_at)
-        outcome = Outcome(verdict.outcome)
-        for name in ("throughput_flops", "elapsed_s", "verify_s"):
-            value = getattr(verdict, name)
-            if value is not None and not (math.isfinite(value) and value >= 0.0):
-                raise ValueError(f"{name} must be finite and >= 0, got {value}")
-        if outcome is Outcome.VERIFIED and not verdict.throughput_flops:
-            raise ValueError("a verified verdict needs a positive throughput_flops")
+        values = _verdict_values(verdict)
         c = challenges_t.c
         where = (c.challenge_id == verdict.challenge_id, c.gpu_uuid == verdict.gpu_uuid)
         async with self._tx(f"closing challenge {verdict.challenge_id}") as conn:
             result = await conn.execute(
-                challenges_t.update()
-                .where(*where, c.status != "closed")
-                .values(
-                    status="closed",
-                    closed_at=verdict.closed_at,
-                    outcome=outcome.value,
-                    failure=verdict.failure,
-                    detail=verdict.detail,
-                    throughput_flops=verdict.throughput_flops,
-                    elapsed_s=verdict.elapsed_s,
-                    verify_s=verdict.verify_s,
-                    checked_entries=verdict.checked_entries,
-                )
+                challenges_t.update().where(*where, c.status != "closed").values(**values)
             )
             if result.rowcount == 0:
                 exists = (await conn.execute(sa.select(c.status).where(*where))).first()
@@ -568,6 +559,72 @@ class SqlStore:
                 raise StorageError(
                     f"challenge {verdict.challenge_id} GPU {verdict.gpu_uuid} {state}"
                 )
+
+    async def close_challenges(self, verdicts: Sequence[ChallengeVerdict]) -> None:
+        if not verdicts:
+            return
+        values = [_verdict_values(v) for v in verdicts]  # every verdict is checked first
+        c = challenges_t.c
+        pairs = list(dict.fromkeys((v.challenge_id, v.gpu_uuid) for v in verdicts))
+        closed_before: list[tuple[str, str]] = []
+        missing: list[tuple[str, str]] = []
+        async with self._tx(f"closing {len(verdicts)} challenge rows") as conn:
+            status: dict[tuple[str, str], str] = {}
+            for keys in _chunks(pairs, BULK_CHUNK_KEYS):
+                # two plain INs, not a row-value IN (which SQLite answers with a table scan):
+                # both search the primary key; pairs outside ``keys`` are dropped below.
+                # Locked (PostgreSQL) so that what is open here is still open at the update.
+                rows = await conn.execute(
+                    sa.select(c.challenge_id, c.gpu_uuid, c.status)
+                    .where(
+                        c.challenge_id.in_(sorted({cid for cid, _ in keys})),
+                        c.gpu_uuid.in_(sorted({uuid for _, uuid in keys})),
+                    )
+                    .with_for_update()
+                )
+                status.update({(r.challenge_id, r.gpu_uuid): r.status for r in rows})
+            updates = []
+            for verdict, value in zip(verdicts, values, strict=True):
+                key = (verdict.challenge_id, verdict.gpu_uuid)
+                state = status.get(key)
+                if state is None:
+                    missing.append(key)
+                elif state == "closed":
+                    closed_before.append(key)
+                else:
+                    status[key] = "closed"  # the same row twice in one call: the first wins
+                    updates.append(
+                        {"b_cid": key[0], "b_uuid": key[1]}
+                        | {f"v_{name}": v for name, v in value.items()}
+                    )
+            for chunk in _chunks(updates, BULK_CHUNK_ROWS):
+                await conn.execute(_CLOSE_UPDATE, chunk)
+        if closed_before or missing:
+            raise StorageError(_close_refusal(closed_before, missing, closed=len(updates)))
+
+    async def verified_throughputs(self, since: datetime) -> list[VerifiedSample]:
+        require_aware("since", since)
+        c = challenges_t.c
+        # a range scan of ix_challenges_dispatched_at: the rows of the window, nothing older
+        query = sa.select(
+            c.miner_hotkey, c.gpu_model, c.gpu_uuid, c.throughput_flops, c.dispatched_at
+        ).where(
+            c.dispatched_at >= since,
+            c.outcome == Outcome.VERIFIED.value,
+            c.throughput_flops.is_not(None),
+        )
+        async with self._tx("reading verified throughputs") as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            VerifiedSample(
+                miner_hotkey=hotkey,
+                gpu_model=model,
+                gpu_uuid=uuid,
+                throughput_flops=throughput,
+                dispatched_at=at,
+            )
+            for hotkey, model, uuid, throughput, at in rows
+        ]
 
     async def close_in_flight(self, now: datetime, detail: str) -> int:
         require_aware("now", now)
@@ -882,6 +939,142 @@ class SqlStore:
             return
         self._closed = True
         await self._engine.dispose()
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _copy_rows(
+    conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table`` with PostgreSQL's ``COPY``, inside
+    ``conn``'s transaction, which must have begun (a statement ran on it).
+
+    ``COPY`` is several times faster than ``executemany`` for an epoch's 200,000 rows. It goes
+    to asyncpg directly, so SQLAlchemy's type processing is skipped: every value must already
+    be what asyncpg binds (aware datetimes, ``bytes``), as :func:`_challenge_rows` makes them.
+    A failure (a duplicate key) aborts the transaction like any other statement's."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None and driver.is_in_transaction(), "COPY outside the transaction"
+    columns = list(rows[0])
+    for chunk in _chunks(rows, BULK_COPY_ROWS):
+        await driver.copy_records_to_table(
+            table.name,
+            records=[tuple(row[name] for name in columns) for row in chunk],
+            columns=columns,
+        )
+
+
+def _challenge_rows(challenge: ChallengeOpen) -> list[dict[str, Any]]:
+    """The ``dispatched`` rows of one challenge, one per GPU (a GPU listed twice: once);
+    ``ValueError`` for a challenge that must not be stored."""
+    require_aware("dispatched_at", challenge.dispatched_at)
+    require_aware("deadline_at", challenge.deadline_at)
+    if not challenge.gpu_uuids:
+        raise ValueError("a challenge needs at least one GPU")
+    missing = [u for u in challenge.gpu_uuids if u not in challenge.gpu_models]
+    if missing:
+        raise ValueError(f"gpu_models lacks the model of {', '.join(missing)}")
+    p = challenge.params
+    seed = bytes(challenge.seed)
+    return [
+        {
+            "challenge_id": challenge.challenge_id,
+            "gpu_uuid": uuid,
+            "miner_hotkey": challenge.miner_hotkey,
+            "worker_pubkey": challenge.worker_pubkey,
+            "gpu_model": challenge.gpu_models[uuid],
+            "m": p.m,
+            "n": p.n,
+            "k": p.k,
+            "v": p.v,
+            "stages": p.stages,
+            "seed": seed,
+            "dispatched_at": challenge.dispatched_at,
+            "deadline_at": challenge.deadline_at,
+            "status": "dispatched",
+        }
+        for uuid in dict.fromkeys(challenge.gpu_uuids)
+    ]
+
+
+def _close_refusal(
+    closed_before: Sequence[tuple[str, str]], missing: Sequence[tuple[str, str]], *, closed: int
+) -> str:
+    """Why :meth:`SqlStore.close_challenges` raised: the rows it could not close."""
+    parts = []
+    for keys, state in ((closed_before, "already closed"), (missing, "does not exist")):
+        if keys:
+            named = ", ".join(f"challenge {cid} GPU {uuid}" for cid, uuid in keys[:5])
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            parts.append(f"{named}{more}: {state}")
+    return "; ".join(parts) + f" ({closed} other rows were closed)"
+
+
+_VERDICT_COLUMNS = (
+    "status",
+    "closed_at",
+    "outcome",
+    "failure",
+    "detail",
+    "throughput_flops",
+    "elapsed_s",
+    "verify_s",
+    "checked_entries",
+)
+
+
+def _verdict_values(verdict: ChallengeVerdict) -> dict[str, Any]:
+    """The columns a verdict sets; ``ValueError`` for one that would corrupt a score."""
+    require_aware("closed_at", verdict.closed_at)
+    outcome = Outcome(verdict.outcome)
+    for name in ("throughput_flops", "elapsed_s", "verify_s"):
+        value = getattr(verdict, name)
+        if value is not None and not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    if outcome is Outcome.VERIFIED and not verdict.throughput_flops:
+        raise ValueError("a verified verdict needs a positive throughput_flops")
+    return {
+        "status": "closed",
+        "closed_at": verdict.closed_at,
+        "outcome": outcome.value,
+        "failure": verdict.failure,
+        "detail": verdict.detail,
+        "throughput_flops": verdict.throughput_flops,
+        "elapsed_s": verdict.elapsed_s,
+        "verify_s": verdict.verify_s,
+        "checked_entries": verdict.checked_entries,
+    }
+
+
+#: a worker's newest dispatch time moves forward only (one parameter set per worker); each
+#: bindparam takes the type of the column it meets
+_LAST_CHALLENGE_UPDATE = (
+    workers_t.update()
+    .where(
+        workers_t.c.miner_hotkey == sa.bindparam("b_hotkey"),
+        workers_t.c.worker_pubkey == sa.bindparam("b_pubkey"),
+        sa.or_(
+            workers_t.c.last_challenge_at.is_(None),
+            workers_t.c.last_challenge_at < sa.bindparam("b_at"),
+        ),
+    )
+    .values(last_challenge_at=sa.bindparam("b_at"))
+)
+
+#: one verdict per parameter set (``b_*`` pick the row, ``v_*`` are :func:`_verdict_values`)
+_CLOSE_UPDATE = (
+    challenges_t.update()
+    .where(
+        challenges_t.c.challenge_id == sa.bindparam("b_cid"),
+        challenges_t.c.gpu_uuid == sa.bindparam("b_uuid"),
+        challenges_t.c.status != "closed",
+    )
+    .values({name: sa.bindparam(f"v_{name}") for name in _VERDICT_COLUMNS})
+)
 
 
 def _challenge_row(r: Any) -> ChallengeRow:
