@@ -247,6 +247,40 @@ class ChallengeResponse(Message):
         )
 
 
+class EpochRequest(Message):
+    """``POST /epoch``: every challenge of one epoch for this miner, one per worker, in one request.
+
+    The miner dispatches them all at once and streams one record per challenge back (a
+    ``ChallengeResponse`` or an :class:`EpochFailure`, see ``byteleap.protocol.stream``) as each
+    finishes, so the validator times every commit on its own clock (SPEC 4.5).
+    """
+
+    type: Literal["epoch_request"] = "epoch_request"
+    epoch_id: Identifier
+    challenges: Annotated[list[ChallengeRequest], Field(min_length=1, max_length=MAX_WORKERS)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if not distinct([challenge.challenge_id for challenge in self.challenges]):
+            raise ValueError("challenge_id values must be distinct")
+        if not distinct([challenge.worker_pubkey for challenge in self.challenges]):
+            raise ValueError("worker_pubkey values must be distinct")
+        return self
+
+
+class EpochFailure(Message):
+    """One record of an epoch stream: the miner got no commit for this challenge.
+
+    ``code`` and ``message`` are those of the ``ApiError`` the same failure gets on
+    ``POST /challenge`` (``unavailable``, ``timeout``, ``worker_failure``, ``malformed``, ...).
+    """
+
+    type: Literal["epoch_failure"] = "epoch_failure"
+    challenge_id: Identifier
+    code: Code
+    message: Text
+
+
 class OpeningsRequest(Message):
     """``POST /reveal``: open these rows of a committed challenge."""
 
@@ -593,6 +627,7 @@ def http_status_for(exc: ByteLeapError) -> int:
 
 ValidatorRequest = Annotated[
     ChallengeRequest
+    | EpochRequest
     | OpeningsRequest
     | LeaseStartRequest
     | LeaseStopRequest
@@ -611,6 +646,7 @@ ValidatorRequest = Annotated[
 MinerResponse = Annotated[
     InventoryResponse
     | ChallengeResponse
+    | EpochFailure
     | OpeningsResponse
     | LeaseStartResponse
     | LeaseStopResponse
@@ -633,6 +669,8 @@ ValidatorApiMessage = Annotated[
     InventoryResponse
     | ChallengeRequest
     | ChallengeResponse
+    | EpochRequest
+    | EpochFailure
     | OpeningsRequest
     | OpeningsResponse
     | LeaseStartRequest
@@ -672,6 +710,8 @@ __all__ = [
     "ApiError",
     "ChallengeRequest",
     "ChallengeResponse",
+    "EpochFailure",
+    "EpochRequest",
     "GpuSummary",
     "HealthResponse",
     "InventoryResponse",

@@ -18,6 +18,10 @@ scores it by class (SPEC 3):
 Job requests (``job_*``) answer with their response model; a refusal (unknown lease, lease
 ended, no such job, ...) is an answer with ``refusal`` set, not an exception.
 
+``epoch`` sends every challenge of an epoch in one request and yields one :class:`EpochArrival`
+per challenge as the miner's record stream delivers it, timed by the validator's clock; there a
+failure is the arrival's ``result`` (by the same rules), never an exception.
+
 Note: the codes a miner answers with are its own claims. A dishonest miner can answer
 ``unavailable`` or ``link`` instead of letting a challenge time out; the validator should watch
 how often a miner is excused.
@@ -25,7 +29,12 @@ how often a miner is excused.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -54,11 +63,14 @@ from byteleap.errors import (
 from byteleap.leases.receipts import Receipt, SignedReceipt, signing_payload
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
+from byteleap.protocol.stream import STREAM_CONTENT_TYPE, RecordReader
 from byteleap.protocol.validator_api import (
     MAX_RECEIPTS_PAGE,
     ApiError,
     ChallengeRequest,
     ChallengeResponse,
+    EpochFailure,
+    EpochRequest,
     HealthResponse,
     InventoryResponse,
     JobArtifactRequest,
@@ -92,6 +104,8 @@ CONTENT_TYPE = "application/x-byteleap-frame"
 #: seconds a challenge request may take beyond its own deadline (the miner's slack plus the link)
 CHALLENGE_GRACE_S = 5.0
 
+log = logging.getLogger(__name__)
+
 _M = TypeVar("_M", bound=Message)
 #: the job requests: each names its lease and its job
 _JobRequest = (
@@ -120,8 +134,12 @@ _SIMPLE_CODES: dict[str, type[ByteLeapError]] = {
 }
 
 
-def error_from_api(error: ApiError, status: int) -> ByteLeapError:
-    """The typed error a miner's ``ApiError`` body stands for."""
+def error_from_api(error: ApiError, status: int | None) -> ByteLeapError:
+    """The typed error a miner's ``ApiError`` body stands for.
+
+    ``status`` is the HTTP status it came with, or ``None`` for the code and message of an
+    ``EpochFailure`` record (which has none: the stream's status is 200).
+    """
     code, message = error.code, f"miner: {error.message}"
     if code in _SIMPLE_CODES:
         return _SIMPLE_CODES[code](message)
@@ -135,10 +153,12 @@ def error_from_api(error: ApiError, status: int) -> ByteLeapError:
         exc = UnsupportedVersion(0, 0)
         exc.args = (message,)
         return exc
-    if code == "internal" or status >= 500:
-        return TransientError(f"miner internal error ({status}): {error.message}")
+    if code == "internal" or (status is not None and status >= 500):
+        where = "" if status is None else f" ({status})"
+        return TransientError(f"miner internal error{where}: {error.message}")
     # unknown codes, and codes a miner has no business sending (fraud verdicts are ours)
-    return MalformedMessage(f"miner answered {status} with unexpected error code {code!r}")
+    where = "sent" if status is None else f"answered {status} with"
+    return MalformedMessage(f"miner {where} unexpected error code {code!r}")
 
 
 def _error_without_body(status: int) -> ByteLeapError:
@@ -154,6 +174,21 @@ def _error_without_body(status: int) -> ByteLeapError:
     if status >= 500:
         return TransientError(f"HTTP {status} without an ApiError body")
     return MalformedMessage(f"HTTP {status} without an ApiError body")
+
+
+@dataclass(frozen=True, slots=True)
+class EpochArrival:
+    """One challenge of an epoch, as it came back (:meth:`MinerClient.epoch`).
+
+    ``result`` is the checked, countersigned commit, or the typed error that stands for the
+    challenge's failure (the miner's ``EpochFailure``, a bad signature, the stream's failure).
+    ``at`` is the validator's ``clock()`` when the record was completely received (or when the
+    failure was found); compare it with the clock read at dispatch.
+    """
+
+    challenge_id: str
+    result: ChallengeResponse | ByteLeapError
+    at: float
 
 
 class MinerClient:
@@ -211,6 +246,123 @@ class MinerClient:
         )
         self.check_challenge_response(request, response)
         return response
+
+    async def epoch(
+        self,
+        request: EpochRequest,
+        *,
+        wait_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AsyncIterator[EpochArrival]:
+        """Send every challenge of an epoch in one ``POST /epoch``; yield one
+        :class:`EpochArrival` per challenge, in the order the miner's records arrive.
+
+        The request is sent when iteration starts; the stream is read by a task of its own, so
+        ``at`` is not delayed by the caller. Every challenge is yielded exactly once, and failures
+        are results, never exceptions:
+
+        * an ``EpochFailure`` record -> the error of its code (as for ``POST /challenge``);
+        * a commit that fails :meth:`check_challenge_response` -> that error, for it alone;
+        * a non-2xx answer -> its error, for every challenge;
+        * a record for an unknown or already answered challenge, a malformed record, or a stream
+          that ends early -> ``MalformedMessage``; a record over ``max_response_bytes`` ->
+          ``MessageTooLarge``; a failed connection -> ``LinkError``; ``wait_s`` elapsed since the
+          start -> ``PeerTimeout``: for every challenge not yet answered (one shared error).
+
+        Closing the iterator early, or cancelling the caller, stops reading and closes the
+        connection (the miner then cancels the outstanding challenges).
+        """
+        asked = {challenge.challenge_id: challenge for challenge in request.challenges}
+        arrivals: asyncio.Queue[EpochArrival] = asyncio.Queue()
+        reader = asyncio.create_task(
+            self._receive_epoch(request, wait_s, clock, arrivals.put_nowait),
+            name=f"epoch {request.epoch_id} from {self.miner_hotkey}",
+        )
+        try:
+            for _ in asked:
+                arrival = await arrivals.get()
+                if isinstance(arrival.result, ChallengeResponse):
+                    try:
+                        self.check_challenge_response(asked[arrival.challenge_id], arrival.result)
+                    except ByteLeapError as exc:
+                        arrival = replace(arrival, result=exc)
+                yield arrival
+        finally:
+            reader.cancel()
+            await asyncio.wait([reader])
+
+    async def _receive_epoch(
+        self,
+        request: EpochRequest,
+        wait_s: float,
+        clock: Callable[[], float],
+        emit: Callable[[EpochArrival], None],
+    ) -> None:
+        """Read the record stream; ``emit`` exactly one arrival per challenge of ``request``."""
+        unanswered = {challenge.challenge_id: challenge for challenge in request.challenges}
+
+        def settle(challenge_id: str, result: ChallengeResponse | ByteLeapError, at: float) -> None:
+            del unanswered[challenge_id]
+            emit(EpochArrival(challenge_id, result, at))
+
+        failure: ByteLeapError = TransientError("the epoch stream ended")
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._read_epoch(request, wait_s, clock, unanswered, settle)
+        except TimeoutError:
+            failure = PeerTimeout(
+                f"the miner did not answer {len(unanswered)} challenges within {wait_s:g} s"
+            )
+        except ByteLeapError as exc:
+            failure = exc
+        except Exception as exc:
+            log.exception("reading epoch %s failed", request.epoch_id)
+            failure = TransientError(f"reading the epoch stream failed: {type(exc).__name__}")
+        at = clock()
+        for challenge_id in list(unanswered):
+            settle(challenge_id, failure, at)
+
+    async def _read_epoch(
+        self,
+        request: EpochRequest,
+        wait_s: float,
+        clock: Callable[[], float],
+        unanswered: dict[str, ChallengeRequest],
+        settle: Callable[[str, ChallengeResponse | ByteLeapError, float], None],
+    ) -> None:
+        http_request = self._build_request(
+            "POST", "/epoch", request, wait_s=wait_s, accept=STREAM_CONTENT_TYPE
+        )
+        try:
+            response = await self._http.send(http_request, stream=True)
+            try:
+                if not 200 <= response.status_code < 300:
+                    raw = await self._read_body(response)
+                    raise self._error_for(response.status_code, raw)
+                records = RecordReader(self.max_response_bytes, len(request.challenges))
+                async for chunk in _chunks(response):
+                    at = clock()
+                    for record in records.feed(chunk):
+                        if record.challenge_id not in unanswered:
+                            raise MalformedMessage(
+                                "a record for an unknown or already answered challenge"
+                            )
+                        result: ChallengeResponse | ByteLeapError = record
+                        if isinstance(record, EpochFailure):
+                            error = ApiError(code=record.code, message=record.message)
+                            result = error_from_api(error, None)
+                        settle(record.challenge_id, result, at)
+                    if records.error is not None:
+                        raise records.error
+                records.finish()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from None
+        if unanswered:
+            raise MalformedMessage(
+                f"the miner's stream ended with {len(unanswered)} challenges unanswered"
+            )
 
     async def reveal(self, request: OpeningsRequest) -> OpeningsResponse:
         response = await self._call("POST", "/reveal", request, OpeningsResponse)
@@ -360,6 +512,35 @@ class MinerClient:
 
     # ------------------------------------------------------------------ transport
 
+    def _build_request(
+        self,
+        method: str,
+        path: str,
+        body_message: Message | None,
+        *,
+        wait_s: float | None = None,
+        accept: str = CONTENT_TYPE,
+    ) -> httpx.Request:
+        """The request, signed with ``btauth/1`` (a fresh nonce) for this client's miner."""
+        body = b"" if body_message is None else codec.encode(body_message)
+        url = self.base_url.join(self.base_url.path.rstrip("/") + path)
+        target = url.raw_path.decode("ascii")  # path plus ?query, exactly as sent
+        headers = http_auth.sign(
+            self._signer, method=method, path=target, body=body, receiver_ss58=self.miner_hotkey
+        )
+        if body_message is not None:
+            headers["Content-Type"] = CONTENT_TYPE
+        headers["Accept"] = accept
+        headers["Accept-Encoding"] = "identity"  # the size cap applies to the bytes received
+        limit = self.timeout if wait_s is None else wait_s
+        return self._http.build_request(
+            method,
+            url,
+            content=body,
+            headers=headers,
+            timeout=httpx.Timeout(limit, connect=self.connect_timeout),
+        )
+
     async def _call(
         self,
         method: str,
@@ -369,33 +550,10 @@ class MinerClient:
         *,
         wait_s: float | None = None,
     ) -> _M:
-        body = b"" if body_message is None else codec.encode(body_message)
-        url = self.base_url.join(self.base_url.path.rstrip("/") + path)
-        target = url.raw_path.decode("ascii")  # path plus ?query, exactly as sent
-        headers = http_auth.sign(
-            self._signer, method=method, path=target, body=body, receiver_ss58=self.miner_hotkey
-        )
-        if body_message is not None:
-            headers["Content-Type"] = CONTENT_TYPE
-        headers["Accept"] = CONTENT_TYPE
-        headers["Accept-Encoding"] = "identity"  # the size cap applies to the bytes received
-        limit = self.timeout if wait_s is None else wait_s
-        request = self._http.build_request(
-            method,
-            url,
-            content=body,
-            headers=headers,
-            timeout=httpx.Timeout(limit, connect=self.connect_timeout),
-        )
+        request = self._build_request(method, path, body_message, wait_s=wait_s)
         status, raw = await self._send(request)
         if not 200 <= status < 300:
-            try:
-                error = codec.decode(raw, codec.MINER_RESPONSE, max_bytes=self.max_response_bytes)
-            except ProtocolError:
-                raise _error_without_body(status) from None
-            if not isinstance(error, ApiError):
-                raise _error_without_body(status)
-            raise error_from_api(error, status)
+            raise self._error_for(status, raw)
         message = codec.decode(raw, codec.MINER_RESPONSE, max_bytes=self.max_response_bytes)
         if not isinstance(message, expected):
             raise MalformedMessage(
@@ -403,34 +561,59 @@ class MinerClient:
             )
         return message
 
+    def _error_for(self, status: int, raw: bytes) -> ByteLeapError:
+        """The error a non-2xx answer with body ``raw`` stands for."""
+        try:
+            error = codec.decode(raw, codec.MINER_RESPONSE, max_bytes=self.max_response_bytes)
+        except ProtocolError:
+            return _error_without_body(status)
+        if not isinstance(error, ApiError):
+            return _error_without_body(status)
+        return error_from_api(error, status)
+
     async def _send(self, request: httpx.Request) -> tuple[int, bytes]:
         try:
             response = await self._http.send(request, stream=True)
             try:
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self.max_response_bytes:
-                    raise MessageTooLarge(int(declared), self.max_response_bytes)
-                if response.is_stream_consumed:  # a transport that hands over a read body
-                    if len(response.content) > self.max_response_bytes:
-                        raise MessageTooLarge(len(response.content), self.max_response_bytes)
-                    return response.status_code, response.content
-                chunks: list[bytes] = []
-                received = 0
-                async for chunk in response.aiter_raw():
-                    received += len(chunk)
-                    if received > self.max_response_bytes:
-                        raise MessageTooLarge(received, self.max_response_bytes)
-                    chunks.append(chunk)
-                return response.status_code, b"".join(chunks)
+                return response.status_code, await self._read_body(response)
             finally:
                 await response.aclose()
-        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise LinkError(f"cannot reach the miner: {type(exc).__name__}") from None
-        except httpx.TimeoutException as exc:
-            raise PeerTimeout(f"the miner did not answer in time ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            # connect refused, reset, closed, protocol violations of the connection
-            raise LinkError(f"link to the miner failed: {type(exc).__name__}: {exc}") from None
+            raise _transport_error(exc) from None
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The whole body, refused with ``MessageTooLarge`` over ``max_response_bytes``."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise MessageTooLarge(int(declared), self.max_response_bytes)
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in _chunks(response):
+            received += len(chunk)
+            if received > self.max_response_bytes:
+                raise MessageTooLarge(received, self.max_response_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's bytes as they arrive (all at once from a transport that hands over a read
+    body)."""
+    if response.is_stream_consumed:
+        yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
+def _transport_error(exc: httpx.HTTPError) -> ByteLeapError:
+    """The typed error of a failure of the validator's own connection to the miner."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return LinkError(f"cannot reach the miner: {type(exc).__name__}")
+    if isinstance(exc, httpx.TimeoutException):
+        return PeerTimeout(f"the miner did not answer in time ({type(exc).__name__})")
+    # connect refused, reset, closed, protocol violations of the connection
+    return LinkError(f"link to the miner failed: {type(exc).__name__}: {exc}")
 
 
 def _check_job_answer(lease_id: str, job_id: str, answer: Message) -> None:
@@ -449,6 +632,7 @@ def verify_hotkey_signature(ss58_address: str, message: bytes, signature: bytes)
 __all__ = [
     "CHALLENGE_GRACE_S",
     "CONTENT_TYPE",
+    "EpochArrival",
     "MinerClient",
     "error_from_api",
     "verify_hotkey_signature",

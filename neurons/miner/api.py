@@ -19,18 +19,24 @@ countersigns usage receipts and ``/receipts`` pages through them (docs/leases-an
 Bodies are codec frames (:data:`CONTENT_TYPE`) both ways; every non-2xx answer is an ``ApiError``
 frame with ``http_status_for(exc)`` as its status. Nothing unexpected escapes as a bare 500: a
 bug is answered with ``ApiError(code="internal")`` and logged here.
+
+``POST /epoch`` takes every challenge of an epoch at once and answers 200 with a record stream
+(``byteleap.protocol.stream``): one record per challenge, written as soon as that challenge is
+done, first finished first sent. A challenge runs through the same code as ``POST /challenge``
+(:func:`create_app`'s ``countersigned_commit``); its failure becomes its ``EpochFailure`` record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from byteleap.config.miner import MinerApiSection
@@ -39,17 +45,26 @@ from byteleap.errors import (
     Forbidden,
     MalformedMessage,
     MessageTooLarge,
+    PeerTimeout,
     PeerUnavailable,
     RateLimited,
 )
 from byteleap.leases.receipts import DEFAULT_SKEW_S, Verifier, check_receipt, signing_payload
 from byteleap.protocol import codec
 from byteleap.protocol.common import MAX_TEXT, Message
+from byteleap.protocol.stream import (
+    STREAM_CONTENT_TYPE,
+    EpochRecord,
+    encode_record,
+    epoch_failure_for,
+)
 from byteleap.protocol.validator_api import (
     MAX_RECEIPTS_PAGE,
     ApiError,
     ChallengeRequest,
     ChallengeResponse,
+    EpochFailure,
+    EpochRequest,
     HealthResponse,
     InventoryResponse,
     JobArtifactRequest,
@@ -208,6 +223,26 @@ def _worker_key(hex_key: str) -> bytes:
     return bytes.fromhex(hex_key)
 
 
+def challenge_timeout(req: ChallengeRequest) -> float:
+    """How long the miner waits for a challenge's commit: its deadline plus the link's slack."""
+    return req.deadline_ms / 1000.0 + CHALLENGE_SLACK_S
+
+
+class _RecordStream(StreamingResponse):
+    """A record stream whose generator is always closed when the response ends, also when the
+    validator disconnects mid-stream (the generator then cancels the outstanding challenges)."""
+
+    def __init__(self, records: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(records, media_type=STREAM_CONTENT_TYPE)
+        self._records = records
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._records.aclose()
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -287,9 +322,12 @@ def create_app(
         message = str(exc.detail)[:MAX_TEXT] or code
         return frame_response(ApiError(code=code, message=message), exc.status_code)
 
-    async def guarded(request: Request, handler: Callable[[], Awaitable[Message]]) -> Response:
+    async def guarded(
+        request: Request, handler: Callable[[], Awaitable[Message | Response]]
+    ) -> Response:
         try:
-            return frame_response(await handler())
+            answer = await handler()
+            return answer if isinstance(answer, Response) else frame_response(answer)
         except ByteLeapError as exc:
             log.info(
                 "%s %s -> %s: %s", request.method, request.url.path, exc.code, exc.message[:200]
@@ -341,43 +379,96 @@ def create_app(
 
         return await guarded(request, run)
 
+    async def countersigned_commit(caller: str, req: ChallengeRequest) -> ChallengeResponse:
+        """One challenge, for ``POST /challenge`` and for each challenge of ``POST /epoch``:
+        refuse a leased worker, dispatch, and countersign the worker's commit for ``caller``."""
+        if leases.leased(req.worker_pubkey):
+            raise PeerUnavailable(leased=True)
+        dispatch = ChallengeDispatch(
+            challenge_id=req.challenge_id,
+            seed=req.seed,
+            params=req.params,
+            gpu_uuids=req.gpu_uuids,
+            deadline_ms=req.deadline_ms,
+        )
+        commit = await workers.challenge(
+            req.worker_pubkey_bytes, dispatch, timeout=challenge_timeout(req)
+        )
+        if commit.challenge_id != req.challenge_id:
+            raise MalformedMessage("the worker committed to a different challenge")
+        payload = evidence_payload(
+            challenge_id=req.challenge_id,
+            validator_hotkey=caller,
+            miner_hotkey=miner_hotkey,
+            worker_pubkey=req.worker_pubkey_bytes,
+            seed=req.seed,
+            params=req.params,
+            gpus=commit.gpus,
+        )
+        return ChallengeResponse(
+            challenge_id=req.challenge_id,
+            miner_hotkey=miner_hotkey,
+            worker_pubkey=req.worker_pubkey,
+            gpus=commit.gpus,
+            miner_signature=bytes(signer(payload)),
+        )
+
     @app.post("/challenge")
     async def challenge(request: Request) -> Response:
         async def run() -> Message:
             caller, body = await authenticated(request)
-            req = decode(body, ChallengeRequest)
-            if leases.leased(req.worker_pubkey):
-                raise PeerUnavailable(leased=True)
-            dispatch = ChallengeDispatch(
-                challenge_id=req.challenge_id,
-                seed=req.seed,
-                params=req.params,
-                gpu_uuids=req.gpu_uuids,
-                deadline_ms=req.deadline_ms,
+            return await countersigned_commit(caller, decode(body, ChallengeRequest))
+
+        return await guarded(request, run)
+
+    async def epoch_record(caller: str, req: ChallengeRequest) -> EpochRecord:
+        """The record of one challenge of an epoch: its countersigned commit or its failure."""
+        try:
+            async with asyncio.timeout(challenge_timeout(req)):
+                return await countersigned_commit(caller, req)
+        except TimeoutError:
+            return epoch_failure_for(
+                req.challenge_id,
+                PeerTimeout(f"no commit within {challenge_timeout(req):g} s"),
             )
-            commit = await workers.challenge(
-                req.worker_pubkey_bytes,
-                dispatch,
-                timeout=req.deadline_ms / 1000.0 + CHALLENGE_SLACK_S,
+        except ByteLeapError as exc:
+            log.info("epoch challenge %s -> %s: %s", req.challenge_id, exc.code, exc.message[:200])
+            return epoch_failure_for(req.challenge_id, exc)
+        except Exception:
+            log.exception("validator API bug on epoch challenge %s", req.challenge_id)
+            return EpochFailure(
+                challenge_id=req.challenge_id, code="internal", message="internal error"
             )
-            if commit.challenge_id != req.challenge_id:
-                raise MalformedMessage("the worker committed to a different challenge")
-            payload = evidence_payload(
-                challenge_id=req.challenge_id,
-                validator_hotkey=caller,
-                miner_hotkey=miner_hotkey,
-                worker_pubkey=req.worker_pubkey_bytes,
-                seed=req.seed,
-                params=req.params,
-                gpus=commit.gpus,
+
+    async def epoch_stream(caller: str, req: EpochRequest) -> AsyncGenerator[bytes, None]:
+        """Dispatch every challenge at once; yield each record as soon as it is ready."""
+        tasks = [asyncio.create_task(epoch_record(caller, one)) for one in req.challenges]
+        sent = failed = 0
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                record = await next_done
+                sent += 1
+                failed += 1 if isinstance(record, EpochFailure) else 0
+                yield encode_record(record)
+        finally:
+            for task in tasks:
+                task.cancel()  # a no-op once all are done; else the validator left mid-stream
+            log.info(
+                "epoch %s of %s: %d of %d records sent (%d failures)%s",
+                req.epoch_id,
+                caller,
+                sent,
+                len(tasks),
+                failed,
+                "" if sent == len(tasks) else ", the validator left",
             )
-            return ChallengeResponse(
-                challenge_id=req.challenge_id,
-                miner_hotkey=miner_hotkey,
-                worker_pubkey=req.worker_pubkey,
-                gpus=commit.gpus,
-                miner_signature=bytes(signer(payload)),
-            )
+
+    @app.post("/epoch")
+    async def epoch(request: Request) -> Response:
+        async def run() -> Response:
+            caller, body = await authenticated(request)
+            req = decode(body, EpochRequest)
+            return _RecordStream(epoch_stream(caller, req))
 
         return await guarded(request, run)
 
@@ -751,6 +842,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_RECEIPTS_PAGE",
     "RECEIPT_RETENTION_S",
+    "STREAM_CONTENT_TYPE",
     "LeaseRecord",
     "LeaseTable",
     "TokenBuckets",
