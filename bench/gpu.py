@@ -90,7 +90,7 @@ def bench_device(backend: CupyBackend, device: Device, params: ChallengeParams) 
         return {**figures, "skipped": str(exc)}
     per_stage = wall / params.stages
     rate = params.flops_per_stage / per_stage
-    peak = peak_for(device.name)
+    peak = peak_for(device.name) or float("nan")  # a model outside the catalogue: no fraction
     own = statistics.median(stage_seconds) * 1e3
     print(
         f"    challenge per stage  {per_stage * 1e3:9.3f} ms  (wall / R; worker's median {own:.3f})"

@@ -68,7 +68,11 @@ def run(config: ConfigOption = None) -> None:
         err.print(f"[yellow]inventory[/]: {warning}", highlight=False)
     try:
         backend = choose_backend(
-            cfg.compute.backend, key.public_key, inventory, cfg.compute.devices
+            cfg.compute.backend,
+            key.public_key,
+            inventory,
+            cfg.compute.devices,
+            pace_flops=cfg.compute.pace_flops,
         )
     except ConfigError as exc:
         raise fail(exc.message) from None
@@ -199,7 +203,7 @@ def selftest(
                     "uuid": device.uuid,
                     "verified": True,
                     "tflops": params.flops / elapsed / 1e12,
-                    "of_dense_tf32_peak": params.flops / elapsed / peak_for(device.name),
+                    "of_dense_tf32_peak": _peak_fraction(params.flops / elapsed, device.name),
                     "stage_s": per_stage,
                     "bare_gemm_s": gemm,
                     "stage_over_gemm": per_stage / gemm if gemm > 0 else None,
@@ -216,7 +220,7 @@ def selftest(
             r["backend"],
             r["device"],
             f"{r['tflops']:.3f}",
-            f"{r['of_dense_tf32_peak']:.1%}",
+            "-" if r["of_dense_tf32_peak"] is None else f"{r['of_dense_tf32_peak']:.1%}",
             f"{r['stage_s'] * 1e3:.1f} ms",
             f"{r['bare_gemm_s'] * 1e3:.1f} ms",
             f"{r['stage_over_gemm']:.2f}" if r["stage_over_gemm"] else "-",
@@ -226,3 +230,9 @@ def selftest(
 
 def main() -> None:
     app()
+
+
+def _peak_fraction(flops: float, name: str) -> float | None:
+    """Share of the catalogue's dense TF32 peak for ``name``; None outside the catalogue."""
+    peak = peak_for(name)
+    return None if peak is None else flops / peak

@@ -51,6 +51,7 @@ from byteleap.config.common import (
 )
 from byteleap.config.secrets import FileReader, Secret, inline_allowed
 from byteleap.errors import ConfigError
+from byteleap.hardware import CATALOGUE
 
 if TYPE_CHECKING:
     from byteleap.scoring.params import ScoringParams
@@ -155,54 +156,120 @@ class DatabaseSection(Section):
 
 
 class ChallengeSection(Section):
-    """How often and how hard workers are challenged (SPEC 4)."""
+    """How often and how hard workers are challenged (SPEC 4, 4.5)."""
 
     interval_s: Seconds = Field(
-        default=600.0, description="seconds between two challenges of the same idle worker"
+        default=600.0,
+        description="mean seconds between two challenge epochs; at each epoch every idle, "
+        "challengeable GPU of every miner is challenged at once",
     )
     jitter: float = Field(
-        default=0.1,
+        default=0.25,
         ge=0.0,
-        le=1.0,
-        description="a worker falls due a random 0 to jitter x interval_s later than interval_s "
-        "(a new worker: that long after it is first seen), so challenges spread out",
+        le=0.9,
+        description="each epoch starts interval_s x a random factor in [1 - jitter, 1 + jitter] "
+        "after the previous one, drawn from the operating system's CSPRNG, so no miner can "
+        "predict it",
     )
     plan_interval_s: Seconds = Field(
-        default=5.0, description="seconds between two looks for workers that are due"
+        default=5.0, description="seconds between two looks for an epoch that is due"
+    )
+    epoch_spread_s: Seconds = Field(
+        default=2.0,
+        description="target time from the first to the last dispatch of an epoch; every "
+        "deadline runs from the first dispatch, so a GPU dispatched later has less slack. A "
+        "longer spread is logged (metric byteleap_validator_epoch_spread_seconds)",
     )
     target_seconds: Seconds = Field(
-        default=1.5,
-        description="compute time a challenge should take on the GPU the worker claims; the "
-        "number of stages is sized to it",
-    )
-    expected_peak_fraction: float = Field(
-        default=0.5,
-        gt=0.0,
-        le=1.0,
-        description="share of the claimed GPU's dense TF32 peak a challenge is sized to reach "
-        "in target_seconds (stages = fraction x peak x target_seconds / FLOP per stage)",
+        default=5.0,
+        description="compute time a GPU challenge should take at the claimed model's expected "
+        "throughput; the number of stages is sized to it. (2 - deadline_factor) x "
+        "target_seconds must exceed deadline_grace_s (one card cannot answer two claims) and "
+        "(deadline_factor - 1) x target_seconds must cover epoch_spread_s",
     )
     cpu_expected_flops: float = Field(
         default=2e9,
         gt=0.0,
         le=1e15,
-        description="FLOP/s assumed for a CPU device when its deadline is set (CPU challenges "
-        "use challenge.cpu as given, not sized)",
+        description="FLOP/s expected of a CPU device before calibration (CPU challenges use "
+        "challenge.cpu as given, not sized)",
+    )
+    cpu_workers: bool = Field(
+        default=False,
+        description="challenge and lease CPU devices (uuid CPU-...); for the devnet and tests "
+        "only: a CPU device is never priced or shown as a GPU",
+    )
+    unknown_flops: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1e16,
+        description="FLOP/s a GPU of unknown model is sized at; default: the slowest model in "
+        "the catalogue",
     )
     deadline_factor: float = Field(
-        default=3.0,
+        default=1.5,
         ge=1.0,
-        description="a commit is late after deadline_factor x expected compute time + "
-        "deadline_grace_s",
+        le=1.5,
+        description="a commit is late deadline_factor x expected seconds + the miner's round "
+        "trip after the epoch's first dispatch; at most 1.5, so no card can finish two "
+        "challenges of its own model before one deadline",
     )
     deadline_grace_s: Seconds = Field(
-        default=10.0, description="fixed allowance for the link and set-up in the deadline"
+        default=0.25,
+        description="most seconds of the miner's measured round trip the deadline adds (a miner "
+        "controls how slowly it answers polls, so this stays small next to target_seconds)",
+    )
+    calibration_hours: int = Field(
+        default=24,
+        ge=1,
+        le=24 * 14,
+        description="verified throughputs of this window calibrate each model's expected "
+        "throughput",
+    )
+    calibration_percentile: float = Field(
+        default=25.0,
+        gt=0.0,
+        lt=100.0,
+        description="the expected throughput of a model is this low percentile of the per-miner "
+        "median throughputs verified for it",
+    )
+    calibration_min_miners: int = Field(
+        default=3,
+        ge=1,
+        le=10_000,
+        description="miners with verified challenges of a model needed before the network's "
+        "figure replaces the catalogue's",
+    )
+    calibration_min_samples: int = Field(
+        default=12,
+        ge=1,
+        le=100_000,
+        description="verified challenges of a model a miner needs in the window before it votes "
+        "in that model's calibration",
+    )
+    calibration_floor: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="the calibrated throughput never falls below this share of the catalogue "
+        "figure (bounds what slow sybils can do to everyone's deadlines)",
+    )
+    verify_utilization: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="share of an epoch the verifier processes may spend verifying; past it, a "
+        "random subset of the reveals is verified (every reveal is still requested)",
     )
     reveal_timeout_s: Seconds = Field(
         default=30.0, description="seconds a worker has to answer the reveal request"
     )
     max_concurrency: int = Field(
-        default=16, ge=1, le=10_000, description="challenges in flight at once"
+        default=256,
+        ge=1,
+        le=100_000,
+        description="reveal exchanges and verifications in flight at once (dispatch is not "
+        "limited: an epoch challenges everything at once)",
     )
     verifier_processes: int = Field(
         default=2,
@@ -221,7 +288,8 @@ class ChallengeSection(Section):
     impossible_throughput_factor: float = Field(
         default=1.1,
         gt=1.0,
-        description="throughput above this multiple of the claimed GPU's dense peak is fraud",
+        description="throughput above this multiple of the claimed model's fastest exact "
+        "format peak (int8) is fraud",
     )
     gpu: GpuParams = Field(
         default=GPU_DEFAULT,
@@ -237,6 +305,24 @@ class ChallengeSection(Section):
 
     @model_validator(mode="after")
     def _sampling_fits(self) -> Self:
+        # every deadline of an epoch runs from its first dispatch. One card behind two claims
+        # finishes the second 2 x expected after it: late, as long as the round-trip allowance
+        # is smaller than (2 - deadline_factor) x expected
+        cross_check(
+            (2.0 - self.deadline_factor) * self.target_seconds > self.deadline_grace_s,
+            f"challenge.deadline_grace_s ({self.deadline_grace_s:g}) must stay below "
+            f"(2 - deadline_factor) x target_seconds "
+            f"({(2.0 - self.deadline_factor) * self.target_seconds:g}), or one card could "
+            "answer two claims before the deadline",
+        )
+        # and an honest claim dispatched at the end of the spread still has its full time
+        cross_check(
+            (self.deadline_factor - 1.0) * self.target_seconds >= self.epoch_spread_s,
+            f"challenge.epoch_spread_s ({self.epoch_spread_s:g}) must not exceed "
+            f"(deadline_factor - 1) x target_seconds "
+            f"({(self.deadline_factor - 1.0) * self.target_seconds:g}), or an honest GPU "
+            "dispatched late in the epoch could miss its deadline",
+        )
         rows = min(self.gpu.m, self.cpu.m)
         columns = min(self.gpu.n, self.cpu.n)
         cross_check(
@@ -266,6 +352,14 @@ class ScoringSection(Section):
     )
     lease_window_hours: int = Field(
         default=168, ge=1, description="window of lease receipts that counts"
+    )
+    excuse_budget: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="share of a GPU's challenges in the window its miner may excuse (busy, "
+        "unavailable, a dropped link); excuses beyond it count as failures, so one card behind "
+        "several claims gains at most 1 / (1 - excuse_budget)",
     )
     bucket_minutes: int = Field(default=5, ge=1, le=1440, description="availability bucket length")
     availability_hours: int = Field(
@@ -309,6 +403,7 @@ class ScoringSection(Section):
             availability_horizon=timedelta(hours=self.availability_hours),
             lease_weight=self.lease_weight,
             challenge_weight=self.challenge_weight,
+            excuse_budget=self.excuse_budget,
         )
 
 
@@ -350,9 +445,16 @@ class MinersSection(Section):
 #: highest price per GPU-hour a receipt can carry (``MAX_PRICE_MICROS`` micro-units)
 MAX_PRICE = 1e9
 Price = Annotated[float, Field(ge=0.0, le=MAX_PRICE, allow_inf_nan=False)]
-PriceFragment = Annotated[str, Field(min_length=1, max_length=128)]
-#: example prices per GPU-hour, in the validator's price unit
-DEFAULT_PRICES: Mapping[str, float] = {"default": 1.0, "A100": 1.5, "H100": 2.5, "H200": 3.5}
+PriceKey = Annotated[str, Field(min_length=1, max_length=128)]
+#: example prices per GPU-hour, in the validator's price unit, by canonical model id
+DEFAULT_PRICES: Mapping[str, float] = {
+    "default": 1.0,
+    "a100-sxm": 1.5,
+    "h100-sxm": 2.5,
+    "h200-sxm": 3.5,
+}
+#: price keys beside the catalogue's model ids
+SPECIAL_PRICE_KEYS = ("default", "unknown", "cpu")
 
 
 class LeasesSection(Section):
@@ -367,16 +469,29 @@ class LeasesSection(Section):
     verified_within_hours: int = Field(
         default=24, ge=1, description="only workers verified this recently are leased"
     )
-    prices: dict[PriceFragment, Price] = Field(
+    prices: dict[PriceKey, Price] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
-        description="price per GPU-hour by GPU model: the longest key found in the model name "
-        "(case-insensitive) wins, 'default' prices every other model",
+        description="price per GPU-hour by canonical model id (see docs/gpu-catalogue.md), "
+        "plus 'unknown' (names that match no model or several), 'cpu' (CPU devices, devnet) "
+        "and 'default' (every model without its own key)",
     )
     worker_lost_after_s: Seconds = Field(
         default=600.0,
         description="a leased worker missing from its miner's polls (or whose miner cannot be "
         "reached) this long is lost: its lease ends, billed up to the last receipt",
     )
+
+    @field_validator("prices", mode="after")
+    @classmethod
+    def _model_ids(cls, value: dict[str, float]) -> dict[str, float]:
+        wrong = sorted(k for k in value if k not in CATALOGUE and k not in SPECIAL_PRICE_KEYS)
+        if wrong:
+            raise ValueError(
+                f"unknown model id(s) {', '.join(repr(k) for k in wrong)}: prices are keyed by "
+                f"the catalogue's model ids ({', '.join(sorted(CATALOGUE))}) or "
+                f"{', '.join(SPECIAL_PRICE_KEYS)}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _leases_consistent(self) -> Self:
@@ -391,14 +506,10 @@ class LeasesSection(Section):
         )
         return self
 
-    def price_for(self, model: str) -> float:
-        """Price per GPU-hour of ``model``: the longest ``prices`` key contained in the name
-        (case-insensitive), else ``prices['default']``."""
-        name = model.lower()
-        for fragment in sorted(self.prices, key=len, reverse=True):
-            if fragment != "default" and fragment.lower() in name:
-                return self.prices[fragment]
-        return self.prices["default"]
+    def price_for(self, model_id: str) -> float:
+        """Price per GPU-hour of the canonical ``model_id``, else ``prices['default']``. An
+        ``unknown`` model is priced only as ``unknown``, whatever its name says."""
+        return self.prices.get(model_id, self.prices["default"])
 
     receipt_poll_interval_s: Seconds = Field(
         default=300.0,

@@ -2,8 +2,16 @@
 
 Over a GPU's challenge window::
 
-    success_rate = verified / (issued - excused)          # timeouts and fraud are failures
+    allowed      = min(excused by the miner, excuse_budget * (issued - excused by us))
+    success_rate = verified / (issued - excused by us - allowed)   # timeouts, fraud: failures
     perf         = median(throughput of verified) * success_rate
+
+**The excuse budget.** An excuse (busy, unavailable, a dropped link) is the miner's word, and a
+miner that could excuse freely would pick which challenges count: one card behind N claims
+would answer one claim per epoch and excuse the others, and every claim would keep a full
+success rate. Within the budget an excuse drops out; beyond it, it is a failure. One card
+behind N >= 2 claims therefore earns at most ``1 / (1 - excuse_budget)`` times what it earns
+alone (1.053 with the default 5 %); the validator's own failures (``ours``) never count.
 
 and a miner's ``challenge_raw`` is the sum of ``perf`` over the GPUs it owns (see
 :mod:`byteleap.scoring.ownership`). Nothing countable (``issued - excused == 0``) gives
@@ -127,21 +135,31 @@ def earliest_challenge_needed(
 
 
 def gpu_perf(
-    verified_throughputs: Sequence[float], *, issued: int, excused: int
+    verified_throughputs: Sequence[float],
+    *,
+    issued: int,
+    excused: int,
+    ours: int = 0,
+    budget: float = 1.0,
 ) -> tuple[float | None, float | None, float]:
     """``(median throughput, success rate, perf)`` of one GPU's window.
 
-    The median is ``None`` with no verified challenge; the success rate is ``None`` when nothing
-    is countable (``issued - excused == 0``), and then perf is 0.
+    ``excused`` counts every excused challenge, ``ours`` those of them that were the
+    validator's own fault; the miner's (``excused - ours``) drop out only up to ``budget`` of
+    the challenges that were not ours. The median is ``None`` with no verified challenge; the
+    success rate is ``None`` when nothing is countable, and then perf is 0.
     """
-    countable = issued - excused
     verified = len(verified_throughputs)
-    if verified > countable or excused < 0 or countable < 0:
+    if excused < 0 or ours < 0 or ours > excused or verified > issued - excused:
         raise ValueError(
-            f"inconsistent counts: issued={issued}, excused={excused}, verified={verified}"
+            f"inconsistent counts: issued={issued}, excused={excused}, ours={ours}, "
+            f"verified={verified}"
         )
+    theirs = excused - ours
+    allowed = min(float(theirs), budget * (issued - ours))
+    countable = issued - ours - allowed
     median = float(statistics.median(verified_throughputs)) if verified else None
-    if countable == 0:
+    if countable <= 0:
         return median, None, 0.0
     rate = verified / countable
     perf = median * rate if median is not None else 0.0
@@ -160,6 +178,8 @@ class GpuScore:
     excused: int
     timeouts: int
     frauds: int
+    #: of ``excused``, those that were the validator's own fault (never against the miner)
+    excused_ours: int
     median_throughput_flops: float | None
     success_rate: float | None
     #: median x success rate, before exclusion and fraud lockout
@@ -184,6 +204,7 @@ class GpuScore:
             "issued": self.issued,
             "verified": self.verified,
             "excused": self.excused,
+            "excused_ours": self.excused_ours,
             "failed": self.failed,
             "timeouts": self.timeouts,
             "frauds": self.frauds,
@@ -256,7 +277,7 @@ def challenge_scores(
             locked_workers.setdefault(hotkey, []).append(worker_id)
         out = gpus.setdefault(hotkey, [])
         for uuid, observations in per_gpu.items():
-            issued = excused = timeouts = frauds = 0
+            issued = excused = ours = timeouts = frauds = 0
             throughputs: list[float] = []
             for o in observations:
                 if not win.contains(o.issued_at):
@@ -267,11 +288,18 @@ def challenge_scores(
                     throughputs.append(o.throughput_flops)
                 elif o.outcome is Outcome.EXCUSED:
                     excused += 1
+                    ours += o.ours
                 elif o.outcome is Outcome.TIMEOUT:
                     timeouts += 1
                 else:
                     frauds += 1
-            median, rate, measured = gpu_perf(throughputs, issued=issued, excused=excused)
+            median, rate, measured = gpu_perf(
+                throughputs,
+                issued=issued,
+                excused=excused,
+                ours=ours,
+                budget=params.excuse_budget,
+            )
             excluded = not ownership.owns(hotkey, worker_id, uuid)
             out.append(
                 GpuScore(
@@ -281,6 +309,7 @@ def challenge_scores(
                     issued=issued,
                     verified=len(throughputs),
                     excused=excused,
+                    excused_ours=ours,
                     timeouts=timeouts,
                     frauds=frauds,
                     median_throughput_flops=median,

@@ -38,6 +38,10 @@ class ChallengeObservation:
 
     ``throughput_flops`` is the validator-measured ``R·2·m·n·k / elapsed`` (SPEC 4.4). It is
     required for a verified challenge and ignored for every other outcome.
+
+    ``ours`` marks an excused challenge that failed on the validator's own side (a restart, its
+    own bug, its database): it never counts against the miner. Every other excuse is the
+    miner's word (busy, unavailable, a dropped link) and draws on the miner's excuse budget.
     """
 
     miner_hotkey: str
@@ -46,6 +50,7 @@ class ChallengeObservation:
     issued_at: datetime
     outcome: Outcome
     throughput_flops: float | None = None
+    ours: bool = False
 
     def __post_init__(self) -> None:
         _require_text("miner_hotkey", self.miner_hotkey)

@@ -40,6 +40,16 @@ class ScoringParams(BaseModel):
         float,
         Field(ge=0.0, le=1.0, allow_inf_nan=False, description="weight of the challenge share"),
     ] = 0.3
+    excuse_budget: Annotated[
+        float,
+        Field(
+            ge=0.0,
+            le=1.0,
+            allow_inf_nan=False,
+            description="share of a GPU's challenges in the window the miner may excuse; "
+            "excuses beyond it count as failures",
+        ),
+    ] = 0.05
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -1,22 +1,28 @@
-"""One compute challenge, end to end: store, dispatch, time, check, reveal, verify, close.
+"""Challenge epochs, end to end: store, dispatch, time, check, reveal, verify, close.
 
-The order is the protocol's (SPEC 4.4, docs/protocol.md):
+The order is the protocol's (SPEC 4.4, 4.5, docs/protocol.md):
 
-1. The challenge is stored (``open_challenge``) *before* the request leaves, so a crash or a
-   restart can never lose it (it is closed as excused at the next start).
-2. The validator's own monotonic clock runs from dispatch until the commit arrives; a commit
-   after the deadline is a timeout. Throughput per GPU is ``R·2·m·n·k / elapsed``; above the
-   claimed model's impossible-throughput limit it is fraud.
+1. Every challenge of the epoch is stored (``open_challenges``, one transaction) *before* any
+   request leaves, so a crash or a restart can never lose one (it is closed as excused at the
+   next start).
+2. Each miner gets one ``POST /epoch`` carrying all of its workers' challenges, all miners at
+   once, so the whole epoch is dispatched within ``epoch_spread_s``. The miner streams each
+   worker's commit back the moment it arrives. Every deadline runs on the validator's own
+   monotonic clock from the epoch's *first* dispatch, so a card behind claims on two miners
+   gains nothing from the later miner's dispatch; a commit (or any answer) after it is a
+   timeout. Throughput per GPU is ``R·2·m·n·k / elapsed``, with ``elapsed`` from its own
+   miner's dispatch; above the claimed model's impossible-throughput limit it is fraud.
 3. Each GPU's commit is checked (present, signed by the worker, the right number of roots) and
    stored (``record_commit``).
 4. Only then is the sample drawn, from fresh randomness, and the rows requested. A missing or
    invalid reveal after a valid commit is a timeout, whatever the miner says the reason was.
-5. Each GPU is verified on its own in the process pool, and each GPU's row is closed with its
-   outcome and typed failure.
+5. Each GPU is verified on its own in the process pool: all of them while the pool keeps up,
+   otherwise each with the probability :class:`~neurons.validator.verify_budget.VerifyBudget`
+   allows (every reveal is still requested). Each worker's rows are closed together.
 
 Every failure becomes a verdict through :func:`judge` (``outcome_of`` plus the reveal rule);
 anything that is not a ``ByteLeapError`` is our own bug and is excused. Nothing a miner sends can
-raise out of :meth:`Challenger.run`.
+raise out of :meth:`Challenger.run_epoch`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -33,6 +39,7 @@ from typing import Any, Protocol
 import structlog
 
 from byteleap.challenge.params import Binding
+from byteleap.challenge.sizing import credited_throughput, impossible_limit
 from byteleap.challenge.timing import check_plausible
 from byteleap.challenge.verify import Commitment, StageSample, check_shape, draw_sample
 from byteleap.config.validator import ChallengeSection
@@ -50,15 +57,18 @@ from byteleap.errors import (
 from byteleap.protocol.validator_api import (
     ChallengeRequest,
     ChallengeResponse,
+    EpochRequest,
     OpeningsRequest,
     OpeningsResponse,
 )
 from byteleap.protocol.worker_link import OpeningRequest
+from neurons.common.miner_client import EpochArrival
 from neurons.validator.excuses import ExcuseWatch
 from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.planner import PlannedChallenge, deadline_ms
+from neurons.validator.planner import EpochPlan, PlannedChallenge, deadline_ms
 from neurons.validator.store.records import ChallengeOpen, ChallengeVerdict, ValidatorStore
 from neurons.validator.verification import Verifier, VerifyJob, VerifyReport
+from neurons.validator.verify_budget import VerifyBudget
 
 log = structlog.get_logger("byteleap.validator.challenge")
 
@@ -68,12 +78,16 @@ CLOSE_RETRY_FIRST_S = 0.5
 CLOSE_RETRY_MAX_S = 10.0
 #: seconds beyond ``reveal_timeout_s`` before the validator stops waiting on its own
 REVEAL_SLACK_S = 2.0
+#: seconds beyond the epoch's latest deadline the validator reads a miner's commit stream
+STREAM_SLACK_S = 2.0
 
 
 class MinerApi(Protocol):
     """What the challenger needs of :class:`neurons.common.miner_client.MinerClient`."""
 
-    async def challenge(self, request: ChallengeRequest) -> ChallengeResponse: ...
+    def epoch(
+        self, request: EpochRequest, *, wait_s: float, clock: Callable[[], float]
+    ) -> AsyncIterator[EpochArrival]: ...
 
     async def reveal(self, request: OpeningsRequest) -> OpeningsResponse: ...
 
@@ -115,15 +129,55 @@ def detail_of(exc: BaseException, *, reveal: bool = False) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ChallengeResult:
-    """What one challenge ended with (also what devnet and the logs show)."""
+    """What one worker's challenge ended with (also what devnet and the logs show)."""
 
     challenge_id: str
     planned: PlannedChallenge
     verdicts: tuple[ChallengeVerdict, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One planned challenge with its id and seed, stored and ready to dispatch."""
+
+    planned: PlannedChallenge
+    challenge_id: str
+    seed: bytes
+
+    def request(self) -> ChallengeRequest:
+        planned = self.planned
+        return ChallengeRequest(
+            challenge_id=self.challenge_id,
+            worker_pubkey=planned.worker_pubkey,
+            gpu_uuids=list(planned.gpu_uuids),
+            seed=self.seed,
+            params=planned.params,
+            deadline_ms=deadline_ms(planned.sizing),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    """When an answer arrived: since its miner's dispatch, and since the epoch's first."""
+
+    elapsed: float
+    since_epoch: float
+
+
+@dataclass(frozen=True, slots=True)
+class EpochReport:
+    """What one epoch did: its results and how tightly it was dispatched."""
+
+    epoch_id: str
+    results: tuple[ChallengeResult, ...]
+    #: seconds from the first to the last miner's dispatch
+    spread_s: float
+    #: probability with which each reveal was verified exactly
+    verify_fraction: float
+
+
 class Challenger:
-    """Runs challenges; one instance serves the whole daemon."""
+    """Runs challenge epochs; one instance serves the whole daemon."""
 
     def __init__(
         self,
@@ -149,99 +203,208 @@ class Challenger:
         self.sampling_rng = sampling_rng
         self.token = token
         self.excuses = excuses or ExcuseWatch(section.excused_warning_rate)
+        self.budget = VerifyBudget(
+            processes=section.verifier_processes,
+            epoch_s=section.interval_s,
+            utilization=section.verify_utilization,
+        )
+        self._gate = asyncio.Semaphore(section.max_concurrency)
 
-    # ------------------------------------------------------------------ the whole challenge
+    # ------------------------------------------------------------------ the whole epoch
 
     async def run(self, planned: PlannedChallenge) -> ChallengeResult | None:
-        """Run one challenge; None when it could not even be stored (nothing was sent)."""
-        challenge_id = self.token(16).hex()
-        seed = self.token(32)
+        """An epoch of one challenge (tests); None when it could not be stored."""
+        report = await self.run_epoch(EpochPlan((planned,)))
+        return report.results[0] if report.results else None
+
+    async def run_epoch(self, plan: EpochPlan) -> EpochReport:
+        """Store, dispatch and follow every challenge of ``plan`` to its verdicts."""
+        epoch_id = self.token(16).hex()
         now = self.wall_clock()
-        opened = ChallengeOpen(
-            challenge_id=challenge_id,
+        prepared = [_Prepared(p, self.token(16).hex(), self.token(32)) for p in plan.challenges]
+        if not prepared:
+            return EpochReport(epoch_id, (), 0.0, 1.0)
+        try:
+            await self.store.open_challenges([self._opened(item, now) for item in prepared])
+        except StorageError as exc:
+            log.warning("epoch_not_stored", epoch=epoch_id, error=exc.message)
+            return EpochReport(epoch_id, (), 0.0, 1.0)
+        fraction = self.budget.fraction(plan.gpus)
+        by_miner: dict[str, list[_Prepared]] = {}
+        for item in prepared:
+            by_miner.setdefault(item.planned.miner_hotkey, []).append(item)
+        dispatched: list[float] = []
+        self.metrics.challenges_in_flight.inc(len(prepared))
+        # every deadline of the epoch runs from here, the moment before the first dispatch
+        epoch_t0 = self.monotonic()
+        try:
+            per_miner = await asyncio.gather(
+                *(
+                    self._miner_epoch(epoch_id, items, fraction, epoch_t0, dispatched)
+                    for items in by_miner.values()
+                )
+            )
+        finally:
+            self.metrics.challenges_in_flight.dec(len(prepared))
+        spread = max(dispatched) - min(dispatched) if dispatched else 0.0
+        results = tuple(r for chunk in per_miner for r in chunk)
+        self.metrics.epochs.inc()
+        self.metrics.epoch_gpus.set(plan.gpus)
+        self.metrics.epoch_spread_seconds.set(spread)
+        self.metrics.epoch_verify_fraction.set(fraction)
+        if spread > self.section.epoch_spread_s:
+            log.warning(
+                "epoch_spread_exceeded",
+                epoch=epoch_id,
+                spread_s=round(spread, 3),
+                target_s=self.section.epoch_spread_s,
+                miners=len(by_miner),
+            )
+        log.info(
+            "epoch_closed",
+            epoch=epoch_id,
+            miners=len(by_miner),
+            workers=len(prepared),
+            gpus=plan.gpus,
+            spread_s=round(spread, 4),
+            verify_fraction=round(fraction, 4),
+        )
+        return EpochReport(epoch_id, results, spread, fraction)
+
+    def _opened(self, item: _Prepared, now: datetime) -> ChallengeOpen:
+        planned = item.planned
+        return ChallengeOpen(
+            challenge_id=item.challenge_id,
             miner_hotkey=planned.miner_hotkey,
             worker_pubkey=planned.worker_pubkey,
             gpu_uuids=planned.gpu_uuids,
             gpu_models=dict(planned.gpu_models),
             params=planned.params,
-            seed=seed,
+            seed=item.seed,
             dispatched_at=now,
             deadline_at=now + timedelta(seconds=planned.sizing.deadline_s),
         )
-        bound = log.bind(
-            challenge=challenge_id, miner=planned.miner_hotkey, worker=planned.worker_pubkey[:16]
-        )
+
+    async def _miner_epoch(
+        self,
+        epoch_id: str,
+        items: Sequence[_Prepared],
+        fraction: float,
+        epoch_t0: float,
+        dispatched: list[float],
+    ) -> list[ChallengeResult]:
+        """One miner's share of the epoch: one request, then each commit as it arrives.
+
+        Two clocks per answer: throughput runs from this miner's own dispatch (``started``), so
+        a miner dispatched late in the spread is not credited less; the deadline runs from the
+        epoch's first dispatch (``epoch_t0``), so that one card behind claims on two miners
+        gains nothing from the second miner being dispatched later."""
+        first = items[0].planned
+        by_id = {item.challenge_id: item for item in items}
+        request = EpochRequest(epoch_id=epoch_id, challenges=[item.request() for item in items])
+        client = self.connect(first.miner_hotkey, first.endpoint, self.section.reveal_timeout_s)
+        followups: dict[str, asyncio.Task[ChallengeResult]] = {}
         try:
-            await self.store.open_challenge(opened)
-        except StorageError as exc:
-            bound.warning("challenge_not_stored", error=exc.message)
-            return None
-        self.metrics.challenges_in_flight.inc()
-        try:
+            started = self.monotonic()
+            dispatched.append(started)
+            latest = max(item.planned.sizing.deadline_s for item in items)
+            wait = max(0.0, epoch_t0 + latest - started) + STREAM_SLACK_S
             try:
-                verdicts = await self._exchange(planned, challenge_id, seed)
-            except Exception as exc:  # our bug: never blamed on the miner
-                bound.exception("challenge_crashed")
-                verdicts = self._all(challenge_id, planned, exc)
-            # any GPU the exchange forgot is ours to excuse
-            for uuid in planned.gpu_uuids:
-                if uuid not in verdicts:
-                    verdicts[uuid] = self._verdict(
-                        challenge_id, uuid, TransientError("no verdict was reached")
+                async for arrival in client.epoch(request, wait_s=wait, clock=self.monotonic):
+                    item = by_id.get(arrival.challenge_id)
+                    if item is None or arrival.challenge_id in followups:
+                        continue  # the client answers each challenge once; defensive
+                    timing = _Timing(arrival.at - started, arrival.at - epoch_t0)
+                    followups[arrival.challenge_id] = asyncio.create_task(
+                        self._follow(client, item, arrival.result, timing, fraction)
                     )
-            closed = tuple(verdicts[uuid] for uuid in planned.gpu_uuids)
-            for verdict in closed:
-                await self._close(verdict)
-                self._count(planned.miner_hotkey, verdict)
+            except Exception:  # our bug: excuse what has no verdict yet
+                log.exception("epoch_stream_crashed", miner=first.miner_hotkey)
+            for item in items:
+                if item.challenge_id not in followups:
+                    missing = TransientError("the miner's stream ended without this challenge")
+                    followups[item.challenge_id] = asyncio.create_task(
+                        self._follow(client, item, missing, None, fraction)
+                    )
+            return list(await asyncio.gather(*(followups[i.challenge_id] for i in items)))
         finally:
-            self.metrics.challenges_in_flight.dec()
-        bound.info(
+            await client.aclose()
+
+    async def _follow(
+        self,
+        client: MinerApi,
+        item: _Prepared,
+        answer: ChallengeResponse | BaseException,
+        timing: _Timing | None,
+        fraction: float,
+    ) -> ChallengeResult:
+        """From one worker's answer to its closed verdicts."""
+        planned = item.planned
+        elapsed = None if timing is None else timing.elapsed
+        try:
+            verdicts = await self._exchange(client, item, answer, timing, fraction)
+        except Exception as exc:  # our bug: never blamed on the miner
+            log.exception("challenge_crashed", challenge=item.challenge_id)
+            verdicts = self._all(item.challenge_id, planned, exc)
+        for uuid in planned.gpu_uuids:  # any GPU the exchange forgot is ours to excuse
+            if uuid not in verdicts:
+                verdicts[uuid] = self._verdict(
+                    item.challenge_id, uuid, TransientError("no verdict was reached")
+                )
+        closed = tuple(verdicts[uuid] for uuid in planned.gpu_uuids)
+        await self._close(closed)
+        for verdict in closed:
+            self._count(planned.miner_hotkey, verdict)
+        log.info(
             "challenge_closed",
+            challenge=item.challenge_id,
+            miner=planned.miner_hotkey,
+            worker=planned.worker_pubkey[:16],
+            model=planned.model_id,
             params=f"{planned.params.m}x{planned.params.n}x{planned.params.k}"
             f"x{planned.params.stages}",
+            deadline_s=round(planned.sizing.deadline_s, 3),
+            elapsed_s=None if elapsed is None else round(elapsed, 3),
             verdicts={v.gpu_uuid: _summary(v) for v in closed},
         )
-        return ChallengeResult(challenge_id, planned, closed)
+        return ChallengeResult(item.challenge_id, planned, closed)
 
     # ------------------------------------------------------------------ steps
 
     async def _exchange(
-        self, planned: PlannedChallenge, challenge_id: str, seed: bytes
+        self,
+        client: MinerApi,
+        item: _Prepared,
+        answer: ChallengeResponse | BaseException,
+        timing: _Timing | None,
+        fraction: float,
     ) -> dict[str, ChallengeVerdict]:
-        section = self.section
-        request = ChallengeRequest(
-            challenge_id=challenge_id,
-            worker_pubkey=planned.worker_pubkey,
-            gpu_uuids=list(planned.gpu_uuids),
-            seed=seed,
-            params=planned.params,
-            deadline_ms=deadline_ms(planned.sizing),
-        )
-        client = self.connect(planned.miner_hotkey, planned.endpoint, section.reveal_timeout_s)
-        try:
-            started = self.monotonic()
-            try:
-                response = await client.challenge(request)
-            except ByteLeapError as exc:
-                return self._all(challenge_id, planned, exc)
-            elapsed = self.monotonic() - started
-            committed_at = self.wall_clock()
-            if elapsed > planned.sizing.deadline_s:
-                late = PeerTimeout(
-                    f"the commit arrived after {elapsed:.2f} s, past the "
-                    f"{planned.sizing.deadline_s:.2f} s deadline"
-                )
-                return self._all(challenge_id, planned, late, elapsed_s=elapsed)
-            verdicts, roots, rates = self._check_commits(
-                planned, challenge_id, seed, response, elapsed
+        planned, challenge_id, seed = item.planned, item.challenge_id, item.seed
+        deadline = planned.sizing.deadline_s
+        if timing is not None and timing.since_epoch > deadline:
+            # any answer after the deadline, a commit or an excuse, is a timeout
+            late = PeerTimeout(
+                f"the answer arrived {timing.since_epoch:.2f} s after the epoch's first "
+                f"dispatch, past the {deadline:.2f} s deadline"
             )
-            if not roots:
-                return verdicts
-            try:
-                await self.store.record_commit(challenge_id, committed_at, roots)
-            except StorageError as exc:  # the verdicts can still be closed; log and go on
-                log.warning("commit_not_stored", challenge=challenge_id, error=exc.message)
-            samples = self._draw(planned, roots)
+            return self._all(challenge_id, planned, late, elapsed_s=timing.elapsed)
+        if isinstance(answer, BaseException):
+            return self._all(challenge_id, planned, answer)
+        assert timing is not None
+        elapsed = timing.elapsed
+        committed_at = self.wall_clock()
+        verdicts, roots, rates = self._check_commits(planned, challenge_id, seed, answer, elapsed)
+        if not roots:
+            return verdicts
+        try:
+            await self.store.record_commit(challenge_id, committed_at, roots)
+        except StorageError as exc:  # the verdicts can still be closed; log and go on
+            log.warning("commit_not_stored", challenge=challenge_id, error=exc.message)
+        rng = self.sampling_rng()
+        samples = {uuid: draw_sample(planned.params, self.section.sampling, rng) for uuid in roots}
+        # which reveals are opened exactly: decided now, after the commit, and never told
+        opened = {uuid for uuid in roots if fraction >= 1.0 or rng.random() < fraction}
+        async with self._gate:
             revealed = await self._reveal(client, planned, challenge_id, samples)
             if isinstance(revealed, BaseException):
                 for uuid in roots:
@@ -251,12 +414,10 @@ class Challenger:
                 return verdicts
             verdicts.update(
                 await self._verify(
-                    planned, challenge_id, seed, roots, rates, samples, revealed, elapsed
+                    planned, challenge_id, seed, roots, rates, samples, revealed, elapsed, opened
                 )
             )
-            return verdicts
-        finally:
-            await client.aclose()
+        return verdicts
 
     def _check_commits(
         self,
@@ -293,25 +454,20 @@ class Challenger:
                 check_shape(
                     Commitment(self._binding(planned, uuid), seed, planned.params, gpu_roots)
                 )
+                identity = planned.identities[uuid]
                 rate = check_plausible(
                     planned.params,
                     elapsed,
-                    planned.gpu_models.get(uuid, ""),
-                    self.section.impossible_throughput_factor,
+                    impossible_limit(identity, self.section.impossible_throughput_factor),
+                    f"{planned.gpu_models.get(uuid, '')} ({identity.model_id})",
                 )
+                rate = credited_throughput(identity, rate)
             except VerificationFailed as exc:
                 verdicts[uuid] = self._verdict(challenge_id, uuid, exc, elapsed_s=elapsed)
                 continue
             roots[uuid] = gpu_roots
             rates[uuid] = rate
         return verdicts, roots, rates
-
-    def _draw(
-        self, planned: PlannedChallenge, roots: Mapping[str, tuple[bytes, ...]]
-    ) -> dict[str, tuple[StageSample, ...]]:
-        """The sample of every committed GPU, from randomness drawn after the commit."""
-        rng = self.sampling_rng()
-        return {uuid: draw_sample(planned.params, self.section.sampling, rng) for uuid in roots}
 
     async def _reveal(
         self,
@@ -348,7 +504,10 @@ class Challenger:
         samples: Mapping[str, tuple[StageSample, ...]],
         revealed: OpeningsResponse,
         elapsed: float,
+        opened: set[str],
     ) -> dict[str, ChallengeVerdict]:
+        """Verify every reveal: exactly for the GPUs in ``opened``; for the others, everything
+        but the entries (the Merkle paths, shapes and openings), and their detail says so."""
         verdicts: dict[str, ChallengeVerdict] = {}
         stray = sorted({o.gpu_uuid for o in revealed.openings} - set(roots))
         if stray:
@@ -373,6 +532,7 @@ class Challenger:
                     for o in revealed.openings
                     if o.gpu_uuid == uuid
                 ),
+                entries=uuid in opened,
             )
             for uuid in uuids
         ]
@@ -380,6 +540,8 @@ class Challenger:
         for uuid, report in zip(uuids, reports, strict=True):
             if isinstance(report, VerifyReport):
                 self.metrics.verification_seconds.observe(report.seconds)
+                if uuid in opened:
+                    self.budget.observe(report.seconds)
                 error = report.error()
                 verdicts[uuid] = self._verdict(
                     challenge_id,
@@ -389,6 +551,10 @@ class Challenger:
                     throughput=rates[uuid] if error is None else None,
                     verify_s=report.seconds,
                     checked=report.checked_entries,
+                    detail=None
+                    if uuid in opened
+                    else "Merkle paths checked; entries not opened in this epoch (sampled "
+                    "verification)",
                 )
             else:
                 self.metrics.verifier_crashes.inc()
@@ -415,6 +581,7 @@ class Challenger:
         verify_s: float | None = None,
         checked: int | None = None,
         reveal: bool = False,
+        detail: str | None = None,
     ) -> ChallengeVerdict:
         outcome, failure = judge(exc, reveal=reveal)
         return ChallengeVerdict(
@@ -423,7 +590,7 @@ class Challenger:
             closed_at=self.wall_clock(),
             outcome=outcome,
             failure=failure,
-            detail=None if exc is None else detail_of(exc, reveal=reveal),
+            detail=detail if exc is None else detail_of(exc, reveal=reveal),
             throughput_flops=throughput if outcome is Outcome.VERIFIED else None,
             elapsed_s=elapsed_s,
             verify_s=verify_s,
@@ -443,47 +610,49 @@ class Challenger:
             for uuid in planned.gpu_uuids
         }
 
-    async def _close(self, verdict: ChallengeVerdict) -> None:
-        """Store the verdict, retrying for as long as the database fails.
+    async def _close(self, verdicts: Sequence[ChallengeVerdict]) -> None:
+        """Store one worker's verdicts together, retrying for as long as the database fails.
 
-        Giving up would leave the row open until the next start, and an open row keeps its
-        worker out of every round (the planner never challenges a worker with a challenge in
+        Giving up would leave the rows open until the next start, and an open row keeps its
+        worker out of every epoch (the planner never challenges a worker with a challenge in
         flight), so a database outage would silently stop a running validator's challenges.
         A failed attempt may still have committed (the connection dropped after the commit),
-        so after each failure the row is read back: closed means done, which also keeps a
-        verdict from ever being stored twice. Cancellation (shutdown) stops the retries; the
-        row is then closed as excused by ``close_in_flight``.
+        so after each failure the rows are read back and only those still open are retried,
+        which also keeps a verdict from ever being stored twice. Cancellation (shutdown) stops
+        the retries; the rows are then closed as excused by ``close_in_flight``.
         """
+        pending = list(verdicts)
         delay = CLOSE_RETRY_FIRST_S
         attempt = 0
-        while True:
+        while pending:
             attempt += 1
             try:
-                await self.store.close_challenge(verdict)
+                await self.store.close_challenges(pending)
                 if attempt > 1:
                     log.info(
                         "challenge_close_stored",
-                        challenge=verdict.challenge_id,
-                        gpu=verdict.gpu_uuid,
+                        challenge=pending[0].challenge_id,
+                        gpus=len(pending),
                         attempts=attempt,
                     )
                 return
             except StorageError as exc:
                 error = exc.message
             try:
-                rows = await self.store.challenge(verdict.challenge_id)
+                rows = await self.store.challenge(pending[0].challenge_id)
             except StorageError:
                 rows = None
             if rows is not None:
-                row = next((r for r in rows if r.gpu_uuid == verdict.gpu_uuid), None)
-                if row is None or row.status == "closed":
-                    # closed already (an attempt that committed), or never stored: nothing left
-                    # to do, and closing it again would count it twice
+                still_open = {r.gpu_uuid for r in rows if r.status != "closed"}
+                # closed already (an attempt that committed), or never stored: nothing left
+                # to do for those, and closing them again would count them twice
+                pending = [v for v in pending if v.gpu_uuid in still_open]
+                if not pending:
                     return
             log.warning(
                 "challenge_close_retry",
-                challenge=verdict.challenge_id,
-                gpu=verdict.gpu_uuid,
+                challenge=pending[0].challenge_id,
+                gpus=len(pending),
                 attempt=attempt,
                 retry_in_s=delay,
                 error=error,
@@ -522,4 +691,12 @@ def _summary(verdict: ChallengeVerdict) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ChallengeResult", "Challenger", "ClientFactory", "MinerApi", "detail_of", "judge"]
+__all__ = [
+    "ChallengeResult",
+    "Challenger",
+    "ClientFactory",
+    "EpochReport",
+    "MinerApi",
+    "detail_of",
+    "judge",
+]

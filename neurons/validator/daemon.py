@@ -12,8 +12,11 @@ The loops (each on its own interval, each surviving its own failures):
 
 - **metagraph** every ``chain.sync_interval_s`` -> ``store.sync_miners``;
 - **poll** every ``miners.poll_interval_s``: inventory of every miner -> availability;
-- **challenge** every ``challenge.plan_interval_s``: the planner picks due workers, each
-  challenge runs as its own task (at most ``challenge.max_concurrency``);
+- **epochs**: at a start drawn from the CSPRNG (``challenge.interval_s`` x a random factor in
+  ``[1 - jitter, 1 + jitter]`` after the previous one) every idle, challengeable GPU of every
+  miner is challenged at once (:mod:`neurons.validator.planner`); each epoch runs as its own
+  task, sized from the expected throughputs calibrated on this validator's own verified
+  results (:mod:`byteleap.challenge.sizing`);
 - **weights** every ``scoring.weights_check_interval_s``: when the schedule says the block is
   due, score and submit (and refresh the per-miner lease revenue gauge);
 - **receipts** every ``leases.receipt_poll_interval_s``: every miner's new usage receipts (any
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
 import signal
 import time
@@ -43,14 +45,21 @@ import structlog
 from prometheus_client import start_http_server
 
 from byteleap.chain import ChainPort, NotRegistered
+from byteleap.challenge.sizing import (
+    CalibrationSettings,
+    ExpectedRates,
+    SampleWindow,
+    calibrate,
+)
 from byteleap.config import ValidatorConfig
-from byteleap.errors import ByteLeapError, ConfigError
+from byteleap.errors import ByteLeapError, ConfigError, Outcome
+from byteleap.hardware import identify
 from neurons.common.miner_client import MinerClient
 from neurons.validator.chain_sync import MetagraphSync
-from neurons.validator.challenger import Challenger, ChallengeResult
+from neurons.validator.challenger import Challenger, ChallengeResult, EpochReport
 from neurons.validator.leasing.manager import LeaseManager
 from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.planner import ChallengePlanner, Plan, PlannedChallenge, WorkerKey
+from neurons.validator.planner import EpochPlan, EpochPlanner, WorkerKey
 from neurons.validator.poller import Poller, PollSummary
 from neurons.validator.receipts import CollectionSummary, ReceiptClientFactory, ReceiptCollector
 from neurons.validator.renter import RenterApiSettings, create_renter_app
@@ -107,7 +116,9 @@ class ValidatorDaemon:
 
         self.connect: Callable[[str, str, float], MinerClient] = connect or miner_client
         self.verifier = verifier or Verifier(cfg.challenge.verifier_processes)
-        self.planner = ChallengePlanner(cfg.challenge, rng or random.Random())
+        # epoch starts must be unpredictable: the operating system's CSPRNG unless a test
+        # passes a seeded one
+        self.planner = EpochPlanner(cfg.challenge, rng or random.SystemRandom())
         self.sync = MetagraphSync(
             chain, self.store, hotkey, wall_clock=wall_clock, metrics=self.metrics
         )
@@ -136,7 +147,13 @@ class ValidatorDaemon:
             wall_clock=wall_clock,
             metrics=self.metrics,
         )
-        self._challenges: dict[WorkerKey, asyncio.Task[None]] = {}
+        #: running epochs and the workers each one holds
+        self._epochs: dict[asyncio.Task[None], frozenset[WorkerKey]] = {}
+        #: the latest calibration (for ``scores --explain`` and the metrics)
+        self.rates: ExpectedRates | None = None
+        #: verified throughputs that calibrate: seeded at start, then fed by every epoch
+        self.samples = SampleWindow(timedelta(hours=cfg.challenge.calibration_hours))
+        self._samples_seeded = False
         # the collected receipts live with the store (SqlStore.receipts); a store without them
         # (a test double) runs no collection
         receipt_store = receipts if receipts is not None else getattr(store, "receipts", None)
@@ -172,6 +189,7 @@ class ValidatorDaemon:
                 connect=self.connect,
                 request_timeout_s=cfg.miners.request_timeout_s,
                 wall_clock=wall_clock,
+                cpu_workers=cfg.challenge.cpu_workers,
             )
         #: the renter API's server while :meth:`serve` runs (``api.enabled``)
         self.renter_api: RenterApiServer | None = None
@@ -209,7 +227,7 @@ class ValidatorDaemon:
         loops = [
             self._loop("metagraph", cfg.chain.sync_interval_s, self._sync_metagraph, stop, True),
             self._loop("poll", cfg.miners.poll_interval_s, self._poll, stop),
-            self._loop("challenge", cfg.challenge.plan_interval_s, self._plan, stop),
+            self._epoch_loop(stop),
             self._loop("prune", PRUNE_INTERVAL_S, self._prune, stop),
             self._loop("receipts", cfg.leases.receipt_poll_interval_s, self._receipts, stop),
             self._loop("db_ping", PING_INTERVAL_S, self._ping, stop),
@@ -259,7 +277,7 @@ class ValidatorDaemon:
     async def shutdown(self) -> None:
         """Finish or cancel running challenges (closing the cancelled ones as excused), then
         release the verifier, chain and store."""
-        running = list(self._challenges.values())
+        running = list(self._epochs)
         if running:
             _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
             for task in pending:
@@ -319,22 +337,87 @@ class ValidatorDaemon:
         log.debug("polled", ok=len(summary.ok), failed=len(summary.failed))
         return summary
 
-    async def plan_once(self) -> Plan:
-        """Which workers are due now (counting skips in the metrics); nothing is dispatched."""
+    async def seed_samples(self) -> int:
+        """Load the calibration window's verified throughputs once (start-up); later epochs
+        add theirs as they close."""
+        now = self.wall_clock()
+        since = now - timedelta(hours=self.cfg.challenge.calibration_hours)
+        for s in await self.store.verified_throughputs(since):
+            model_id = identify(s.gpu_uuid, s.gpu_model).model_id
+            self.samples.add(s.dispatched_at or now, s.miner_hotkey, model_id, s.throughput_flops)
+        self._samples_seeded = True
+        return len(self.samples)
+
+    def record_samples(self, result: ChallengeResult) -> None:
+        """Feed one closed challenge's verified throughputs to the calibration."""
+        planned = result.planned
+        for verdict in result.verdicts:
+            identity = planned.identities.get(verdict.gpu_uuid)
+            if verdict.throughput_flops is None or identity is None:
+                continue
+            if verdict.outcome is Outcome.VERIFIED:
+                self.samples.add(
+                    verdict.closed_at, planned.miner_hotkey, identity.model_id,
+                    verdict.throughput_flops,
+                )  # fmt: skip
+
+    async def expected_rates(self) -> ExpectedRates:
+        """Each model's expected throughput, calibrated on this validator's verified results."""
+        section = self.cfg.challenge
+        if not self._samples_seeded:
+            await self.seed_samples()
+        rates = calibrate(
+            self.samples.samples(self.wall_clock()),
+            CalibrationSettings(
+                cpu_expected_flops=section.cpu_expected_flops,
+                unknown_flops=section.unknown_flops,
+                percentile=section.calibration_percentile,
+                min_miners=section.calibration_min_miners,
+                min_samples=section.calibration_min_samples,
+                floor=section.calibration_floor,
+            ),
+        )
+        for model_id, rate in rates.rates.items():
+            self.metrics.expected_flops.labels(model=model_id).set(rate.expected_flops)
+        self.rates = rates
+        return rates
+
+    async def plan_once(self) -> EpochPlan:
+        """What an epoch starting now would challenge (counting skips in the metrics); nothing
+        is dispatched."""
         now = self.wall_clock()
         workers = await self.store.workers(now)
         leased = await self.lease_store.held_workers() if self.lease_store is not None else set()
-        plan = self.planner.plan(now, workers, in_flight=set(self._challenges), leased=leased)
+        rates = await self.expected_rates()
+        trips = {
+            m.hotkey: trip
+            for m in await self.store.miners()
+            if (trip := self.poller.round_trip_s(m.hotkey)) is not None
+        }
+        in_flight = frozenset().union(*self._epochs.values()) if self._epochs else frozenset()
+        plan = self.planner.plan(
+            workers, rates=rates, round_trips=trips, in_flight=in_flight, leased=leased
+        )
         for reason in plan.skipped.values():
             self.metrics.challenge_skips.labels(reason=reason.value).inc()
+        self.metrics.unverifiable_gpus.set(len(plan.unverifiable))
+        for (miner, worker, uuid), why in plan.unverifiable.items():
+            log.info("gpu_unverifiable", miner=miner, worker=worker[:16], gpu=uuid, reason=why)
         return plan
 
     async def challenge_round(self) -> list[ChallengeResult]:
-        """Plan, then run every planned challenge to its end (devnet and tests use this; the
-        daemon's loop dispatches without waiting)."""
-        plan = await self.plan_once()
-        results = await asyncio.gather(*(self.challenger.run(p) for p in plan.challenges))
-        return [r for r in results if r is not None]
+        """Plan an epoch now and run it to its end (devnet and tests use this; the daemon's
+        loop starts epochs at random times without waiting for them)."""
+        report = await self.run_epoch(await self.plan_once())
+        return list(report.results)
+
+    async def run_epoch(self, plan: EpochPlan) -> EpochReport:
+        report = await self.challenger.run_epoch(plan)
+        for result in report.results:
+            self.record_samples(result)
+            if self.on_challenge is not None:
+                self.on_challenge(result)
+        return report
 
     async def _poll(self) -> None:
         await self.poll_once()
@@ -348,24 +431,44 @@ class ValidatorDaemon:
     async def _receipts(self) -> None:
         await self.collect_receipts()
 
-    async def _plan(self) -> None:
-        plan = await self.plan_once()
-        for planned in plan.challenges:
-            task = asyncio.create_task(self._challenge(planned))
-            self._challenges[planned.key] = task
-            task.add_done_callback(functools.partial(self._finished, planned.key))
+    async def _epoch_loop(self, stop: asyncio.Event) -> None:
+        """Start an epoch at every drawn start time until ``stop``; each epoch runs as its own
+        task, so a slow one never delays the next start."""
+        next_at = self.planner.first_epoch_at(self.wall_clock())
+        while not stop.is_set():
+            wait = (next_at - self.wall_clock()).total_seconds()
+            if wait > 0:
+                if await _wait(stop, min(wait, self.cfg.challenge.plan_interval_s)):
+                    return
+                continue
+            next_at = self.planner.next_epoch_at(next_at)
+            if next_at <= self.wall_clock():  # we fell behind (a long pause): start afresh
+                next_at = self.planner.next_epoch_at(self.wall_clock())
+            self.metrics.rounds.labels(loop="epoch").inc()
+            try:
+                plan = await self.plan_once()
+            except ByteLeapError as exc:
+                self.metrics.loop_errors.labels(loop="epoch", code=exc.code).inc()
+                log.warning("loop_failed", loop="epoch", code=exc.code, error=exc.message)
+                continue
+            except Exception:
+                self.metrics.loop_errors.labels(loop="epoch", code="internal").inc()
+                log.exception("loop_crashed", loop="epoch")
+                continue
+            if not plan.challenges:
+                continue
+            task = asyncio.create_task(self._epoch(plan))
+            self._epochs[task] = frozenset(p.key for p in plan.challenges)
+            task.add_done_callback(self._finished)
 
-    def _finished(self, key: WorkerKey, _task: asyncio.Task[None]) -> None:
-        self._challenges.pop(key, None)
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._epochs.pop(task, None)
 
-    async def _challenge(self, planned: PlannedChallenge) -> None:
+    async def _epoch(self, plan: EpochPlan) -> None:
         try:
-            result = await self.challenger.run(planned)
-        except Exception:  # Challenger.run already turns every failure into verdicts
-            log.exception("challenge_task_crashed", worker=planned.worker_pubkey[:16])
-            return
-        if result is not None and self.on_challenge is not None:
-            self.on_challenge(result)
+            await self.run_epoch(plan)
+        except Exception:  # Challenger.run_epoch already turns every failure into verdicts
+            log.exception("epoch_task_crashed", workers=len(plan.challenges))
 
     async def _weights_loop(self, stop: asyncio.Event) -> None:
         interval = self.cfg.scoring.weights_interval_blocks

@@ -45,6 +45,31 @@ class ValidatorMetrics:
             ["reason"],
             registry=r,
         )
+        self.epochs = Counter("byteleap_validator_epochs", "Challenge epochs started", registry=r)
+        self.epoch_gpus = Gauge(
+            "byteleap_validator_epoch_gpus", "GPUs challenged in the latest epoch", registry=r
+        )
+        self.epoch_spread_seconds = Gauge(
+            "byteleap_validator_epoch_spread_seconds",
+            "Seconds from the first to the last miner dispatched in the latest epoch",
+            registry=r,
+        )
+        self.epoch_verify_fraction = Gauge(
+            "byteleap_validator_epoch_verify_fraction",
+            "Share of the latest epoch's reveals verified exactly (1 while the pool keeps up)",
+            registry=r,
+        )
+        self.unverifiable_gpus = Gauge(
+            "byteleap_validator_unverifiable_gpus",
+            "GPUs left out of the latest epoch because their claim contradicts the catalogue",
+            registry=r,
+        )
+        self.expected_flops = Gauge(
+            "byteleap_validator_expected_flops",
+            "Calibrated expected throughput per model id, FLOP/s",
+            ["model"],
+            registry=r,
+        )
         self.verification_seconds = Histogram(
             "byteleap_validator_verification_seconds",
             "CPU seconds one GPU's exact verification took (in the process pool)",

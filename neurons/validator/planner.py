@@ -1,24 +1,31 @@
-"""Which workers to challenge now, and how hard: the round planner.
+"""Challenge epochs: when the next one starts, and what it challenges (SPEC 4.5).
 
-Pure and synchronous, in the shape of a state machine: :meth:`ChallengePlanner.plan` takes the
-workers the store knows, the time and what is already in flight, and returns the challenges to
-dispatch plus why every other worker was skipped. The clock and the random source are passed in,
-so every decision can be replayed in a test.
+Pure and synchronous: :meth:`EpochPlanner.plan` takes the workers the store knows, the time, what
+is in flight, the calibrated expected throughputs and the miners' round trips, and returns every
+challenge of the epoch plus why every other worker was left out. The clock and the random source
+are passed in, so every decision can be replayed in a test.
 
-Sizing (SPEC 4.1):
+**Why epochs.** A proof of computation is not a proof of hardware: one card answering several
+claims one after another passes them all when each claim is timed alone. So every idle,
+challengeable device of every miner is challenged in the same epoch, dispatched within
+``epoch_spread_s``, and a card behind two claims must finish two challenges before one deadline
+(at most ``deadline_factor`` <= 1.5 x the expected time plus the miner's round trip). An epoch's
+start is ``interval_s`` x a random factor in ``[1 - jitter, 1 + jitter]`` after the previous one,
+drawn from the CSPRNG the daemon passes in, so nobody can line hardware up for it.
 
-- A worker that lists a ``CPU-`` device runs the NumPy backend, which can run only that device
-  (``workers/backends/select.py``). Its CPU devices get ``challenge.cpu`` exactly as configured.
-- Every other worker gets ``challenge.gpu`` on all of its GPUs that no one claimed first, with the
-  number of stages sized so that the *slowest* claimed model needs ``target_seconds`` at
-  ``expected_peak_fraction`` of its dense TF32 peak (the GPUs of a worker run the same parameters
-  side by side, so the slowest one sets the pace).
-- The deadline is ``deadline_factor x expected seconds + deadline_grace_s``.
+**What is challenged.** Each worker's devices are identified against the model catalogue
+(:func:`byteleap.hardware.identify`):
 
-Spreading the load: a worker falls due ``interval_s`` after its last challenge plus a random
-``0..jitter x interval_s``; a worker never challenged falls due a random ``0..jitter x
-interval_s`` after the planner first sees it. The random offset is drawn once per worker and
-last challenge, so asking again does not move it.
+- GPUs another claimant owns (``conflicted_gpus``) are never challenged;
+- a CPU device (uuid ``CPU-``) is challenged only with ``challenge.cpu_workers`` (devnet, tests),
+  with ``challenge.cpu`` as configured;
+- a GPU whose memory or compute capability contradicts its model's catalogue entry is
+  unverifiable: not challenged (nor leased), with the reason kept in the plan;
+- a worker whose challengeable GPUs are of more than one model is skipped: its devices run one
+  shared set of parameters side by side, so the fast ones would finish early and have time to
+  spare for another claim (run one worker per model instead);
+- the GPU challenge is sized so that ``target_seconds`` pass at the model's calibrated expected
+  throughput (:mod:`byteleap.challenge.sizing`).
 """
 
 from __future__ import annotations
@@ -26,28 +33,22 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
-from byteleap.challenge.params import ChallengeParams, stages_for_target
-from byteleap.challenge.timing import peak_for
+from byteleap.challenge.params import ChallengeParams
+from byteleap.challenge.sizing import ExpectedRates, Sizing, size_challenge
 from byteleap.config.validator import ChallengeSection
+from byteleap.hardware import CPU_MODEL, CPU_UUID_PREFIX, Identity, identify
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
-#: UUID prefix of the pseudo-device a NumPy (CPU) worker advertises
-CPU_UUID_PREFIX = "CPU-"
-#: the protocol's largest deadline (``DeadlineMs``)
-MAX_DEADLINE_S = 3600.0
-
-DeviceClass = Literal["cpu", "gpu"]
 #: a worker's identity: (miner hotkey, worker public key hex)
 WorkerKey = tuple[str, str]
 
 
 class Skip(enum.StrEnum):
-    """Why a worker is not challenged in this round."""
+    """Why a worker is not challenged in this epoch."""
 
     LEASED = "leased"
     BUSY = "busy"
@@ -55,36 +56,25 @@ class Skip(enum.StrEnum):
     IN_FLIGHT = "in_flight"
     NO_ENDPOINT = "no_endpoint"
     NO_DEVICES = "no_devices"  # none listed, or every one is claimed by someone earlier
-    NOT_DUE = "not_due"
-    AT_CAPACITY = "at_capacity"  # due, but challenge.max_concurrency are in flight
-
-
-@dataclass(frozen=True, slots=True)
-class Sizing:
-    """Parameters and timing of one challenge."""
-
-    device_class: DeviceClass
-    params: ChallengeParams
-    #: seconds the challenge should take on the claimed hardware
-    expected_s: float
-    #: seconds from dispatch after which a commit is a timeout
-    deadline_s: float
+    CPU_DISABLED = "cpu_disabled"  # a CPU device where challenge.cpu_workers is false
+    UNVERIFIABLE = "unverifiable"  # every GPU contradicts its catalogue entry
+    MIXED_MODELS = "mixed_models"  # challengeable GPUs of more than one model
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedChallenge:
-    """One challenge to dispatch: a worker, the devices to prove, and the parameters."""
+    """One challenge of an epoch: a worker, the devices to prove, and the parameters."""
 
     miner_hotkey: str
     miner_uid: int
     endpoint: str
     worker_pubkey: str
     gpu_uuids: tuple[str, ...]
-    #: the model each device claimed (for the throughput check)
+    #: the name each device reported (stored with the challenge)
     gpu_models: Mapping[str, str]
+    #: each device's identity in the catalogue (for the throughput checks)
+    identities: Mapping[str, Identity]
     sizing: Sizing
-    #: when the worker fell due (for ordering and logs)
-    due_at: datetime
 
     @property
     def key(self) -> WorkerKey:
@@ -94,168 +84,179 @@ class PlannedChallenge:
     def params(self) -> ChallengeParams:
         return self.sizing.params
 
+    @property
+    def model_id(self) -> str:
+        return self.sizing.model_id
+
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """The outcome of one planning step."""
+class EpochPlan:
+    """What one epoch challenges, and why everything else is left out."""
 
     challenges: tuple[PlannedChallenge, ...]
     skipped: Mapping[WorkerKey, Skip] = field(default_factory=dict)
+    #: (miner, worker, gpu uuid) -> why the GPU cannot be verified
+    unverifiable: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+
+    def by_miner(self) -> dict[str, list[PlannedChallenge]]:
+        """The challenges grouped by miner, in plan order (one request per miner)."""
+        out: dict[str, list[PlannedChallenge]] = {}
+        for planned in self.challenges:
+            out.setdefault(planned.miner_hotkey, []).append(planned)
+        return out
+
+    @property
+    def gpus(self) -> int:
+        return sum(len(p.gpu_uuids) for p in self.challenges)
 
 
 def is_cpu_device(gpu: GpuSnapshot) -> bool:
     return gpu.uuid.startswith(CPU_UUID_PREFIX)
 
 
-def challenge_devices(worker: WorkerRow) -> tuple[DeviceClass, tuple[GpuSnapshot, ...]]:
-    """The devices of ``worker`` to challenge and their class.
+def identify_gpu(gpu: GpuSnapshot) -> Identity:
+    return identify(gpu.uuid, gpu.model, gpu.memory_mib, gpu.compute_capability)
 
-    GPUs another claimant owns (``conflicted_gpus``) are never challenged: a verdict on them would
-    be credited to nobody, and a challenge would only load the rightful owner's hardware."""
+
+@dataclass(frozen=True, slots=True)
+class DeviceChoice:
+    """The devices of one worker an epoch challenges (or why none)."""
+
+    device_class: str  # "cpu" or "gpu"
+    devices: tuple[GpuSnapshot, ...]
+    identities: Mapping[str, Identity]
+    skip: Skip | None = None
+    #: uuid -> reason, for GPUs left out as unverifiable
+    unverifiable: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        return next(iter(self.identities.values())).model_id
+
+
+def challenge_devices(worker: WorkerRow, *, cpu_workers: bool) -> DeviceChoice:
+    """The devices of ``worker`` to challenge, their class and identities (see the module)."""
     usable = tuple(g for g in worker.gpus if g.uuid not in worker.conflicted_gpus)
     cpus = tuple(g for g in usable if is_cpu_device(g))
     if cpus:
-        return "cpu", cpus
-    return "gpu", usable
+        # a worker listing a CPU device runs the NumPy backend, which can run only that device
+        if not cpu_workers:
+            return DeviceChoice("cpu", (), {}, Skip.CPU_DISABLED)
+        ids = {g.uuid: identify_gpu(g) for g in cpus}
+        return DeviceChoice("cpu", cpus, ids)
+    ids = {g.uuid: identify_gpu(g) for g in usable}
+    bad = {uuid: i.unverifiable for uuid, i in ids.items() if i.unverifiable is not None}
+    good = tuple(g for g in usable if g.uuid not in bad)
+    if not good:
+        return DeviceChoice("gpu", (), {}, Skip.UNVERIFIABLE if bad else Skip.NO_DEVICES, bad)
+    good_ids = {g.uuid: ids[g.uuid] for g in good}
+    if len({i.model_id for i in good_ids.values()}) > 1:
+        return DeviceChoice("gpu", (), {}, Skip.MIXED_MODELS, bad)
+    return DeviceChoice("gpu", good, good_ids, None, bad)
 
 
-def deadline_for(expected_s: float, section: ChallengeSection) -> float:
-    """``deadline_factor x expected + grace``, capped at the protocol's largest deadline."""
-    return min(MAX_DEADLINE_S, section.deadline_factor * expected_s + section.deadline_grace_s)
+def skip_reason(
+    worker: WorkerRow, in_flight: Collection[WorkerKey], leased: Collection[WorkerKey]
+) -> Skip | None:
+    """Why ``worker`` is not challenged now, before its devices are looked at."""
+    key = (worker.miner_hotkey, worker.worker_pubkey)
+    if worker.state == "leased" or key in leased:
+        return Skip.LEASED
+    if not worker.online:
+        return Skip.OFFLINE
+    if worker.in_flight or key in in_flight:
+        return Skip.IN_FLIGHT
+    if worker.state == "busy":
+        return Skip.BUSY
+    if not worker.endpoint:
+        return Skip.NO_ENDPOINT
+    return None
 
 
-def size_challenge(
-    device_class: DeviceClass, models: Iterable[str], section: ChallengeSection
+def size_for(
+    choice: DeviceChoice, section: ChallengeSection, rates: ExpectedRates, round_trip_s: float
 ) -> Sizing:
-    """Parameters, expected time and deadline for devices of ``device_class`` and ``models``."""
-    if device_class == "cpu":
-        params = section.cpu
-        expected = params.flops / section.cpu_expected_flops
-    else:
-        peaks = [peak_for(model) for model in models]
-        if not peaks:
-            raise ValueError("a GPU challenge needs at least one GPU")
-        rate = section.expected_peak_fraction * min(peaks)
-        params = stages_for_target(section.gpu, rate, section.target_seconds)
-        expected = params.flops / rate
-    return Sizing(device_class, params, expected, deadline_for(expected, section))
+    """Parameters and deadline of one worker's challenge."""
+    model_id = choice.model_id
+    cpu = choice.device_class == "cpu"
+    return size_challenge(
+        device_class=choice.device_class,
+        model_id=CPU_MODEL if cpu else model_id,
+        expected_flops=rates.expected_flops(CPU_MODEL if cpu else model_id),
+        base=section.cpu if cpu else section.gpu,
+        target_seconds=None if cpu else section.target_seconds,
+        deadline_factor=section.deadline_factor,
+        round_trip_s=min(max(0.0, round_trip_s), section.deadline_grace_s),
+    )
 
 
-class ChallengePlanner:
-    """Decides, at each step, which idle workers to challenge (see the module docstring)."""
+class EpochPlanner:
+    """Draws epoch start times and plans each epoch (see the module docstring)."""
 
     def __init__(self, section: ChallengeSection, rng: random.Random) -> None:
         self.section = section
         self.rng = rng
-        #: worker -> (the last challenge the offset belongs to, the offset in seconds)
-        self._offsets: dict[WorkerKey, tuple[datetime | None, float]] = {}
-        #: worker -> when the planner first saw it (for workers never challenged)
-        self._first_seen: dict[WorkerKey, datetime] = {}
 
-    def _offset(self, key: WorkerKey, last: datetime | None) -> float:
-        known = self._offsets.get(key)
-        if known is not None and known[0] == last:
-            return known[1]
-        offset = self.rng.uniform(0.0, self.section.jitter * self.section.interval_s)
-        self._offsets[key] = (last, offset)
-        return offset
+    def next_epoch_at(self, after: datetime) -> datetime:
+        """When the epoch after one that started at ``after`` starts."""
+        jitter = self.section.jitter
+        factor = self.rng.uniform(1.0 - jitter, 1.0 + jitter)
+        return after + timedelta(seconds=self.section.interval_s * factor)
 
-    def due_at(self, worker: WorkerRow, now: datetime) -> datetime:
-        """When ``worker`` falls due (remembering first sightings and jitter draws)."""
-        key = (worker.miner_hotkey, worker.worker_pubkey)
-        offset = timedelta(seconds=self._offset(key, worker.last_challenge_at))
-        if worker.last_challenge_at is None:
-            first = self._first_seen.setdefault(key, now)
-            return first + offset
-        return worker.last_challenge_at + timedelta(seconds=self.section.interval_s) + offset
-
-    def _skip_reason(
-        self,
-        worker: WorkerRow,
-        busy: Collection[WorkerKey],
-        leased: Collection[WorkerKey] = (),
-    ) -> Skip | None:
-        key = (worker.miner_hotkey, worker.worker_pubkey)
-        if worker.state == "leased" or key in leased:
-            return Skip.LEASED
-        if not worker.online:
-            return Skip.OFFLINE
-        if worker.in_flight or (worker.miner_hotkey, worker.worker_pubkey) in busy:
-            return Skip.IN_FLIGHT
-        if worker.state == "busy":
-            return Skip.BUSY
-        if not worker.endpoint:
-            return Skip.NO_ENDPOINT
-        if not challenge_devices(worker)[1]:
-            return Skip.NO_DEVICES
-        return None
+    def first_epoch_at(self, now: datetime) -> datetime:
+        """The first epoch after a start: a random share of one interval from ``now``, so
+        validators started together do not challenge in step."""
+        return now + timedelta(seconds=self.rng.uniform(0.0, self.section.interval_s))
 
     def plan(
         self,
-        now: datetime,
         workers: Sequence[WorkerRow],
         *,
+        rates: ExpectedRates,
+        round_trips: Mapping[str, float] | None = None,
         in_flight: Collection[WorkerKey] = (),
         leased: Collection[WorkerKey] = (),
-    ) -> Plan:
-        """The challenges to dispatch at ``now``.
+    ) -> EpochPlan:
+        """Every challenge of an epoch starting now.
 
-        ``in_flight`` are the workers whose challenges this process is running (they count
-        against ``max_concurrency`` and are never challenged twice at once). ``leased`` are the
-        workers our own pending or active leases hold: skipped even before a poll shows them
-        leased, so no challenge races a lease that just started."""
+        ``in_flight`` are workers whose challenges from an earlier epoch are still running (they
+        are never challenged twice at once); ``leased`` are the workers our own pending or active
+        leases hold, skipped even before a poll shows them leased. ``round_trips`` is each
+        miner's measured round trip in seconds (added to its deadlines, at most
+        ``deadline_grace_s``). The challenges come in a random order, so no miner is always
+        dispatched first."""
+        trips = round_trips or {}
         skipped: dict[WorkerKey, Skip] = {}
-        due: list[tuple[datetime, WorkerKey, WorkerRow]] = []
-        seen: set[WorkerKey] = set()
+        unverifiable: dict[tuple[str, str, str], str] = {}
+        planned: list[PlannedChallenge] = []
         for worker in workers:
             key = (worker.miner_hotkey, worker.worker_pubkey)
-            seen.add(key)
-            reason = self._skip_reason(worker, in_flight, leased)
+            reason = skip_reason(worker, in_flight, leased)
             if reason is not None:
                 skipped[key] = reason
                 continue
-            at = self.due_at(worker, now)
-            if at > now:
-                skipped[key] = Skip.NOT_DUE
+            choice = challenge_devices(worker, cpu_workers=self.section.cpu_workers)
+            for uuid, why in choice.unverifiable.items():
+                unverifiable[(worker.miner_hotkey, worker.worker_pubkey, uuid)] = why
+            if choice.skip is not None:
+                skipped[key] = choice.skip
                 continue
-            due.append((at, key, worker))
-        self._forget(seen)
-
-        capacity = max(0, self.section.max_concurrency - len(in_flight))
-        due.sort(key=lambda item: (item[0], item[1]))
-        planned: list[PlannedChallenge] = []
-        for at, key, worker in due:
-            if len(planned) >= capacity:
-                skipped[key] = Skip.AT_CAPACITY
-                continue
-            planned.append(self._planned(worker, at))
-        return Plan(tuple(planned), skipped)
-
-    def _planned(self, worker: WorkerRow, due_at: datetime) -> PlannedChallenge:
-        device_class, devices = challenge_devices(worker)
-        sizing = size_challenge(device_class, (g.model for g in devices), self.section)
-        assert worker.endpoint is not None
-        return PlannedChallenge(
-            miner_hotkey=worker.miner_hotkey,
-            miner_uid=worker.miner_uid,
-            endpoint=worker.endpoint,
-            worker_pubkey=worker.worker_pubkey,
-            gpu_uuids=tuple(g.uuid for g in devices),
-            gpu_models={g.uuid: g.model for g in devices},
-            sizing=sizing,
-            due_at=due_at,
-        )
-
-    def _forget(self, seen: set[WorkerKey]) -> None:
-        """Drop the memory of workers the store no longer lists (bounded state)."""
-        for table in (self._offsets, self._first_seen):
-            for key in [k for k in table if k not in seen]:
-                del table[key]
-
-
-def expected_stages(section: ChallengeSection, model: str) -> int:
-    """Stages a GPU challenge for ``model`` gets (for documentation and the CLI)."""
-    return size_challenge("gpu", [model], section).params.stages
+            assert worker.endpoint is not None
+            sizing = size_for(choice, self.section, rates, trips.get(worker.miner_hotkey, 0.0))
+            planned.append(
+                PlannedChallenge(
+                    miner_hotkey=worker.miner_hotkey,
+                    miner_uid=worker.miner_uid,
+                    endpoint=worker.endpoint,
+                    worker_pubkey=worker.worker_pubkey,
+                    gpu_uuids=tuple(g.uuid for g in choice.devices),
+                    gpu_models={g.uuid: g.model for g in choice.devices},
+                    identities=dict(choice.identities),
+                    sizing=sizing,
+                )
+            )
+        self.rng.shuffle(planned)
+        return EpochPlan(tuple(planned), skipped, unverifiable)
 
 
 def deadline_ms(sizing: Sizing) -> int:
@@ -264,18 +265,16 @@ def deadline_ms(sizing: Sizing) -> int:
 
 
 __all__ = [
-    "CPU_UUID_PREFIX",
-    "ChallengePlanner",
-    "DeviceClass",
-    "Plan",
+    "DeviceChoice",
+    "EpochPlan",
+    "EpochPlanner",
     "PlannedChallenge",
-    "Sizing",
     "Skip",
     "WorkerKey",
     "challenge_devices",
-    "deadline_for",
     "deadline_ms",
-    "expected_stages",
+    "identify_gpu",
     "is_cpu_device",
-    "size_challenge",
+    "size_for",
+    "skip_reason",
 ]

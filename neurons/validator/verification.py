@@ -45,6 +45,9 @@ class VerifyJob:
     roots: tuple[bytes, ...]
     samples: tuple[StageSample, ...]
     openings: tuple[WireOpening, ...]
+    #: False: Merkle paths, shapes and the set of openings only, not the entries
+    #: (``verify_openings(entries=False)``)
+    entries: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,7 @@ def verify_job(job: VerifyJob) -> VerifyReport:
             miner_hotkey=job.miner_hotkey, worker_pubkey=job.worker_pubkey, gpu_uuid=job.gpu_uuid
         )
         commitment = Commitment(binding, job.seed, job.params, job.roots)
-        checked = verify_openings(commitment, job.samples, openings)
+        checked = verify_openings(commitment, job.samples, openings, entries=job.entries)
     except VerificationFailed as exc:
         return VerifyReport(0, time.perf_counter() - started, exc.reason, exc.message)
     return VerifyReport(checked, time.perf_counter() - started)

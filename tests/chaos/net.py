@@ -50,6 +50,7 @@ DATABASE_URL_ENV = "BYTELEAP_CHAOS_DATABASE_URL"
 #: a CPU challenge that takes the NumPy backend a couple of seconds (about 2.5 ms a stage on the
 #: development machine), so a test can see it in flight and kill a process in the middle of it
 SLOW_CPU_CHALLENGE = {"m": 256, "n": 256, "k": 256, "v": 15, "stages": 800}
+SLOW_CPU_FLOPS = 2 * 256**3 * 800
 #: one BLAS thread per process: the suites run on two cores
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -293,8 +294,10 @@ def network(
                 "interval_s": 1.0,
                 "jitter": 0.0,
                 "plan_interval_s": 0.3,
-                "deadline_factor": 2.0,
-                "deadline_grace_s": 30.0,
+                # a long deadline (45 s) so that a process can be killed mid-challenge
+                "cpu_workers": True,
+                "cpu_expected_flops": SLOW_CPU_FLOPS / 30.0,
+                "target_seconds": 100.0,
                 "reveal_timeout_s": 15.0,
                 "cpu": dict(SLOW_CPU_CHALLENGE),
             },

@@ -8,7 +8,7 @@ then reported a failure (the connection dropped after COMMIT)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ PUBKEY = "ab" * 32
 
 
 class FlakyStore:
-    """A real store whose ``close_challenge`` fails the first ``failures`` times: before the
+    """A real store whose ``close_challenges`` fails the first ``failures`` times: before the
     write, or (``after_commit``) after it went through."""
 
     def __init__(self, store: SqlStore, failures: int, *, after_commit: bool = False) -> None:
@@ -46,16 +46,16 @@ class FlakyStore:
         self.close_calls = 0
         self.third_call = asyncio.Event()
 
-    async def close_challenge(self, verdict: ChallengeVerdict) -> None:
+    async def close_challenges(self, verdicts: Sequence[ChallengeVerdict]) -> None:
         self.close_calls += 1
         if self.close_calls >= 3:
             self.third_call.set()
         if self.failures > 0:
             self.failures -= 1
             if self.after_commit:
-                await self.store.close_challenge(verdict)
+                await self.store.close_challenges(verdicts)
             raise StorageError("injected: the database went away")
-        await self.store.close_challenge(verdict)
+        await self.store.close_challenges(verdicts)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -107,7 +107,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_the_verdict_is_stored_once_the_database_is_back(store: SqlStore) -> None:
     flaky = FlakyStore(store, failures=4)
-    await challenger_on(flaky)._close(VERDICT)
+    await challenger_on(flaky)._close([VERDICT])
     assert flaky.close_calls == 5
     (row,) = await store.challenge("c-1")
     assert (row.status, row.outcome, row.failure) == ("closed", Outcome.TIMEOUT, "timeout")
@@ -115,7 +115,7 @@ async def test_the_verdict_is_stored_once_the_database_is_back(store: SqlStore) 
 
 async def test_an_attempt_that_committed_is_not_repeated(store: SqlStore) -> None:
     flaky = FlakyStore(store, failures=1, after_commit=True)
-    await challenger_on(flaky)._close(VERDICT)
+    await challenger_on(flaky)._close([VERDICT])
     # the read-back saw the row closed, so no second close (which the store would refuse)
     assert flaky.close_calls == 1
     (row,) = await store.challenge("c-1")
@@ -126,7 +126,7 @@ async def test_shutdown_stops_the_retries_and_leaves_the_row_for_the_restart(
     store: SqlStore,
 ) -> None:
     flaky = FlakyStore(store, failures=10**6)
-    task = asyncio.create_task(challenger_on(flaky)._close(VERDICT))
+    task = asyncio.create_task(challenger_on(flaky)._close([VERDICT]))
     await asyncio.wait_for(flaky.third_call.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

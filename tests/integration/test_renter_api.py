@@ -77,17 +77,21 @@ def config(net: Net, **sections: Any) -> ValidatorConfig:
         "chain": {"network": f"devchain:{net.chain_file}", "sync_interval_s": 1},
         "database": {"url": "sqlite+aiosqlite:///unused.db"},
         "challenge": {
-            "interval_s": 3600,
+            # an epoch within 3 s of the start and then every 3 s; CPU devices sized to 2 s
+            "interval_s": 3,
             "jitter": 0,
             "plan_interval_s": 0.2,
             "verifier_processes": 1,
+            "cpu_workers": True,
+            "cpu_expected_flops": 2 * 64**3 * 3 / 2.0,
             "cpu": {"m": 64, "n": 64, "k": 64, "v": 15, "stages": 3},
             "sampling": {"stages": 2, "rows": 8, "columns": 4},
         },
         "miners": {"poll_interval_s": 0.5, "request_timeout_s": 10},
         "scoring": {"weights_interval_blocks": 1000},
         "leases": {"receipt_interval_s": 1, "prices": {"default": 2.0}},
-        "api": {"port": 0},
+        # the test polls the API while it waits for epochs: more than a renter's default limit
+        "api": {"port": 0, "rate_limit_per_minute": 6000, "rate_limit_burst": 100},
         "paths": {"data_dir": str(net.root / "validator")},
         "metrics": {"enabled": False},
     }

@@ -216,7 +216,9 @@ def validator_config(net: Net, url: str, **challenge: Any) -> ValidatorConfig:
                 "interval_s": 3600,
                 "jitter": 0,
                 "plan_interval_s": 0.2,
-                "deadline_grace_s": 10,
+                # CPU devices, sized to take about 4 s: a deadline of 6 s and the round trip
+                "cpu_workers": True,
+                "cpu_expected_flops": CPU_PARAMS.flops / 4.0,
                 "reveal_timeout_s": 10,
                 "verifier_processes": 1,
                 "cpu": CPU_PARAMS.model_dump(),
@@ -304,8 +306,11 @@ async def test_an_honest_worker_is_verified_stored_and_weighted(
             assert row.elapsed_s is not None and row.elapsed_s > 0
             assert row.throughput_flops == pytest.approx(CPU_PARAMS.flops / row.elapsed_s)
             assert row.gpu_model == "CPU Test CPU"
-            # not due again for an interval: nothing planned
-            assert await daemon.challenge_round() == []
+            # every epoch challenges every idle worker again, whenever it starts
+            (again,) = await daemon.challenge_round()
+            assert (
+                again.planned.gpu_uuids == (device,) and again.challenge_id != result.challenge_id
+            )
 
             clock.skip_bucket()  # the poll's availability bucket is complete
             attempt = await daemon.weights.submit()
@@ -320,12 +325,12 @@ async def test_an_honest_worker_is_verified_stored_and_weighted(
             assert stored.inputs["miners"][miner.hotkey]["challenge_raw"] > 0
 
             text = generate_latest(daemon.metrics.registry).decode()
-            assert 'byteleap_validator_challenges_total{failure="none",outcome="verified"} 1.0' in (
+            assert 'byteleap_validator_challenges_total{failure="none",outcome="verified"} 2.0' in (
                 text
             )
             assert 'byteleap_validator_weights_submissions_total{status="set"} 1.0' in text
             assert 'byteleap_validator_polls_total{result="ok"}' in text
-            assert 'byteleap_validator_db_seconds_count{operation="open_challenge"} 1.0' in text
+            assert 'byteleap_validator_db_seconds_count{operation="open_challenges"} 2.0' in text
     finally:
         await store.close()
 
@@ -380,11 +385,11 @@ async def test_a_worker_that_never_commits_times_out(net: Net) -> None:
         async with (
             running_miner(net, "stalled", [key]) as miner,
             running_worker(miner.workers_url, key, StalledBackend),
-            validator(net, store, deadline_grace_s=1.0) as daemon,
+            validator(net, store, cpu_expected_flops=CPU_PARAMS.flops / 1.0) as daemon,
         ):
             await until(lambda: worker_online(daemon, key.public_key.hex()))
             (result,) = await daemon.challenge_round()
-            assert result.planned.sizing.deadline_s < 2.0
+            assert result.planned.sizing.deadline_s < 1.5 + 1.0 + 1e-9  # 1.5 x 1 s + round trip
             assert outcomes([result]) == [(Outcome.TIMEOUT, "timeout")]
             (row,) = await store.challenge(result.challenge_id)
             assert row.status == "closed" and row.outcome is Outcome.TIMEOUT
@@ -468,7 +473,7 @@ async def test_the_daemon_runs_its_loops_and_sets_weights(net: Net) -> None:
             running_miner(net, "steady", [key]) as miner,
             running_worker(miner.workers_url, key),
         ):
-            cfg = validator_config(net, url)
+            cfg = validator_config(net, url, interval_s=2.0)  # the first epoch within 2 s
             clock = WallClock()
             daemon = ValidatorDaemon(
                 cfg,

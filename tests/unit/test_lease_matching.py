@@ -83,8 +83,8 @@ def test_only_idle_online_verified_unheld_owned_gpus_are_offered() -> None:
     conflicted = replace(good, conflicted_gpus=frozenset({"GPU-0001"}))
     assert leasable_gpus(conflicted, ok, set(), cutoff)[0] == (gpu(2),)
     one_verified = Verification({("m1", "a" * 64): {"GPU-0002": NOW}}, frozenset())
-    gpus, newest = leasable_gpus(good, one_verified, set(), cutoff)
-    assert gpus == (gpu(2),) and newest == NOW
+    gpus, newest, models = leasable_gpus(good, one_verified, set(), cutoff)
+    assert gpus == (gpu(2),) and newest == NOW and models == {"GPU-0002": "h100-sxm"}
 
 
 def test_capacity_groups_by_model_and_memory_with_the_largest_single_lease() -> None:
@@ -96,8 +96,8 @@ def test_capacity_groups_by_model_and_memory_with_the_largest_single_lease() -> 
     assert [
         (x.model, x.vram_mib, x.count, x.max_per_lease, x.price_per_gpu_hour) for x in lines
     ] == [
-        (A100, 40960, 1, 1, 1.5),
-        (H100, 81559, 3, 2, 2.5),
+        ("a100-sxm", 40960, 1, 1, 1.5),
+        ("h100-sxm", 81559, 3, 2, 2.5),
     ]
 
 
@@ -151,16 +151,42 @@ def test_a_lease_never_spans_two_workers() -> None:
     assert isinstance(choose(found, request(2), PRICES.price_for), NoMatch)
 
 
-def test_prices_match_the_longest_fragment_case_insensitively() -> None:
-    text = "leases:\n  prices: {default: 0.5, h100: 2.0, 'H100 80GB': 3.0, rtx: 0.25}\n"
+def test_prices_are_keyed_by_canonical_model_id() -> None:
+    text = "leases:\n  prices: {default: 0.5, h100-sxm: 3.0, h100-pcie: 2.0, unknown: 0.1}\n"
     section = parse_config(ValidatorConfig, text, source="t.yaml", env={}).leases
-    assert section.price_for(H100) == 3.0  # "H100 80GB" is longer than "h100"
-    assert section.price_for("NVIDIA H100 PCIe") == 2.0
-    assert section.price_for("NVIDIA GeForce RTX 4090") == 0.25
-    assert section.price_for("CPU Test CPU") == 0.5
+    assert section.price_for("h100-sxm") == 3.0
+    assert section.price_for("h100-pcie") == 2.0
+    assert section.price_for("rtx-4090") == 0.5
+    assert section.price_for("unknown") == 0.1
+    with pytest.raises(ConfigError, match=r"unknown model id.*'H100'"):
+        parse_config(
+            ValidatorConfig, "leases:\n  prices: {default: 1, H100: 2}\n", source="t", env={}
+        )
     with pytest.raises(ConfigError, match="'default' entry"):
-        parse_config(ValidatorConfig, "leases:\n  prices: {h100: 2}\n", source="t", env={})
+        parse_config(ValidatorConfig, "leases:\n  prices: {h100-sxm: 2}\n", source="t", env={})
     with pytest.raises(ConfigError, match=r"leases\.prices"):
         parse_config(ValidatorConfig, "leases:\n  prices: {default: -1}\n", source="t", env={})
     with pytest.raises(ConfigError, match="receipt_interval_s"):
         parse_config(ValidatorConfig, "leases:\n  receipt_interval_s: 90000\n", source="t", env={})
+
+
+def test_gpus_are_offered_and_priced_only_as_their_canonical_model() -> None:
+    """An ambiguous name is unknown: never matched as H200 nor priced like one; a GPU whose
+    memory contradicts its model is not offered; a CPU device is offered only where allowed."""
+    ambiguous = gpu(1, "NVIDIA GeForce RTX 3090 H200", 24576)
+    liar = gpu(2, H100, 24576)
+    w = worker("a", ambiguous, liar)
+    found = offers([w], verified(w), set(), now=NOW, verified_within=WINDOW)
+    (offer,) = found
+    assert offer.gpus == (ambiguous,) and offer.model_ids == {"GPU-0001": "unknown"}
+    assert [x.model for x in capacity(found, PRICES.price_for)] == ["unknown"]
+    assert isinstance(choose(found, request(1, model="H200"), PRICES.price_for), NoMatch)
+    assert isinstance(choose(found, request(1, model="RTX 3090"), PRICES.price_for), NoMatch)
+    taken = choose(found, request(1, model="unknown"), PRICES.price_for)
+    assert isinstance(taken, Match) and taken.price_per_gpu_hour == PRICES.price_for("unknown")
+    cpu = GpuSnapshot("CPU-0001", "NVIDIA H200 141GB HBM3e", 143771)
+    c = worker("c", cpu)
+    assert offers([c], verified(c), set(), now=NOW, verified_within=WINDOW) == []
+    (as_cpu,) = offers([c], verified(c), set(), now=NOW, verified_within=WINDOW, cpu_workers=True)
+    assert as_cpu.model_ids == {"CPU-0001": "cpu"}
+    assert isinstance(choose([as_cpu], request(1, model="H200"), PRICES.price_for), NoMatch)

@@ -90,23 +90,43 @@ def test_inconsistent_counts_are_refused() -> None:
 # --------------------------------------------------------------------------- one GPU
 
 
-def test_timeouts_and_fraud_are_failures_excused_is_not() -> None:
-    g = one([obs(1, V, 100), obs(2, T), obs(3, E), obs(4, E)])
+def ours(hours: float) -> ChallengeObservation:
+    """An excuse of the validator's own making (a restart)."""
+    return ChallengeObservation("m", "w", "g0", ago(hours), E, None, True)
+
+
+def test_timeouts_and_fraud_are_failures_our_excuses_are_not() -> None:
+    g = one([obs(1, V, 100), obs(2, T), ours(3), ours(4)])
     assert (g.issued, g.verified, g.excused, g.timeouts, g.frauds, g.failed) == (4, 1, 2, 1, 0, 1)
+    assert g.excused_ours == 2
     assert g.success_rate == 0.5
     assert g.perf == 50.0
 
 
-def test_excused_challenges_do_not_lower_the_success_rate() -> None:
+def test_our_excuses_do_not_lower_the_success_rate() -> None:
     base = one([obs(1, V, 100), obs(2, V, 300)])
-    excused = one([obs(1, V, 100), obs(2, V, 300), obs(3, E), obs(4, E), obs(5, E)])
+    excused = one([obs(1, V, 100), obs(2, V, 300), ours(3), ours(4), ours(5)])
     assert base.success_rate == excused.success_rate == 1.0
     assert base.perf == excused.perf == 200.0
 
 
+def test_the_miners_excuses_drop_out_only_within_the_budget() -> None:
+    # 20 challenges: 19 verified and one excuse by the miner: within 5 %, it drops out
+    within = one([obs(h, V, 100) for h in range(1, 20)] + [obs(20, E)])
+    assert within.success_rate == 1.0
+    # one card behind two claims answers every other epoch and excuses the rest: 10 of 20
+    # excused, 1 of them allowed (5 % of 20), 9 count as failures: 10 / 19
+    half = one([obs(h, V, 100) if h % 2 else obs(h, E) for h in range(1, 21)])
+    assert half.success_rate == pytest.approx(10 / 19)
+    # two such claims earn 2 x 10/19 = 1.053 x one honest claim: the 1 / (1 - budget) bound
+    assert 2 * half.perf / within.perf == pytest.approx(1 / (1 - 0.05))
+
+
 def test_only_excused_challenges_score_zero() -> None:
-    g = one([obs(1, E), obs(2, E)])
+    g = one([ours(1), ours(2)])
     assert g.success_rate is None and g.median_throughput_flops is None and g.perf == 0.0
+    theirs = one([obs(1, E), obs(2, E)])
+    assert theirs.success_rate == 0.0 and theirs.perf == 0.0
 
 
 def test_throughput_of_failed_challenges_is_ignored() -> None:

@@ -36,7 +36,10 @@ def chal(
     hotkey: str, worker: str, gpu: str, hours_ago: float, outcome: Outcome, tflops: float = 0.0
 ) -> ChallengeObservation:
     tp = tflops * TF if outcome is Outcome.VERIFIED else None
-    return ChallengeObservation(hotkey, worker, gpu, ago(hours_ago), outcome, tp)
+    # the example's excuses are the validator's own (a restart): the miner's excuse budget is
+    # a separate rule with its own example in docs/scoring.md
+    ours = outcome is Outcome.EXCUSED
+    return ChallengeObservation(hotkey, worker, gpu, ago(hours_ago), outcome, tp, ours)
 
 
 CHALLENGES = [

@@ -235,9 +235,11 @@ def test_fraud_zeroes_the_workers_challenge_score(
 
 @FAST
 @given(network(), st.lists(hours, min_size=1, max_size=5))
-def test_excused_challenges_do_not_change_success_rate_or_perf(
+def test_our_excused_challenges_do_not_change_success_rate_or_perf(
     net: Network, excused_hours: list[float]
 ) -> None:
+    """Challenges excused for the validator's own fault never move a score (the miner's own
+    excuses draw on its budget instead: tests/unit/test_scoring_challenge.py)."""
     target = net.challenges[0] if net.challenges else None
     miner, worker, gpu = (
         (target.miner_hotkey, target.worker_id, target.gpu_uuid) if target else ("m0", "w0", "g0")
@@ -246,7 +248,9 @@ def test_excused_challenges_do_not_change_success_rate_or_perf(
     claim = GpuClaim(gpu, miner, worker, NOW - timedelta(days=30))
     net = dataclasses.replace(net, claims=[*net.claims, claim])
     excused = [
-        ChallengeObservation(miner, worker, gpu, NOW - timedelta(hours=h), Outcome.EXCUSED)
+        ChallengeObservation(
+            miner, worker, gpu, NOW - timedelta(hours=h), Outcome.EXCUSED, None, True
+        )
         for h in excused_hours
     ]
     before = net.run()

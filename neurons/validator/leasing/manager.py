@@ -119,8 +119,11 @@ class LeaseManager:
         request_timeout_s: float,
         wall_clock: Callable[[], datetime],
         new_id: Callable[[], str] = new_lease_id,
+        cpu_workers: bool = False,
     ) -> None:
         self.leases = leases
+        #: CPU devices may be leased (``challenge.cpu_workers``: devnet and tests only)
+        self.cpu_workers = cpu_workers
         self.store = store
         self.section = section
         self.netuid = netuid
@@ -149,7 +152,14 @@ class LeaseManager:
         window = timedelta(hours=self.section.verified_within_hours)
         verification = await self.leases.verification(now - window)
         held = await self.leases.held_workers()
-        return offers(workers, verification, held, now=now, verified_within=window)
+        return offers(
+            workers,
+            verification,
+            held,
+            now=now,
+            verified_within=window,
+            cpu_workers=self.cpu_workers,
+        )
 
     async def capacity(self) -> list[CapacityLine]:
         return capacity(await self.offers(self.wall_clock()), self.section.price_for)

@@ -9,6 +9,13 @@ endpoint, is not held by one of our pending or active leases, has no fraud verdi
 verification window; and the GPU itself is owned by that worker (not a later claimant's copy)
 and passed a challenge within ``leases.verified_within_hours``.
 
+**Models are canonical.** Every GPU is identified against the model catalogue
+(:mod:`byteleap.hardware`): it is offered, matched and priced by its model id, never by the
+free text it reported. A name that matches no model or several is offered only as ``unknown``
+(a renter asking for "H200" never gets a card that merely has "H200" somewhere in its name), a
+GPU whose memory or compute capability contradicts the catalogue is not offered at all, and a
+CPU device is offered only where ``challenge.cpu_workers`` is set, as ``cpu``, never as a GPU.
+
 **One worker per lease.** A lease names one worker: the miner routes it to one worker link and
 the worker runs its jobs with exactly the leased GPUs. A request for more GPUs than any single
 worker can offer is refused rather than split, because a job cannot span several hosts.
@@ -22,14 +29,16 @@ taken. The lease's price per GPU-hour is the highest price among the GPUs taken.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from byteleap.hardware import CATALOGUE, CPU_MODEL, UNKNOWN
+from neurons.validator.planner import identify_gpu
 from neurons.validator.store.leases import Verification
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
-#: ``price_for(model) -> price per GPU-hour`` (``LeasesSection.price_for``)
+#: ``price_for(model_id) -> price per GPU-hour`` (``LeasesSection.price_for``)
 PricePolicy = Callable[[str], float]
 WorkerKey = tuple[str, str]
 
@@ -44,6 +53,11 @@ class Offer:
     gpus: tuple[GpuSnapshot, ...]
     #: newest verified challenge among the offered GPUs
     verified_at: datetime
+    #: uuid -> canonical model id (catalogue id, ``unknown`` or ``cpu``)
+    model_ids: Mapping[str, str]
+
+    def model_of(self, gpu: GpuSnapshot) -> str:
+        return self.model_ids[gpu.uuid]
 
     @property
     def key(self) -> WorkerKey:
@@ -52,8 +66,9 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class LeaseRequest:
-    """What a renter asks for. ``model`` is a case-insensitive fragment of the GPU model name
-    (``"H100"``); ``None`` accepts any model."""
+    """What a renter asks for. ``model`` is a model id (``"h100-sxm"``, ``"unknown"``) or a
+    case-insensitive fragment of a catalogue model's display name (``"H100"``); ``None``
+    accepts any model."""
 
     count: int
     duration_hours: float
@@ -85,6 +100,7 @@ class NoMatch:
 class CapacityLine:
     """Leasable GPUs of one model and memory size."""
 
+    #: canonical model id
     model: str
     vram_mib: int
     count: int
@@ -98,8 +114,11 @@ def leasable_gpus(
     verification: Verification,
     held: Collection[WorkerKey],
     cutoff: datetime,
-) -> tuple[tuple[GpuSnapshot, ...], datetime | None]:
-    """The GPUs of ``worker`` that may be leased now, and the newest of their verifications."""
+    *,
+    cpu_workers: bool = False,
+) -> tuple[tuple[GpuSnapshot, ...], datetime | None, dict[str, str]]:
+    """The GPUs of ``worker`` that may be leased now, the newest of their verifications, and
+    their model ids."""
     key = (worker.miner_hotkey, worker.worker_pubkey)
     if (
         not worker.online
@@ -108,17 +127,22 @@ def leasable_gpus(
         or key in held
         or key in verification.fraud
     ):
-        return (), None
+        return (), None, {}
     verified = verification.verified.get(key, {})
-    gpus = tuple(
-        g
-        for g in worker.gpus
-        if g.uuid not in worker.conflicted_gpus
-        and g.uuid in verified
-        and verified[g.uuid] >= cutoff
-    )
+    models: dict[str, str] = {}
+    picked: list[GpuSnapshot] = []
+    for g in worker.gpus:
+        seen = verified.get(g.uuid)
+        if g.uuid in worker.conflicted_gpus or seen is None or seen < cutoff:
+            continue
+        identity = identify_gpu(g)
+        if not identity.verifiable or (identity.model_id == CPU_MODEL and not cpu_workers):
+            continue
+        models[g.uuid] = identity.model_id
+        picked.append(g)
+    gpus = tuple(picked)
     newest = max((verified[g.uuid] for g in gpus), default=None)
-    return gpus, newest
+    return gpus, newest, models
 
 
 def offers(
@@ -128,15 +152,20 @@ def offers(
     *,
     now: datetime,
     verified_within: timedelta,
+    cpu_workers: bool = False,
 ) -> list[Offer]:
     """Every worker with at least one leasable GPU."""
     cutoff = now - verified_within
     out = []
     for worker in workers:
-        gpus, newest = leasable_gpus(worker, verification, held, cutoff)
+        gpus, newest, models = leasable_gpus(
+            worker, verification, held, cutoff, cpu_workers=cpu_workers
+        )
         if gpus and newest is not None and worker.endpoint:
             out.append(
-                Offer(worker.miner_hotkey, worker.worker_pubkey, worker.endpoint, gpus, newest)
+                Offer(
+                    worker.miner_hotkey, worker.worker_pubkey, worker.endpoint, gpus, newest, models
+                )
             )
     return out
 
@@ -147,7 +176,7 @@ def capacity(all_offers: Sequence[Offer], price_for: PricePolicy) -> list[Capaci
     for offer in all_offers:
         per_worker: dict[tuple[str, int], int] = {}
         for gpu in offer.gpus:
-            group = (gpu.model, gpu.memory_mib)
+            group = (offer.model_of(gpu), gpu.memory_mib)
             per_worker[group] = per_worker.get(group, 0) + 1
         for group, count in per_worker.items():
             groups.setdefault(group, []).append(count)
@@ -163,10 +192,23 @@ def capacity(all_offers: Sequence[Offer], price_for: PricePolicy) -> list[Capaci
     ]
 
 
-def gpu_matches(gpu: GpuSnapshot, request: LeaseRequest) -> bool:
+def model_matches(model_id: str, wanted: str | None) -> bool:
+    """Whether a GPU of ``model_id`` answers a request for ``wanted`` (see LeaseRequest)."""
+    if wanted is None:
+        return True
+    wanted = wanted.strip().lower()
+    if wanted == model_id:
+        return True
+    model = CATALOGUE.get(model_id)
+    if model is None:  # unknown and cpu answer only to their own id
+        return False
+    return bool(wanted) and wanted not in (UNKNOWN, CPU_MODEL) and wanted in model.name.lower()
+
+
+def gpu_matches(gpu: GpuSnapshot, model_id: str, request: LeaseRequest) -> bool:
     if gpu.memory_mib < request.min_vram_mib:
         return False
-    return request.model is None or request.model.lower() in gpu.model.lower()
+    return model_matches(model_id, request.model)
 
 
 def choose(
@@ -179,14 +221,14 @@ def choose(
     enough_gpus = False
     for offer in all_offers:
         matching = sorted(
-            (g for g in offer.gpus if gpu_matches(g, request)),
-            key=lambda g: (price_for(g.model), g.memory_mib, g.uuid),
+            (g for g in offer.gpus if gpu_matches(g, offer.model_of(g), request)),
+            key=lambda g: (price_for(offer.model_of(g)), g.memory_mib, g.uuid),
         )
         if len(matching) < request.count:
             continue
         enough_gpus = True
         taken = tuple(matching[: request.count])
-        price = max(price_for(g.model) for g in taken)
+        price = max(price_for(offer.model_of(g)) for g in taken)
         if price > request.max_price_per_gpu_hour:
             continue
         rank = (
@@ -220,5 +262,6 @@ __all__ = [
     "choose",
     "gpu_matches",
     "leasable_gpus",
+    "model_matches",
     "offers",
 ]
