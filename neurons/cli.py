@@ -15,6 +15,7 @@ from rich.console import Console
 import byteleap
 from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import run_reference
+from neurons.devnet.cheats import CheatMode
 
 app = typer.Typer(
     name="byteleap",
@@ -39,13 +40,25 @@ def devnet(
     miners: Annotated[int, typer.Option(min=1, help="honest miners")] = 3,
     workers: Annotated[int, typer.Option(min=1, help="workers per miner (cheaters too)")] = 2,
     cheaters: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="cheating miners; cheater i cheats in mode i mod 4: fake_rows, "
-            "skipped_stages, copied_roots, phantom_gpu",
+            help="cheating miners in the fraud modes; cheater i cheats in mode i mod 4: "
+            "fake_rows, skipped_stages, copied_roots, phantom_gpu; default 2, or 0 when --cheat "
+            "is given",
+            show_default=False,
         ),
-    ] = 2,
+    ] = None,
+    cheat: Annotated[
+        list[CheatMode] | None,
+        typer.Option(
+            "--cheat",
+            help="add one cheating miner in this mode (repeatable; sybil adds two miners whose "
+            "three workers claim four devices on one shared device)",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
     rounds: Annotated[
         int, typer.Option(min=1, help="stop once every honest worker has this many challenges")
     ] = 3,
@@ -80,19 +93,22 @@ def devnet(
     """Run a whole local network (devchain, validator, honest and cheating miners and workers)
     on this machine's CPU, watch it judge every miner, and print the weights it sets.
 
-    Exits 0 when every cheater ends with weight 0 and the honest miners share the weights, 1 when
-    the network did not run or judged wrongly, 130 when interrupted."""
+    Exits 0 when every cheater is judged as its mode requires (weight 0; a sybil no more than an
+    honest miner's weight per device) and the honest miners are paid, 1 when the network did not
+    run or judged wrongly, 130 when interrupted."""
     from neurons.devnet.plan import DevnetOptions
     from neurons.devnet.runner import run_command
 
+    cheats = tuple(cheat or ())
     try:
         options = DevnetOptions(
             miners=miners,
             workers=workers,
-            cheaters=cheaters,
+            cheaters=cheaters if cheaters is not None else (0 if cheats else 2),
             rounds=rounds,
             database_url=database_url,
             renters=renters,
+            cheats=cheats,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

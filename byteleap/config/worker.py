@@ -83,6 +83,14 @@ class ComputeSection(Section):
         default=None,
         description="CUDA device indices to offer; default all visible GPUs",
     )
+    pace_flops: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1e18,
+        description="development only: the NumPy device takes at least flops / pace_flops "
+        "seconds per challenge, so a CPU device behaves like a device of that speed; the devnet "
+        "sets it; refused with backend cupy",
+    )
 
     @model_validator(mode="after")
     def _distinct_devices(self) -> Self:
@@ -90,6 +98,16 @@ class ComputeSection(Section):
             cross_check(
                 len(set(self.devices)) == len(self.devices),
                 "compute.devices lists a device twice",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pace_on_numpy_only(self) -> Self:
+        if self.pace_flops is not None:
+            cross_check(
+                self.backend != "cupy",
+                f"compute.pace_flops ({self.pace_flops:g}) paces the NumPy device only, but "
+                "compute.backend is 'cupy'; remove compute.pace_flops (it is for the devnet)",
             )
         return self
 

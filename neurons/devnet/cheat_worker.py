@@ -1,8 +1,11 @@
 """The devnet's cheating worker.
 
     python -m neurons.devnet.cheat_worker run -c worker.yaml --mode fake_rows
+    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode sybil --claims 2 \
+        --device-lock RUN_DIR/devices/sybil-1.lock
 
-It reads the same config file as ``byteleap-worker`` and runs the same agent and runtime; only the
+It reads the same config file as ``byteleap-worker`` (``compute.pace_flops`` included: its NumPy
+device is paced like an honest devnet worker's) and runs the same agent and runtime; only the
 executor lies (:mod:`neurons.devnet.cheats`). It is started by ``byteleap devnet`` and is not
 installed as a command: the production worker has no way to cheat.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,10 +61,17 @@ def run(
     never_commit: Annotated[
         bool, typer.Option("--never-commit", help="phantom_gpu: never commit (a timeout)")
     ] = False,
+    claims: Annotated[
+        int, typer.Option(min=1, help="sybil: how many devices this worker claims")
+    ] = 1,
+    device_lock: Annotated[
+        Path | None,
+        typer.Option(help="sybil: the lock file of the one device every sybil claim shares"),
+    ] = None,
 ) -> None:
     """Connect to the miner and answer challenges dishonestly until SIGINT/SIGTERM."""
     try:
-        cheat = Cheat(mode, never_commit=never_commit)
+        cheat = Cheat(mode, never_commit=never_commit, claims=claims, device_lock=device_lock)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     cfg = load_or_exit(WorkerConfig, config)
@@ -71,8 +82,10 @@ def run(
         raise fail(exc.message) from None
     # NVML is not consulted: a cheater's devices are exactly the ones it claims
     inventory, _ = collect_inventory(nvml=None, backends=["numpy"])
-    backend = NumpyBackend.for_worker(key.public_key, cpu_name(inventory))
-    claimed = claimed_devices(mode, backend.devices()[0], key.public_key)
+    backend = NumpyBackend.for_worker(
+        key.public_key, cpu_name(inventory), pace_flops=cfg.compute.pace_flops
+    )
+    claimed = claimed_devices(mode, backend.devices()[0], key.public_key, claims=cheat.claims)
     agent = WorkerAgent(
         key,
         claimed_inventory(inventory, claimed),

@@ -5,22 +5,38 @@ with :class:`CheatingExecutor` in place of the honest ``ChallengeExecutor``. Not
 production worker knows about cheating: the devnet starts these workers through its own entry
 point (:mod:`neurons.devnet.cheat_worker`).
 
-Every mode claims compute that was not done, and every one must be caught by the validator's exact
-verification or by its deadline:
+Every mode claims compute or hardware it does not have, and every one must be caught by the
+validator's exact verification, by its deadline or by its model catalogue:
 
-============== ========================================================= =======================
-mode           what the worker does                                      what the validator sees
-============== ========================================================= =======================
-fake_rows      computes and commits honestly, but at reveal sends        ``bad_proof``
-               made-up rows instead of recomputing the requested ones
-skipped_stages computes stage 0, then commits Merkle roots of random     ``wrong_entry``
-               rows for every later stage without multiplying anything
-copied_roots   claims two devices, computes one and commits its roots    ``wrong_entry`` on the
-               for both                                                  copy
-phantom_gpu    claims an H100 it does not have and commits random roots  ``impossible_throughput``
-               at once; with ``never_commit`` it never answers           (or ``bad_proof``);
+=============== ======================================================== =======================
+mode            what the worker does                                     what the validator sees
+=============== ======================================================== =======================
+fake_rows       computes and commits honestly, but at reveal sends       ``bad_proof``
+                made-up rows instead of recomputing the requested ones
+skipped_stages  computes stage 0, then commits Merkle roots of random    ``wrong_entry``
+                rows for every later stage without multiplying anything
+copied_roots    claims two devices, computes one and commits its roots   ``wrong_entry`` on the
+                for both                                                 copy
+phantom_gpu     claims an H100 it does not have and commits random roots ``impossible_throughput``
+                at once; with ``never_commit`` it never answers          (or ``bad_proof``);
                                                                          ``timeout``
-============== ========================================================= =======================
+sybil           several workers (on two miners) claim four CPU devices   ``timeout`` for every
+                in all and compute every claim honestly, but on ONE      claim that queued
+                shared simulated device (a file lock held for each       behind another; only
+                whole paced run), so the claims are served one after     the first to finish
+                another                                                  can be verified
+cpu_as_gpu      a CPU claims an "NVIDIA H200" (GPU- uuid, its memory and ``timeout``: a GPU-sized
+                compute capability); it cannot compute a GPU-sized       challenge is never
+                challenge and never commits                              answered
+ambiguous_model a CPU claims an "NVIDIA GeForce RTX 3090 H200": a name   ``timeout``: sized as a
+                that matches two models is ``unknown``; never commits    slow GPU, still far
+                                                                         beyond a CPU
+=============== ======================================================== =======================
+
+The first four are *fraud* modes (:data:`FRAUD_MODES`): their cheaters must end with weight 0. A
+sybil does real work, so it earns something: at most what the one device it really has earns, so
+neither sybil miner may weigh more than an honest miner's weight per device. The two model modes
+(:data:`MODEL_MODES`) must end with weight 0 and never be leased.
 
 Each cheater signs its commitments with its real key, so the rejection is always for the cheat and
 never for a bad signature.
@@ -29,14 +45,20 @@ never for a bad signature.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
+import json
+import os
 import random
 import threading
+import time
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,9 +82,25 @@ class CheatMode(StrEnum):
     SKIPPED_STAGES = "skipped_stages"
     COPIED_ROOTS = "copied_roots"
     PHANTOM_GPU = "phantom_gpu"
+    SYBIL = "sybil"
+    CPU_AS_GPU = "cpu_as_gpu"
+    AMBIGUOUS_MODEL = "ambiguous_model"
 
 
+#: every mode (``byteleap devnet --cheat MODE``)
 MODES: tuple[CheatMode, ...] = tuple(CheatMode)
+#: the modes whose every challenge is fraud or a timeout: their cheaters end with weight 0.
+#: ``--cheaters N`` takes these in turn
+FRAUD_MODES: tuple[CheatMode, ...] = (
+    CheatMode.FAKE_ROWS,
+    CheatMode.SKIPPED_STAGES,
+    CheatMode.COPIED_ROOTS,
+    CheatMode.PHANTOM_GPU,
+)
+#: the modes that claim a GPU model a CPU cannot answer for: weight 0, never leased
+MODEL_MODES: tuple[CheatMode, ...] = (CheatMode.CPU_AS_GPU, CheatMode.AMBIGUOUS_MODEL)
+#: the modes whose workers never commit (the validator records a timeout)
+SILENT_MODES: frozenset[CheatMode] = frozenset(MODEL_MODES)
 
 #: failure types (``FraudReason`` values, or ``timeout``) the validator may record for each mode
 EXPECTED_FAILURES: Mapping[CheatMode, frozenset[str]] = {
@@ -70,6 +108,9 @@ EXPECTED_FAILURES: Mapping[CheatMode, frozenset[str]] = {
     CheatMode.SKIPPED_STAGES: frozenset({"wrong_entry"}),
     CheatMode.COPIED_ROOTS: frozenset({"wrong_entry"}),
     CheatMode.PHANTOM_GPU: frozenset({"impossible_throughput", "bad_proof", "timeout"}),
+    CheatMode.SYBIL: frozenset({"timeout"}),
+    CheatMode.CPU_AS_GPU: frozenset({"timeout"}),
+    CheatMode.AMBIGUOUS_MODEL: frozenset({"timeout"}),
 }
 
 DESCRIPTIONS: Mapping[CheatMode, str] = {
@@ -77,19 +118,36 @@ DESCRIPTIONS: Mapping[CheatMode, str] = {
     CheatMode.SKIPPED_STAGES: "computes stage 0 only; later roots are of random rows",
     CheatMode.COPIED_ROOTS: "claims two devices, computes one, copies its roots",
     CheatMode.PHANTOM_GPU: "claims an H100 it does not have; commits garbage or never",
+    CheatMode.SYBIL: "two miners, three workers, four claims, one shared device",
+    CheatMode.CPU_AS_GPU: "a CPU claiming an NVIDIA H200; never commits",
+    CheatMode.AMBIGUOUS_MODEL: "a CPU claiming an 'RTX 3090 H200' (unknown model); never commits",
 }
 
 #: the GPU a phantom worker claims
 PHANTOM_MODEL = "NVIDIA H100 80GB HBM3"
 PHANTOM_MEMORY_MIB = 81_559
-#: seconds a silent phantom waits past the deadline before it gives the challenge up
+#: the GPU a cpu_as_gpu worker claims: a real model, with its memory and compute capability
+CPU_AS_GPU_MODEL = "NVIDIA H200"
+CPU_AS_GPU_MEMORY_MIB = 143_771
+#: a name that matches two catalogue models (so the validator calls it ``unknown``)
+AMBIGUOUS_MODEL = "NVIDIA GeForce RTX 3090 H200"
+AMBIGUOUS_MEMORY_MIB = 24_576
+#: the compute capability each claimed GPU model reports
+CAPABILITIES: Mapping[str, str] = {CPU_AS_GPU_MODEL: "9.0", AMBIGUOUS_MODEL: "8.6"}
+#: seconds a silent worker waits past the deadline before it gives the challenge up
 SILENT_GRACE_S = 1.0
+#: memory every sybil claim reports: the one small simulated device they share
+SYBIL_DEVICE_MIB = 512
+#: how the sybil's claims are spread: workers of the first miner, then of the second
+SYBIL_CLAIMS: tuple[tuple[int, ...], ...] = ((2, 1), (1,))
+#: seconds between two tries at the shared device's lock
+LOCK_POLL_S = 0.005
 
 
 def mode_for(index: int) -> CheatMode:
-    """Cheater ``index`` (from 0) cheats in mode ``index mod 4``, so a few cheaters already show
-    several kinds of fraud."""
-    return MODES[index % len(MODES)]
+    """Cheater ``index`` (from 0) of ``--cheaters`` cheats in fraud mode ``index mod 4``, so a few
+    cheaters already show several kinds of fraud."""
+    return FRAUD_MODES[index % len(FRAUD_MODES)]
 
 
 @dataclass(frozen=True)
@@ -97,14 +155,34 @@ class Cheat:
     mode: CheatMode
     #: phantom_gpu only: never commit (a timeout) instead of committing garbage at once
     never_commit: bool = False
+    #: sybil only: how many devices this worker claims
+    claims: int = 1
+    #: sybil only: the lock file of the one device every claim of the sybil shares
+    device_lock: Path | None = None
 
     def __post_init__(self) -> None:
         if self.never_commit and self.mode is not CheatMode.PHANTOM_GPU:
             raise ValueError("never_commit applies to phantom_gpu only")
+        if self.claims < 1:
+            raise ValueError("a worker claims at least one device")
+        if self.mode is CheatMode.SYBIL:
+            if self.device_lock is None:
+                raise ValueError("a sybil worker needs the shared device's lock file")
+        elif self.claims != 1 or self.device_lock is not None:
+            raise ValueError("claims and device_lock apply to sybil only")
+
+    @property
+    def silent(self) -> bool:
+        """Whether this worker never commits."""
+        return self.never_commit or self.mode in SILENT_MODES
 
     @property
     def label(self) -> str:
-        return f"{self.mode.value} (never commits)" if self.never_commit else self.mode.value
+        if self.never_commit:
+            return f"{self.mode.value} (never commits)"
+        if self.mode is CheatMode.SYBIL:
+            return f"{self.mode.value} ({self.claims} claim{'s' if self.claims > 1 else ''})"
+        return self.mode.value
 
 
 # --------------------------------------------------------------------------- claimed devices
@@ -124,20 +202,39 @@ def phantom_uuid(worker_pubkey: bytes) -> str:
     return f"GPU-{uuidlib.UUID(bytes=_derived(worker_pubkey, b'phantom')[:16])}"
 
 
-def claimed_devices(mode: CheatMode, real: Device, worker_pubkey: bytes) -> list[Device]:
-    """The devices the worker advertises: its real CPU device, a twin, or a phantom GPU only."""
+def fake_gpu_uuid(worker_pubkey: bytes, mode: CheatMode) -> str:
+    """An NVML-looking UUID for the GPU a cpu_as_gpu or ambiguous_model worker claims."""
+    purpose = b"gpu/" + mode.value.encode()
+    return f"GPU-{uuidlib.UUID(bytes=_derived(worker_pubkey, purpose)[:16])}"
+
+
+def sybil_uuid(worker_pubkey: bytes, claim: int) -> str:
+    """The CPU device a sybil worker claims as its ``claim``-th (from 1; claim 0 is its own)."""
+    return "CPU-" + _derived(worker_pubkey, b"sybil/%d" % claim).hex()[:32]
+
+
+def _gpu(uuid: str, name: str, memory_mib: int) -> Device:
+    return Device(uuid=uuid, name=name, kind="cuda", index=0, memory_total_bytes=memory_mib * 2**20)
+
+
+def claimed_devices(
+    mode: CheatMode, real: Device, worker_pubkey: bytes, *, claims: int = 1
+) -> list[Device]:
+    """The devices the worker advertises: its real CPU device, a twin, several sybil claims, or
+    a GPU it does not have."""
     if mode is CheatMode.COPIED_ROOTS:
         twin = Device(uuid=twin_uuid(worker_pubkey), name=real.name, kind="cpu")
         return [real, twin]
     if mode is CheatMode.PHANTOM_GPU:
-        phantom = Device(
-            uuid=phantom_uuid(worker_pubkey),
-            name=PHANTOM_MODEL,
-            kind="cuda",
-            index=0,
-            memory_total_bytes=PHANTOM_MEMORY_MIB * 2**20,
-        )
-        return [phantom]
+        return [_gpu(phantom_uuid(worker_pubkey), PHANTOM_MODEL, PHANTOM_MEMORY_MIB)]
+    if mode is CheatMode.CPU_AS_GPU:
+        return [_gpu(fake_gpu_uuid(worker_pubkey, mode), CPU_AS_GPU_MODEL, CPU_AS_GPU_MEMORY_MIB)]
+    if mode is CheatMode.AMBIGUOUS_MODEL:
+        return [_gpu(fake_gpu_uuid(worker_pubkey, mode), AMBIGUOUS_MODEL, AMBIGUOUS_MEMORY_MIB)]
+    if mode is CheatMode.SYBIL:
+        shared = replace(real, memory_total_bytes=SYBIL_DEVICE_MIB * 2**20)
+        extra = [replace(shared, uuid=sybil_uuid(worker_pubkey, i)) for i in range(1, claims)]
+        return [shared, *extra]
     return [real]
 
 
@@ -155,11 +252,67 @@ def claimed_inventory(inventory: Inventory, devices: Sequence[Device]) -> Invent
             name=device.name[:64],
             uuid=device.uuid,
             memory_total_mib=(device.memory_total_bytes or 0) // 2**20 or host_mib,
+            compute_capability=CAPABILITIES.get(device.name),
         )
         for i, device in enumerate(devices)
     ]
     backends = ["cupy"] if any(d.kind == "cuda" for d in devices) else ["numpy"]
     return inventory.model_copy(update={"gpus": gpus, "backends": backends})
+
+
+# --------------------------------------------------------------------------- the shared device
+
+
+class SharedDevice:
+    """The one simulated device behind every claim of a sybil: a file lock (``fcntl.flock``)
+    held for the whole paced run of one claim, so claims in any process or thread are served one
+    after another.
+
+    Each hold opens the file anew (its own open file description), so two holders in one process
+    exclude each other as two processes do. While it holds the lock, a holder appends one JSON
+    line to the same file: the claim, the challenge, and when the device began and ended serving
+    it (wall clock), so a test can tell which claim was served first."""
+
+    def __init__(self, path: Path, *, poll_s: float = LOCK_POLL_S) -> None:
+        self.path = path
+        self.poll_s = poll_s
+
+    @contextlib.contextmanager
+    def serving(
+        self, claim: str, challenge_id: str, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[None]:
+        """Hold the device while the body runs; raises Abandoned if stopped while waiting."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if should_stop is not None and should_stop():
+                        raise Abandoned("stopped while waiting for the shared device") from None
+                    time.sleep(self.poll_s)
+            try:
+                began = time.time()
+                yield
+                entry = {
+                    "claim": claim,
+                    "challenge_id": challenge_id,
+                    "pid": os.getpid(),
+                    "began": began,
+                    "ended": time.time(),
+                }
+                handle.write(json.dumps(entry) + "\n")
+                handle.flush()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every run the device served, in the order it served them."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 # --------------------------------------------------------------------------- evidence
@@ -263,8 +416,9 @@ def phantom_evidence(params: ChallengeParams, rng: random.Random) -> Evidence:
 class CheatingExecutor(ChallengeExecutor):
     """A ``ChallengeExecutor`` that commits and reveals as :class:`Cheat` says.
 
-    ``backend`` is the real NumPy backend: the honest parts of a cheat (stage 0, the copied
-    device) run on it. ``claimed`` are the devices the worker advertises."""
+    ``backend`` is the real NumPy backend (paced, in the devnet): the honest parts of a cheat
+    (stage 0, the copied device, every sybil claim) run on it. ``claimed`` are the devices the
+    worker advertises."""
 
     def __init__(
         self,
@@ -281,6 +435,8 @@ class CheatingExecutor(ChallengeExecutor):
         self.cheat = cheat
         self.claimed = tuple(claimed)
         self.rng = rng or random.Random()
+        #: sybil only: the device every claim of the sybil shares
+        self.shared = SharedDevice(cheat.device_lock) if cheat.device_lock is not None else None
         self._halt = threading.Event()
         self._committed: OrderedDict[str, dict[str, Evidence]] = OrderedDict()
 
@@ -296,7 +452,9 @@ class CheatingExecutor(ChallengeExecutor):
         missing = [uuid for uuid in dispatch.gpu_uuids if uuid not in self.devices()]
         if missing:
             raise MalformedMessage(f"no device {', '.join(missing)} on this worker")
-        if self.cheat.never_commit:
+        if self.cheat.silent:
+            # a cpu_as_gpu or ambiguous_model worker cannot compute a GPU-sized challenge, and
+            # does not try (it would only burn the devnet's CPU): it never commits
             await self._stay_silent(dispatch)
         evidence = await asyncio.to_thread(self._prove, dispatch, miner_hotkey)
         self._committed[dispatch.challenge_id] = evidence
@@ -340,7 +498,7 @@ class CheatingExecutor(ChallengeExecutor):
             if self.clock() >= until:
                 break
             await asyncio.sleep(0.05)
-        raise Abandoned("phantom GPU: never committed")
+        raise Abandoned(f"{self.cheat.mode.value}: never committed")
 
     def _prove(self, dispatch: ChallengeDispatch, miner_hotkey: str) -> dict[str, Evidence]:
         real = self.backend.devices()[0]
@@ -375,3 +533,14 @@ class CheatingExecutor(ChallengeExecutor):
                 return dict.fromkeys(uuids, computed)
             case CheatMode.PHANTOM_GPU:
                 return {u: phantom_evidence(params, self.rng) for u in uuids}
+            case CheatMode.SYBIL:
+                # every claim honestly, one after another, each holding the one shared device
+                # for its whole (paced) run
+                assert self.shared is not None
+                evidence = {}
+                for u in uuids:
+                    with self.shared.serving(u, dispatch.challenge_id, self._halt.is_set):
+                        evidence[u] = honest_evidence(compute(u, params))
+                return evidence
+            case CheatMode.CPU_AS_GPU | CheatMode.AMBIGUOUS_MODEL:  # pragma: no cover
+                raise Abandoned(f"{self.cheat.mode.value}: never computes")

@@ -56,6 +56,8 @@ class MinerState:
     cheat: CheatMode | None
     workers: int
     workers_online: int
+    #: the devices its workers claim
+    devices: int = 0
     verified: int = 0
     fraud: int = 0
     timeout: int = 0
@@ -188,6 +190,7 @@ def snapshot(
                 cheat=spec.cheat,
                 workers=len(spec.workers),
                 workers_online=sum(1 for w in spec.workers if w.pubkey in online),
+                devices=spec.devices,
                 verified=by_outcome.get(Outcome.VERIFIED, 0),
                 fraud=by_outcome.get(Outcome.FRAUD, 0),
                 timeout=by_outcome.get(Outcome.TIMEOUT, 0),

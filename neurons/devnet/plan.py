@@ -15,9 +15,18 @@ Layout of the run directory::
     logs/NAME.log             each process's stdout and stderr
     data/NAME/                each process's paths.data_dir (worker keys live here)
 
+    devices/sybil-N.lock      the one device a sybil's claims share (with ``--cheat sybil``)
+
 With renters (``--renters``), the validator serves its renter API on a free 127.0.0.1 port, the
 honest workers run renters' jobs with the development subprocess runner, and each renter's API
 key is made by the validator's own ``renters add`` command (:class:`RenterSpec`).
+
+**Pacing.** A 2-core machine running a dozen workers gives no stable timings, and the validator's
+deadlines (at most 1.5 x the expected time) need them. So every devnet worker, honest or not,
+gets ``compute.pace_flops`` = :data:`PACE_FLOPS`: its CPU challenge (``challenge.cpu``) takes
+:data:`DEVICE_SECONDS` whatever the load, and the validator expects exactly that speed of a CPU
+device (``challenge.cpu_expected_flops``, with ``calibration_floor`` 1 so its calibration cannot
+lower it). Every worker thus behaves like one simulated GPU of that speed.
 """
 
 from __future__ import annotations
@@ -33,10 +42,11 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, validate_config
 from byteleap.crypto import WorkerKey
 from neurons.chain import DEVCHAIN_PREFIX, DevChainParams
-from neurons.devnet.cheats import Cheat, CheatMode, mode_for
+from neurons.devnet.cheats import SYBIL_CLAIMS, Cheat, CheatMode, mode_for
 
 Role = Literal["validator", "miner", "worker"]
 PortSource = Callable[[], int]
@@ -54,16 +64,32 @@ MIN_VALIDATOR_STAKE = 1_000.0
 #: the environment variable that carries a --database-url to the validator (never written to disk)
 DATABASE_URL_ENV = "BYTELEAP_DEVNET_DATABASE_URL"
 
-#: the validator's settings that make a round take seconds instead of minutes
+#: every devnet worker's CPU challenge (the validator's ``challenge.cpu``)
+CPU_CHALLENGE: Mapping[str, int] = {"m": 128, "n": 128, "k": 128, "v": 15, "stages": 4}
+#: seconds every devnet device takes for that challenge, whatever the machine's load
+DEVICE_SECONDS = 1.5
+#: the speed every devnet worker's device is paced to (``compute.pace_flops``), in FLOP/s
+PACE_FLOPS = ChallengeParams(**CPU_CHALLENGE).flops / DEVICE_SECONDS
+#: the validator's settings that make an epoch take seconds instead of minutes. A CPU device is
+#: expected at exactly the pace (the calibration floor of 1 keeps it there), so an honest
+#: device's commit arrives after DEVICE_SECONDS, against a deadline of 1.5 x DEVICE_SECONDS
+#: plus the round trip (at most 0.5 s) from the epoch's first dispatch; a claim that queued
+#: behind another on one device arrives after 2 x DEVICE_SECONDS or more.
+#: GPU claims (phantom_gpu, cpu_as_gpu, ambiguous_model) get challenges sized to 2 s.
 VALIDATOR_TUNING: Mapping[str, Any] = {
     "challenge": {
-        "interval_s": 2.0,
-        "target_seconds": 0.5,
-        "deadline_factor": 2.0,
-        "deadline_grace_s": 4.0,
-        "reveal_timeout_s": 10.0,
+        "interval_s": 4.0,
+        "jitter": 0.25,
         "plan_interval_s": 0.5,
-        "cpu": {"m": 128, "n": 128, "k": 128, "v": 15, "stages": 4},
+        "target_seconds": 2.0,
+        "epoch_spread_s": 0.25,
+        "cpu_workers": True,
+        "cpu_expected_flops": PACE_FLOPS,
+        "calibration_floor": 1.0,
+        "deadline_factor": 1.5,
+        "deadline_grace_s": 0.5,
+        "reveal_timeout_s": 10.0,
+        "cpu": dict(CPU_CHALLENGE),
     },
     "scoring": {
         "weights_interval_blocks": WEIGHTS_INTERVAL_BLOCKS,
@@ -74,7 +100,7 @@ VALIDATOR_TUNING: Mapping[str, Any] = {
     },
     "miners": {"poll_interval_s": 1.0, "request_timeout_s": 5.0},
 }
-#: price per GPU-hour of every devnet GPU (the workers' CPU devices match only 'default')
+#: price per GPU-hour of every devnet device (the workers' CPU devices are priced as 'cpu')
 DEVNET_PRICE = 1.0
 #: seconds between a running lease's usage receipts (production: hourly)
 RECEIPT_INTERVAL_S = 5.0
@@ -86,7 +112,7 @@ RENTER_SPEND_LIMIT = 10.0
 LEASES_TUNING: Mapping[str, Any] = {
     "receipt_interval_s": RECEIPT_INTERVAL_S,
     "receipt_poll_interval_s": RECEIPT_POLL_S,
-    "prices": {"default": DEVNET_PRICE},
+    "prices": {"default": DEVNET_PRICE, "cpu": DEVNET_PRICE},
 }
 #: a renter polls its job a few times a second: more than the production rate limit allows
 RENTER_API_LIMITS: Mapping[str, Any] = {"rate_limit_per_minute": 6000, "rate_limit_burst": 100}
@@ -104,16 +130,22 @@ class DevnetOptions:
 
     miners: int = 3
     workers: int = 2
+    #: cheating miners in the fraud modes, taken in turn (:func:`neurons.devnet.cheats.mode_for`)
     cheaters: int = 2
     rounds: int = 3
     #: the validator's database; None means SQLite in the run directory
     database_url: str | None = None
     #: simulated renters, each leasing one GPU of an honest worker; 0: no leases
     renters: int = 1
+    #: one more cheating miner per entry, after the ``cheaters`` (``sybil`` adds two)
+    cheats: tuple[CheatMode, ...] = ()
 
     def __post_init__(self) -> None:
         if self.miners < 1 or self.workers < 1 or self.cheaters < 0 or self.rounds < 1:
             raise ValueError("need at least one honest miner, one worker each and one round")
+        unknown = [c for c in self.cheats if not isinstance(c, CheatMode)]
+        if unknown:
+            raise ValueError(f"unknown cheat mode(s): {', '.join(map(str, unknown))}")
         if self.renters < 0:
             raise ValueError("renters cannot be negative")
         honest = self.miners * self.workers
@@ -146,6 +178,8 @@ class WorkerSpec:
     pubkey: str
     key_file: Path
     cheat: Cheat | None
+    #: the devices the worker claims (an honest worker: its one CPU device)
+    devices: int = 1
 
     @property
     def name(self) -> str:
@@ -172,6 +206,11 @@ class MinerSpec(NeuronSpec):
     workers_port: int = 0
     workers: tuple[WorkerSpec, ...] = ()
     cheat: CheatMode | None = None
+
+    @property
+    def devices(self) -> int:
+        """The devices this miner's workers claim."""
+        return sum(w.devices for w in self.workers)
 
 
 @dataclass(frozen=True)
@@ -203,6 +242,8 @@ class Plan:
     renter_api_url: str | None = None
     #: the validator's ``leases.receipt_poll_interval_s``
     receipt_poll_s: float = RECEIPT_POLL_S
+    #: the lock file of each sybil's one shared device
+    shared_devices: tuple[Path, ...] = ()
 
     @property
     def workers(self) -> tuple[WorkerSpec, ...]:
@@ -326,13 +367,12 @@ def build_plan(
 
     # ---------------------------------------------------------------- miners and workers
     miners = []
-    roster: list[tuple[str, CheatMode | None]] = [
-        (f"miner-{i + 1}", None) for i in range(options.miners)
-    ] + [(f"cheater-{i + 1}", mode_for(i)) for i in range(options.cheaters)]
-    for miner_name, mode in roster:
+    roster = _roster(options, run_dir)
+    for entry in roster:
+        miner_name, mode = entry.name, entry.mode
         api_port, workers_port = port(), port()
         workers = []
-        for j in range(options.workers):
+        for j, claims in enumerate(entry.claims):
             name = f"{miner_name}.worker-{j + 1}"
             key_seed = rng.randbytes(32)
             data_dir = run_dir / "data" / name
@@ -345,7 +385,8 @@ def build_plan(
                     "reconnect_min_s": 0.2,
                     "reconnect_max_s": 1.0,
                 },
-                "compute": {"backend": "numpy"},
+                # every device, honest or not, behaves like one simulated GPU of PACE_FLOPS
+                "compute": {"backend": "numpy", "pace_flops": PACE_FLOPS},
                 # renters' jobs run as plain processes on honest workers (no Docker needed)
                 "jobs": (
                     {"runner": "subprocess", "allow_subprocess_runner": True}
@@ -360,14 +401,17 @@ def build_plan(
             if mode is None:
                 argv = console_command("byteleap-worker", "workers.cli")
             else:
-                # a phantom miner's odd workers never commit, so timeouts show up too
-                cheat = Cheat(mode, never_commit=mode is CheatMode.PHANTOM_GPU and j % 2 == 1)
+                cheat = Cheat(
+                    mode,
+                    # a phantom miner's odd workers never commit, so timeouts show up too
+                    never_commit=mode is CheatMode.PHANTOM_GPU and j % 2 == 1,
+                    claims=claims,
+                    device_lock=entry.device_lock,
+                )
                 argv = (sys.executable, "-m", "neurons.devnet.cheat_worker")
             process = spec(name, "worker", argv, config, WORKER_ENV)
             if cheat is not None:
-                extra: tuple[str, ...] = ("--mode", cheat.mode.value)
-                extra += ("--never-commit",) if cheat.never_commit else ()
-                process = replace(process, argv=(*process.argv, *extra))
+                process = replace(process, argv=(*process.argv, *cheat_argv(cheat)))
             workers.append(
                 WorkerSpec(
                     process=process,
@@ -375,6 +419,7 @@ def build_plan(
                     pubkey=WorkerKey.from_seed(key_seed).public_key.hex(),
                     key_file=key_file,
                     cheat=cheat,
+                    devices=_claimed(cheat),
                 )
             )
         miner_config = {
@@ -430,4 +475,52 @@ def build_plan(
         renters=renters,
         renter_api_url=renter_api_url,
         receipt_poll_s=parsed.leases.receipt_poll_interval_s,
+        shared_devices=tuple(dict.fromkeys(e.device_lock for e in roster if e.device_lock)),
     )
+
+
+@dataclass(frozen=True)
+class _RosterEntry:
+    name: str
+    mode: CheatMode | None
+    #: devices each of the miner's workers claims
+    claims: tuple[int, ...]
+    device_lock: Path | None = None
+
+
+def _roster(options: DevnetOptions, run_dir: Path) -> list[_RosterEntry]:
+    """Every miner: the honest ones, the ``--cheaters`` (fraud modes in turn), then one per
+    ``--cheat`` (two for ``sybil``, sharing one device)."""
+    one_each = (1,) * options.workers
+    roster = [_RosterEntry(f"miner-{i + 1}", None, one_each) for i in range(options.miners)]
+    modes = [mode_for(i) for i in range(options.cheaters)]
+    sybils = 0
+    for mode in [*modes, *options.cheats]:
+        if mode is CheatMode.SYBIL:
+            sybils += 1
+            lock = run_dir / "devices" / f"sybil-{sybils}.lock"
+            for claims in SYBIL_CLAIMS:
+                name = f"cheater-{len(roster) - options.miners + 1}"
+                roster.append(_RosterEntry(name, mode, claims, lock))
+        else:
+            name = f"cheater-{len(roster) - options.miners + 1}"
+            roster.append(_RosterEntry(name, mode, one_each))
+    return roster
+
+
+def _claimed(cheat: Cheat | None) -> int:
+    if cheat is None:
+        return 1
+    if cheat.mode is CheatMode.COPIED_ROOTS:
+        return 2
+    return cheat.claims
+
+
+def cheat_argv(cheat: Cheat) -> tuple[str, ...]:
+    """The cheating worker's options for ``cheat``."""
+    argv: tuple[str, ...] = ("--mode", cheat.mode.value)
+    if cheat.never_commit:
+        argv += ("--never-commit",)
+    if cheat.mode is CheatMode.SYBIL:
+        argv += ("--claims", str(cheat.claims), "--device-lock", str(cheat.device_lock))
+    return argv

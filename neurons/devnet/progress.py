@@ -65,6 +65,7 @@ def render(snap: Snapshot, status: Status, notes: list[str]) -> RenderableType:
     table.add_column("miner", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("workers", justify="right")
+    table.add_column("devices", justify="right")
     table.add_column("verified", justify="right")
     table.add_column("fraud")
     table.add_column("timeout", justify="right")
@@ -77,6 +78,7 @@ def render(snap: Snapshot, status: Status, notes: list[str]) -> RenderableType:
             m.name,
             _kind(m),
             f"{m.workers_online}/{m.workers}",
+            str(m.devices),
             str(m.verified),
             _fraud(m),
             str(m.timeout),

@@ -36,6 +36,10 @@ from neurons.devnet.processes import child_environment
 
 #: how long a lease is booked for: the renter terminates it long before
 LEASE_HOURS = 0.05
+#: the least device memory a renter asks for. An honest devnet device reports the host's memory;
+#: a sybil's claims report a small shared device (``cheats.SYBIL_DEVICE_MIB``), so a renter never
+#: lands on a sybil claim the validator verified (its worker runs no jobs)
+MIN_VRAM_MIB = 1024
 #: the job's own timeout on the worker
 JOB_TIMEOUT_S = 60
 #: the least time a renter holds its lease, from its start (see the module docstring)
@@ -263,7 +267,12 @@ class Renter:
             await asyncio.sleep(POLL_S)
 
     async def lease(self, max_price: float) -> Mapping[str, Any]:
-        body = {"count": 1, "duration_hours": LEASE_HOURS, "max_price_per_gpu_hour": max_price}
+        body = {
+            "count": 1,
+            "min_vram_mib": MIN_VRAM_MIB,
+            "duration_hours": LEASE_HOURS,
+            "max_price_per_gpu_hour": max_price,
+        }
         while True:
             try:
                 lease: Mapping[str, Any] = await self.api.json("POST", "/leases", body)

@@ -49,7 +49,13 @@ from neurons.devnet.prepare import Network, prepare
 from neurons.devnet.processes import Child, ProcessGroup
 from neurons.devnet.progress import LineProgress, LiveProgress, Progress, Status
 from neurons.devnet.renters import RenterFailed, RenterOutcome, create_keys, rent_all
-from neurons.devnet.report import final_report, problems, render_renters, render_table
+from neurons.devnet.report import (
+    final_report,
+    problems,
+    render_checks,
+    render_renters,
+    render_table,
+)
 
 #: seconds between two reads of the network's state
 POLL_S = 0.5
@@ -501,6 +507,7 @@ def run_command(
         renters = render_renters(report, names=names)
         if renters is not None:
             out.print(renters)
+        out.print(render_checks(report))
     found = problems(report)
     for problem in found:
         err.print(f"[bold red]unexpected[/]: {problem}", highlight=False)

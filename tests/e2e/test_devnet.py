@@ -92,6 +92,69 @@ def test_the_devnet_catches_every_cheater_and_pays_the_honest_miners(tmp_path: P
         assert miner["lease_revenue"] == 0 and miner["challenge_share"] == 0, miner
 
 
+def test_the_devnet_counts_one_shared_device_once_and_never_pays_a_cpu_posing_as_a_gpu(
+    tmp_path: Path,
+) -> None:
+    """A sybil (two miners, three workers, four claims on one shared device), a CPU claiming an
+    H200 and a CPU claiming an ambiguous model, next to two honest miners."""
+    run_dir = tmp_path / "run"
+    argv = [
+        *(sys.executable, "-c", "from neurons.cli import main; main()"),
+        *("devnet", "--json", "--miners", "2", "--workers", "1", "--rounds", "2"),
+        *("--cheat", "sybil", "--cheat", "cpu_as_gpu", "--cheat", "ambiguous_model"),
+        *("--renters", "1", "--run-dir", str(run_dir), "--timeout", "240"),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=devnet_env())
+    logs = "\n".join(
+        f"--- {log.name}\n{read_tail(log, 15)}" for log in sorted((run_dir / "logs").glob("*.log"))
+    )
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\n{logs}"
+    report = json.loads(done.stdout)
+
+    miners = report["miners"]
+    honest = [m for m in miners if not m["cheater"]]
+    sybils = [m for m in miners if m["cheat"] == "sybil"]
+    posers = [m for m in miners if m["cheat"] in ("cpu_as_gpu", "ambiguous_model")]
+    assert [m["cheat"] for m in miners if m["cheater"]] == [
+        "sybil",
+        "sybil",
+        "cpu_as_gpu",
+        "ambiguous_model",
+    ]
+    assert all("devices" in m for m in miners)
+    assert [m["devices"] for m in honest] == [1, 1]
+    assert sorted(m["devices"] for m in sybils) == [1, 3]  # four claims in all
+    assert [m["devices"] for m in posers] == [1, 1]
+    for miner in honest:
+        assert miner["verified"] >= 1 and miner["weight"] > 0, miner
+
+    # a CPU posing as a GPU is never verified, never paid, never leased
+    leased = {r["miner_uid"] for r in report["renters"]}
+    for miner in posers:
+        assert miner["weight"] == 0, miner
+        assert miner["verified"] == 0, miner
+        assert set(miner["failures"]) <= EXPECTED_FAILURES[CheatMode(miner["cheat"])], miner
+        assert miner["uid"] not in leased, (miner, report["renters"])
+        assert not miner["lease_revenue"], miner
+
+    # the sybil does honest work, so nothing is fraud, but the claims that queue on its one
+    # device are late: no sybil miner earns more than an honest miner per device
+    per_device = min(m["weight"] / m["devices"] for m in honest)
+    for miner in sybils:
+        assert miner["weight"] <= per_device + 0.02, (miner, per_device)
+        assert set(miner["failures"]) <= {"timeout"}, miner
+        assert miner["uid"] not in leased, (miner, report["renters"])
+    assert sum(m["failures"].get("timeout", 0) for m in sybils) >= 1, sybils
+    total = sum(m["weight"] for m in miners)
+    assert math.isclose(total, 1.0, abs_tol=1e-6), miners
+
+    # the renter got an honest device, and the sybil's device really served its claims
+    (renter,) = report["renters"]
+    assert renter["exit_code"] == 0, renter
+    ledger = (run_dir / "devices" / "sybil-1.lock").read_text().splitlines()
+    assert ledger, "the shared device served no claim"
+
+
 def test_a_process_that_fails_to_start_stops_the_devnet_with_its_log(tmp_path: Path) -> None:
     """The validator is replaced by a command that dies at once: the devnet says which process
     failed, shows the end of its log, and leaves no process behind."""

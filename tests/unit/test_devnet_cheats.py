@@ -1,10 +1,16 @@
-"""Every devnet cheat produces evidence the exact verifier rejects for the expected reason."""
+"""Every devnet cheat produces evidence the exact verifier rejects for the expected reason, or
+(sybil) honest evidence served one claim after another by one shared device, or (cpu_as_gpu,
+ambiguous_model) no commit at all."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +19,8 @@ from byteleap.challenge.reference import RowOpening
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.crypto import WorkerKey
 from byteleap.errors import FraudReason, VerificationFailed
-from byteleap.protocol.inventory import HostInfo, Inventory
+from byteleap.hardware import CPU_MODEL, UNKNOWN, identify
+from byteleap.protocol.inventory import GpuInfo, HostInfo, Inventory
 from byteleap.protocol.worker_link import (
     ChallengeDispatch,
     GpuCommit,
@@ -21,12 +28,19 @@ from byteleap.protocol.worker_link import (
     RevealRequest,
 )
 from neurons.devnet.cheats import (
+    AMBIGUOUS_MODEL,
+    CPU_AS_GPU_MODEL,
+    DESCRIPTIONS,
     EXPECTED_FAILURES,
+    FRAUD_MODES,
+    MODEL_MODES,
     MODES,
     PHANTOM_MODEL,
+    SYBIL_DEVICE_MIB,
     Cheat,
     CheatingExecutor,
     CheatMode,
+    SharedDevice,
     claimed_devices,
     claimed_inventory,
     mode_for,
@@ -40,11 +54,15 @@ SEED = bytes(range(32))
 
 
 def executor_for(
-    cheat: Cheat, *, clock: Callable[[], float] | None = None
+    cheat: Cheat,
+    *,
+    clock: Callable[[], float] | None = None,
+    seed: int = 7,
+    pace_flops: float | None = None,
 ) -> tuple[CheatingExecutor, WorkerKey]:
-    key = WorkerKey.from_seed(bytes([7]) * 32)
-    backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1)
-    claimed = claimed_devices(cheat.mode, backend.devices()[0], key.public_key)
+    key = WorkerKey.from_seed(bytes([seed]) * 32)
+    backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1, pace_flops=pace_flops)
+    claimed = claimed_devices(cheat.mode, backend.devices()[0], key.public_key, claims=cheat.claims)
     executor = CheatingExecutor(
         backend,
         key,
@@ -60,6 +78,12 @@ async def verdicts(cheat: Cheat, params: ChallengeParams = PARAMS) -> dict[str, 
     """Run one challenge on every claimed device and verify it as the validator would:
     ``uuid -> entries checked`` when it passes, ``uuid -> FraudReason`` when it is rejected."""
     executor, key = executor_for(cheat)
+    return await verify_all(executor, key, params)
+
+
+async def verify_all(
+    executor: CheatingExecutor, key: WorkerKey, params: ChallengeParams = PARAMS
+) -> dict[str, object]:
     uuids = list(executor.devices())
     dispatch = ChallengeDispatch(
         challenge_id="c-1", seed=SEED, params=params, gpu_uuids=uuids, deadline_ms=60_000
@@ -90,9 +114,12 @@ async def verdicts(cheat: Cheat, params: ChallengeParams = PARAMS) -> dict[str, 
     return out
 
 
-def test_cheaters_take_the_modes_in_turn() -> None:
-    assert [mode_for(i) for i in range(6)] == [*MODES, MODES[0], MODES[1]]
-    assert set(MODES) == set(CheatMode) == set(EXPECTED_FAILURES)
+def test_cheaters_take_the_fraud_modes_in_turn() -> None:
+    assert [mode_for(i) for i in range(6)] == [*FRAUD_MODES, FRAUD_MODES[0], FRAUD_MODES[1]]
+    assert set(MODES) == set(CheatMode) == set(EXPECTED_FAILURES) == set(DESCRIPTIONS)
+    assert set(FRAUD_MODES) | set(MODEL_MODES) | {CheatMode.SYBIL} == set(MODES)
+    for mode in (CheatMode.SYBIL, *MODEL_MODES):
+        assert EXPECTED_FAILURES[mode] == {"timeout"}
 
 
 async def test_fake_rows_are_caught_by_their_merkle_paths() -> None:
@@ -160,6 +187,148 @@ def test_never_commit_is_a_phantom_variant_only() -> None:
         Cheat(CheatMode.FAKE_ROWS, never_commit=True)
 
 
+def test_claims_and_the_device_lock_belong_to_sybil_only(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shared device's lock"):
+        Cheat(CheatMode.SYBIL, claims=2)
+    with pytest.raises(ValueError, match="sybil only"):
+        Cheat(CheatMode.FAKE_ROWS, claims=2)
+    with pytest.raises(ValueError, match="sybil only"):
+        Cheat(CheatMode.CPU_AS_GPU, device_lock=tmp_path / "x.lock")
+    with pytest.raises(ValueError, match="at least one"):
+        Cheat(CheatMode.SYBIL, claims=0, device_lock=tmp_path / "x.lock")
+    sybil = Cheat(CheatMode.SYBIL, claims=2, device_lock=tmp_path / "x.lock")
+    assert sybil.label == "sybil (2 claims)" and not sybil.silent
+    assert Cheat(CheatMode.CPU_AS_GPU).silent and Cheat(CheatMode.AMBIGUOUS_MODEL).silent
+
+
+# --------------------------------------------------------------------------- sybil
+
+
+async def test_every_sybil_claim_is_computed_honestly_and_verifies(tmp_path: Path) -> None:
+    """A sybil does the work of every claim: each one, bound to its own UUID, verifies."""
+    cheat = Cheat(CheatMode.SYBIL, claims=3, device_lock=tmp_path / "device.lock")
+    executor, key = executor_for(cheat)
+    uuids = list(executor.devices())
+    assert len(uuids) == len(set(uuids)) == 3
+    assert all(uuid.startswith("CPU-") for uuid in uuids)
+    result = await verify_all(executor, key)
+    assert list(result.values()) == [4 * 16 * 4] * 3
+    ledger = SharedDevice(tmp_path / "device.lock").ledger()
+    assert [entry["claim"] for entry in ledger] == uuids  # one run per claim, in order
+    assert {entry["challenge_id"] for entry in ledger} == {"c-1"}
+
+
+def test_the_shared_device_serves_one_holder_at_a_time_across_threads(tmp_path: Path) -> None:
+    """Two holders (each with its own open file, as two processes have) never overlap."""
+    device = SharedDevice(tmp_path / "devices" / "shared.lock", poll_s=0.001)
+    inside: list[int] = []
+    overlaps: list[int] = []
+    start = threading.Barrier(2)
+
+    def hold(name: str) -> None:
+        start.wait()
+        for i in range(5):
+            with device.serving(f"{name}-{i}", "c"):
+                inside.append(1)
+                if len(inside) > 1:
+                    overlaps.append(1)
+                time.sleep(0.01)
+                inside.pop()
+
+    threads = [threading.Thread(target=hold, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert overlaps == []
+    ledger = device.ledger()
+    assert len(ledger) == 10
+    for before, after in itertools.pairwise(ledger):
+        assert before["ended"] <= after["began"]  # served one after another
+
+
+async def test_two_sybil_executors_queue_on_the_shared_device(tmp_path: Path) -> None:
+    """Two workers' claims dispatched at the same moment: the paced runs do not overlap, so the
+    second commit comes about one device-run after the first. This is what makes it late."""
+    lock = tmp_path / "device.lock"
+    pace = PARAMS.flops / 0.3  # each paced run takes 0.3 s
+    first, key_a = executor_for(
+        Cheat(CheatMode.SYBIL, device_lock=lock),
+        seed=1,
+        pace_flops=pace,
+        clock=time.perf_counter,
+    )
+    second, key_b = executor_for(
+        Cheat(CheatMode.SYBIL, device_lock=lock),
+        seed=2,
+        pace_flops=pace,
+        clock=time.perf_counter,
+    )
+    finished: dict[str, float] = {}
+
+    async def run(executor: CheatingExecutor, name: str) -> tuple[GpuCommit, ...]:
+        dispatch = ChallengeDispatch(
+            challenge_id=f"c-{name}",
+            seed=SEED,
+            params=PARAMS,
+            gpu_uuids=list(executor.devices()),
+            deadline_ms=60_000,
+        )
+        commits = await executor.run(dispatch, HOTKEY)
+        finished[name] = time.perf_counter()
+        return commits
+
+    began = time.perf_counter()
+    commits_a, commits_b = await asyncio.gather(run(first, "a"), run(second, "b"))
+    first_done, last_done = sorted(finished.values())
+    assert first_done - began >= 0.3 - 0.01
+    assert last_done - began >= 0.6 - 0.01  # queued behind the other
+    ledger = SharedDevice(lock).ledger()
+    assert len(ledger) == 2 and ledger[0]["ended"] <= ledger[1]["began"]
+    assert commits_a[0].verify(key_a.public_key, "c-a")
+    assert commits_b[0].verify(key_b.public_key, "c-b")
+
+
+async def test_a_sybil_waiting_for_the_device_gives_up_when_stopped(tmp_path: Path) -> None:
+    lock = tmp_path / "device.lock"
+    executor, _ = executor_for(Cheat(CheatMode.SYBIL, device_lock=lock))
+    (uuid,) = executor.devices()
+    dispatch = ChallengeDispatch(
+        challenge_id="c-3", seed=SEED, params=PARAMS, gpu_uuids=[uuid], deadline_ms=60_000
+    )
+    holder = SharedDevice(lock)
+    with holder.serving("someone else", "c-0"):
+        task = asyncio.create_task(executor.run(dispatch, HOTKEY))
+        await asyncio.sleep(0.1)
+        assert not task.done()  # queued behind the holder
+        executor.stop()
+        with pytest.raises(Abandoned):
+            await asyncio.wait_for(task, 5)
+    assert [entry["claim"] for entry in holder.ledger()] == ["someone else"]
+
+
+# --------------------------------------------------------------------------- model claims
+
+
+@pytest.mark.parametrize("mode", list(MODEL_MODES))
+async def test_a_cpu_claiming_a_gpu_model_never_commits_and_computes_nothing(
+    mode: CheatMode,
+) -> None:
+    """It holds the challenge past its deadline without computing (a GPU-sized product would
+    only burn the devnet's CPU) and gives it up: the validator sees a timeout."""
+    executor, _ = executor_for(Cheat(mode))
+    (uuid,) = executor.devices()
+    gpu_sized = ChallengeParams(m=8192, n=8192, k=8192, v=15, stages=500)
+    dispatch = ChallengeDispatch(
+        challenge_id="c-4", seed=SEED, params=gpu_sized, gpu_uuids=[uuid], deadline_ms=200
+    )
+    began = time.perf_counter()
+    with pytest.raises(Abandoned, match="never committed"):
+        await executor.run(dispatch, HOTKEY)
+    assert time.perf_counter() - began < 5  # waited past the deadline, computed nothing
+    assert "timeout" in EXPECTED_FAILURES[mode]
+
+
 def host() -> HostInfo:
     return HostInfo(
         hostname="devnet",
@@ -174,13 +343,55 @@ def host() -> HostInfo:
 def test_claimed_devices_make_a_valid_inventory(mode: CheatMode) -> None:
     key = WorkerKey.from_seed(bytes([9]) * 32)
     real = NumpyBackend.for_worker(key.public_key, "Test CPU").devices()[0]
-    claimed = claimed_devices(mode, real, key.public_key)
+    claims = 2 if mode is CheatMode.SYBIL else 1
+    claimed = claimed_devices(mode, real, key.public_key, claims=claims)
     inventory = claimed_inventory(Inventory(host=host(), gpus=[], backends=["numpy"]), claimed)
     assert [gpu.uuid for gpu in inventory.gpus] == [d.uuid for d in claimed]
-    if mode is CheatMode.PHANTOM_GPU:
-        assert inventory.gpus[0].name == PHANTOM_MODEL
+    gpu_modes = {CheatMode.PHANTOM_GPU, *MODEL_MODES}
+    if mode in gpu_modes:
         assert inventory.gpus[0].uuid.startswith("GPU-")
         assert real.uuid not in {gpu.uuid for gpu in inventory.gpus}
+        assert inventory.backends == ["cupy"]
     else:
         assert inventory.gpus[0].uuid == real.uuid
-    assert len(claimed) == (2 if mode is CheatMode.COPIED_ROOTS else 1)
+        assert all(gpu.uuid.startswith("CPU-") for gpu in inventory.gpus)
+    if mode is CheatMode.PHANTOM_GPU:
+        assert inventory.gpus[0].name == PHANTOM_MODEL
+    assert len(claimed) == (2 if mode in (CheatMode.COPIED_ROOTS, CheatMode.SYBIL) else 1)
+
+
+def test_the_claimed_gpus_are_what_the_validators_catalogue_expects() -> None:
+    """cpu_as_gpu is a real, consistent H200 claim (so it gets a full GPU challenge); the
+    ambiguous name is ``unknown``; sybil claims are CPU devices."""
+    key = WorkerKey.from_seed(bytes([5]) * 32)
+    real = NumpyBackend.for_worker(key.public_key, "Test CPU").devices()[0]
+    empty = Inventory(host=host(), gpus=[], backends=["numpy"])
+
+    def gpus(mode: CheatMode, claims: int = 1) -> list[GpuInfo]:
+        devices = claimed_devices(mode, real, key.public_key, claims=claims)
+        return list(claimed_inventory(empty, devices).gpus)
+
+    (h200,) = gpus(CheatMode.CPU_AS_GPU)
+    assert (h200.name, h200.memory_total_mib, h200.compute_capability) == (
+        CPU_AS_GPU_MODEL,
+        143_771,
+        "9.0",
+    )
+    identity = identify(h200.uuid, h200.name, h200.memory_total_mib, h200.compute_capability)
+    assert identity.model_id.startswith("h200") and identity.unverifiable is None
+    (odd,) = gpus(CheatMode.AMBIGUOUS_MODEL)
+    assert (odd.name, odd.memory_total_mib, odd.compute_capability) == (
+        AMBIGUOUS_MODEL,
+        24_576,
+        "8.6",
+    )
+    assert identify(odd.uuid, odd.name, odd.memory_total_mib).model_id == UNKNOWN
+    sybil = gpus(CheatMode.SYBIL, claims=3)
+    assert len({g.uuid for g in sybil}) == 3
+    for gpu in sybil:
+        assert identify(gpu.uuid, gpu.name).model_id == CPU_MODEL
+        assert gpu.memory_total_mib == SYBIL_DEVICE_MIB
+    # every worker's claims are its own: another key claims other UUIDs
+    other = WorkerKey.from_seed(bytes([6]) * 32)
+    theirs = claimed_devices(CheatMode.SYBIL, real, other.public_key, claims=3)
+    assert {d.uuid for d in theirs[1:]}.isdisjoint({g.uuid for g in sybil})

@@ -10,15 +10,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, load_config, validate_config
 from byteleap.crypto import WorkerKey
 from neurons.chain import DevChain
-from neurons.devnet.cheats import CheatMode, mode_for
+from neurons.devnet.cheats import SYBIL_CLAIMS, CheatMode, mode_for
 from neurons.devnet.plan import (
     DATABASE_URL_ENV,
+    DEVICE_SECONDS,
     DEVNET_PRICE,
+    PACE_FLOPS,
     RENTER_SPEND_LIMIT,
     VALIDATOR_STAKE,
+    VALIDATOR_TUNING,
     DevnetOptions,
     Plan,
     build_plan,
@@ -111,6 +115,102 @@ def test_the_validator_is_tuned_for_a_fast_devnet(tmp_path: Path) -> None:
     assert cfg.chain.network == f"devchain:{plan.chain_path}"
 
 
+#: the validator's challenge keys after the epochs change (what the devnet may tune)
+CHALLENGE_KEYS = {
+    "interval_s", "jitter", "plan_interval_s", "target_seconds", "cpu_expected_flops",
+    "deadline_factor", "deadline_grace_s", "epoch_spread_s", "calibration_percentile",
+    "calibration_min_miners", "calibration_floor", "cpu_workers", "reveal_timeout_s",
+    "max_concurrency", "verifier_processes", "excused_warning_rate",
+    "impossible_throughput_factor", "gpu", "cpu", "sampling",
+}  # fmt: skip
+
+
+def test_every_device_is_paced_like_one_simulated_gpu_the_validator_expects(
+    tmp_path: Path,
+) -> None:
+    plan = plan_for(tmp_path, cheats=(CheatMode.SYBIL, CheatMode.CPU_AS_GPU))
+    cfg = validate_config(ValidatorConfig, plan.validator.process.config)
+    challenge = cfg.challenge
+    assert set(VALIDATOR_TUNING["challenge"]) <= CHALLENGE_KEYS
+    # the devnet's CPU challenge takes about a second on every paced device...
+    assert challenge.cpu.flops / PACE_FLOPS == pytest.approx(DEVICE_SECONDS)
+    assert 0.5 <= DEVICE_SECONDS <= 2.0
+    # ... and the validator expects exactly that speed of a CPU device, and leases CPU devices
+    assert challenge.cpu_workers is True
+    assert challenge.cpu_expected_flops == PACE_FLOPS
+    assert challenge.calibration_floor == 1.0  # its calibration cannot lower the expectation
+    assert challenge.deadline_factor == 1.5 and challenge.deadline_grace_s == 0.5
+    assert 3.0 <= challenge.interval_s <= 5.0 and challenge.jitter == 0.25
+    # a claim queued behind another on one device commits 2 x DEVICE_SECONDS + its round trip
+    # after the first claim's dispatch (it was dispatched at most epoch_spread_s later); its
+    # deadline is 1.5 x DEVICE_SECONDS + the (same) round trip: it is late by a clear margin
+    margin = (2 - challenge.deadline_factor) * DEVICE_SECONDS - challenge.epoch_spread_s
+    assert margin >= 0.25
+    for worker in plan.workers:
+        compute = validate_config(WorkerConfig, worker.process.config).compute
+        assert (compute.backend, compute.pace_flops) == ("numpy", PACE_FLOPS), worker.name
+
+
+def test_each_cheat_option_adds_its_miners_after_the_cheaters(tmp_path: Path) -> None:
+    cheats = (CheatMode.SYBIL, CheatMode.CPU_AS_GPU, CheatMode.AMBIGUOUS_MODEL, CheatMode.SYBIL)
+    plan = plan_for(tmp_path, miners=2, workers=2, cheaters=1, cheats=cheats)
+    cheaters = [m for m in plan.miners if m.cheat is not None]
+    assert [(m.name, m.cheat) for m in cheaters] == [
+        ("cheater-1", CheatMode.FAKE_ROWS),
+        ("cheater-2", CheatMode.SYBIL),
+        ("cheater-3", CheatMode.SYBIL),
+        ("cheater-4", CheatMode.CPU_AS_GPU),
+        ("cheater-5", CheatMode.AMBIGUOUS_MODEL),
+        ("cheater-6", CheatMode.SYBIL),
+        ("cheater-7", CheatMode.SYBIL),
+    ]
+    # a sybil: two workers on one miner and one on another, four claims, one shared device
+    first, second = cheaters[1], cheaters[2]
+    assert [len(first.workers), len(second.workers)] == [2, 1]
+    assert [w.devices for w in (*first.workers, *second.workers)] == [2, 1, 1]
+    assert (first.devices, second.devices) == (3, 1)
+    assert tuple(tuple(w.devices for w in m.workers) for m in (first, second)) == SYBIL_CLAIMS
+    locks = {w.cheat.device_lock for m in (first, second) for w in m.workers if w.cheat}
+    assert locks == {plan.run_dir / "devices" / "sybil-1.lock"}
+    for worker in (*first.workers, *second.workers):
+        argv = worker.process.argv
+        assert worker.cheat is not None
+        assert argv[argv.index("--mode") + 1] == "sybil"
+        assert argv[argv.index("--claims") + 1] == str(worker.devices)
+        assert argv[argv.index("--device-lock") + 1] == str(plan.run_dir / "devices/sybil-1.lock")
+        jobs = validate_config(WorkerConfig, worker.process.config).jobs
+        assert jobs.runner == "none"
+    # the second sybil has a device of its own
+    later = {w.cheat.device_lock for m in cheaters[5:] for w in m.workers if w.cheat}
+    assert later == {plan.run_dir / "devices" / "sybil-2.lock"}
+    assert plan.shared_devices == (
+        plan.run_dir / "devices" / "sybil-1.lock",
+        plan.run_dir / "devices" / "sybil-2.lock",
+    )
+    # the model cheats have --workers workers of one device each, and no sybil options
+    for miner in cheaters[3:5]:
+        assert len(miner.workers) == 2 and miner.devices == 2
+        for worker in miner.workers:
+            assert "--claims" not in worker.process.argv
+            assert "--device-lock" not in worker.process.argv
+    # renters still need honest workers only; cheaters are never counted
+    assert {w.pubkey for w in plan.honest_workers} == {
+        w.pubkey for m in plan.miners[:2] for w in m.workers
+    }
+
+
+def test_only_known_cheat_modes_are_accepted() -> None:
+    with pytest.raises(ValueError, match="unknown cheat mode"):
+        DevnetOptions(cheats=("cheat_harder",))  # type: ignore[arg-type]
+    assert DevnetOptions(cheats=(CheatMode.SYBIL,)).cheats == (CheatMode.SYBIL,)
+
+
+def test_the_cpu_challenge_flops_are_what_the_pace_is_computed_from() -> None:
+    cpu = ChallengeParams(**VALIDATOR_TUNING["challenge"]["cpu"])
+    assert cpu.flops == cpu.stages * 2 * cpu.m * cpu.n * cpu.k
+    assert cpu.flops / DEVICE_SECONDS == PACE_FLOPS
+
+
 def test_a_database_url_reaches_the_validator_only_through_its_environment(
     tmp_path: Path,
 ) -> None:
@@ -149,7 +249,8 @@ def test_renters_get_the_renter_api_job_runners_and_keys_from_the_validators_cli
     assert cfg.leases.receipt_interval_s <= 10
     assert cfg.leases.receipt_poll_interval_s <= 5
     assert plan.receipt_poll_s == cfg.leases.receipt_poll_interval_s
-    assert cfg.leases.price_for("CPU AMD EPYC") == DEVNET_PRICE
+    assert cfg.leases.prices == {"default": DEVNET_PRICE, "cpu": DEVNET_PRICE}
+    assert cfg.leases.price_for("cpu") == DEVNET_PRICE
     for miner in plan.miners:
         for worker in miner.workers:
             jobs = validate_config(WorkerConfig, worker.process.config).jobs

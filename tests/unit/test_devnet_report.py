@@ -26,7 +26,15 @@ from neurons.devnet.plan import DevnetOptions, Plan, build_plan
 from neurons.devnet.prepare import Identity
 from neurons.devnet.progress import LineProgress, Status, render
 from neurons.devnet.renters import RenterOutcome
-from neurons.devnet.report import final_report, problems, render_renters, render_table
+from neurons.devnet.report import (
+    checks,
+    final_report,
+    honest_weight_per_device,
+    problems,
+    render_checks,
+    render_renters,
+    render_table,
+)
 from neurons.devnet.runner import bucket_end
 from neurons.validator.store.records import ChallengeRow, MinerTally, WeightSubmission, WorkerRow
 
@@ -149,7 +157,7 @@ def test_the_report_has_the_documented_shape(tmp_path: Path) -> None:
     assert report["weights_block"] == 40 and report["duration_s"] == 42.0
     assert report["renters"] == []
     keys = {"uid", "hotkey", "cheater", "cheat", "verified", "failed", "failures", "weight"}
-    keys |= {"lease_revenue", "challenge_share", "lease_share"}
+    keys |= {"lease_revenue", "challenge_share", "lease_share", "devices"}
     assert all(set(m) == keys for m in report["miners"])
     honest1, honest2, cheat1, cheat2 = report["miners"]
     assert honest2["weight"] == 20_000 / 60_000 and honest2["verified"] == 2
@@ -158,6 +166,7 @@ def test_the_report_has_the_documented_shape(tmp_path: Path) -> None:
         "hotkey": "5Hotkeyminer-1",
         "cheater": False,
         "cheat": None,
+        "devices": 1,
         "verified": 3,
         "failed": 0,
         "failures": {},
@@ -345,3 +354,100 @@ def test_the_line_view_shows_the_lease_revenue_behind_a_weight_vector(tmp_path: 
     lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     (line,) = [x for x in lines if x.startswith("devnet: weights at block 40")]
     assert line.endswith("(lease revenue: miner-1 0.002500)")
+
+
+# ------------------------------------------------------------------- sybils and model claims
+
+
+def cheats_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
+    ports = iter(range(31_000, 31_100))
+    plan = build_plan(
+        DevnetOptions(
+            miners=2,
+            workers=1,
+            cheaters=0,
+            rounds=2,
+            cheats=(CheatMode.SYBIL, CheatMode.CPU_AS_GPU, CheatMode.AMBIGUOUS_MODEL),
+        ),
+        tmp_path,
+        ports=lambda: next(ports),
+        rng=random.Random(5),
+    )
+    identities = {
+        m.name: Identity(uid=i + 1, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
+        for i, m in enumerate(plan.miners)
+    }
+    return plan, identities
+
+
+def cheats_report(
+    tmp_path: Path, values: dict[int, int], *, leased_by: str | None = None
+) -> dict[str, object]:
+    plan, ids = cheats_plan(tmp_path)
+    tallies = [
+        MinerTally(ids["miner-1"].hotkey, {"verified": 3}, {}),
+        MinerTally(ids["miner-2"].hotkey, {"verified": 3}, {}),
+        MinerTally(ids["cheater-1"].hotkey, {"verified": 1, "timeout": 8}, {"timeout": 8}),
+        MinerTally(ids["cheater-2"].hotkey, {"verified": 1, "timeout": 2}, {"timeout": 2}),
+        MinerTally(ids["cheater-3"].hotkey, {"timeout": 1}, {"timeout": 1}),
+        MinerTally(ids["cheater-4"].hotkey, {"timeout": 1}, {"timeout": 1}),
+    ]
+    data = Observed(tallies=tallies, weights=[weights(60, 1.0, values)])
+    uids = {identity.hotkey: identity.uid for identity in ids.values()}
+    renters = [outcome(ids[leased_by].hotkey).to_dict(uids)] if leased_by else []
+    return final_report(snapshot(plan, ids, data), duration_s=9.0, renters=renters)
+
+
+def test_the_report_counts_each_miners_claimed_devices(tmp_path: Path) -> None:
+    report = cheats_report(tmp_path, {1: 3, 2: 3, 3: 1, 4: 1})
+    miners = report["miners"]
+    assert isinstance(miners, list)
+    assert [(m["cheat"], m["devices"]) for m in miners] == [
+        (None, 1),
+        (None, 1),
+        ("sybil", 3),  # two workers: 2 + 1 claims
+        ("sybil", 1),
+        ("cpu_as_gpu", 1),
+        ("ambiguous_model", 1),
+    ]
+
+
+def test_a_sybil_may_earn_up_to_an_honest_weight_per_device(tmp_path: Path) -> None:
+    # honest: 0.375 per device; each sybil 0.125 in all
+    report = cheats_report(tmp_path, {1: 3, 2: 3, 3: 1, 4: 1})
+    assert problems(report) == []
+    assert honest_weight_per_device(report) == 0.375
+    verdict = {c.what: c for c in checks(report)}
+    assert verdict["uid 3 (sybil): weight <= honest per device"].ok
+    assert verdict["uid 5 (cpu_as_gpu): weight 0"].ok
+    assert verdict["uid 6 (ambiguous_model): never leased"].ok
+    assert verdict["honest + sybil weights sum to 1"].ok
+
+
+def test_a_sybil_above_an_honest_device_is_a_problem(tmp_path: Path) -> None:
+    # the sybil with three claims weighs 0.5, an honest device 0.25
+    report = cheats_report(tmp_path, {1: 1, 2: 1, 3: 2})
+    found = problems(report)
+    assert len(found) == 1, found
+    assert found[0].startswith("sybil uid 3 (sybil) weighs 0.500000 with 3 claimed devices")
+    # within the tolerance it passes: one honest device's worth, and a little
+    report = cheats_report(tmp_path, {1: 100, 2: 100, 3: 103})
+    assert problems(report) == []
+
+
+def test_a_model_cheater_with_weight_or_a_lease_is_a_problem(tmp_path: Path) -> None:
+    report = cheats_report(tmp_path, {1: 3, 2: 3, 5: 1})
+    assert "cheater uid 5 (cpu_as_gpu) kept weight 0.142857" in problems(report)
+    leased = cheats_report(tmp_path, {1: 3, 2: 3}, leased_by="cheater-4")
+    assert "cheater uid 6 (ambiguous_model) was leased by renter-1" in problems(leased)
+
+
+def test_the_checks_table_says_what_passed_and_what_failed(tmp_path: Path) -> None:
+    report = cheats_report(tmp_path, {1: 1, 2: 1, 3: 2})
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render_checks(report))
+    console.print(render_table(report))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "uid 3 (sybil): weight <= honest per device" in text and "FAIL" in text
+    assert "uid 5 (cpu_as_gpu): never leased" in text and "pass" in text
+    assert "devices" in text

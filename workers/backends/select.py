@@ -13,9 +13,15 @@ def cpu_name(inventory: Inventory) -> str:
 
 
 def choose_backend(
-    choice: str, worker_pubkey: bytes, inventory: Inventory, devices: list[int] | None = None
+    choice: str,
+    worker_pubkey: bytes,
+    inventory: Inventory,
+    devices: list[int] | None = None,
+    *,
+    pace_flops: float | None = None,
 ) -> ComputeBackend:
-    """``auto`` uses CuPy when a CUDA GPU is usable and NumPy otherwise."""
+    """``auto`` uses CuPy when a CUDA GPU is usable and NumPy otherwise. ``pace_flops``
+    (``compute.pace_flops``, development only) paces the NumPy device; CuPy is never paced."""
     if choice in ("auto", "cupy"):
         from workers.backends.cupy_backend import CupyBackend
 
@@ -27,7 +33,7 @@ def choose_backend(
                 "no usable CUDA GPU (is cupy-cuda12x installed and a driver loaded?)",
                 key="compute.backend",
             )
-    return NumpyBackend.for_worker(worker_pubkey, cpu_name(inventory))
+    return NumpyBackend.for_worker(worker_pubkey, cpu_name(inventory), pace_flops=pace_flops)
 
 
 #: NVML indices are small; the CPU pseudo-device takes the top of the range so it never collides

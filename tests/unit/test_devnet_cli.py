@@ -1,0 +1,59 @@
+"""``byteleap devnet``: ``--cheat MODE`` (repeatable) and ``--cheaters`` reach the plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import neurons.devnet.runner as runner
+from neurons.cli import app
+from neurons.devnet.cheats import CheatMode
+from neurons.devnet.plan import DevnetOptions
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[DevnetOptions]:
+    """The options ``byteleap devnet`` would run with (nothing is started)."""
+    seen: list[DevnetOptions] = []
+
+    def run_command(options: DevnetOptions, **_: Any) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(runner, "run_command", run_command)
+    return seen
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, ["devnet", *args])
+
+
+def test_without_cheat_options_two_fraud_cheaters_run(asked: list[DevnetOptions]) -> None:
+    assert invoke().exit_code == 0
+    (options,) = asked
+    assert options.cheaters == 2 and options.cheats == ()
+
+
+def test_each_cheat_option_adds_a_cheater_in_that_mode(asked: list[DevnetOptions]) -> None:
+    result = invoke("--cheat", "sybil", "--cheat", "cpu_as_gpu", "--cheat", "ambiguous_model")
+    assert result.exit_code == 0, result.output
+    (options,) = asked
+    assert options.cheats == (CheatMode.SYBIL, CheatMode.CPU_AS_GPU, CheatMode.AMBIGUOUS_MODEL)
+    assert options.cheaters == 0  # --cheat alone: only the miners it asks for
+
+
+def test_cheaters_and_cheat_combine(asked: list[DevnetOptions]) -> None:
+    assert invoke("--cheaters", "4", "--cheat", "sybil", "--cheat", "sybil").exit_code == 0
+    (options,) = asked
+    assert options.cheaters == 4 and options.cheats == (CheatMode.SYBIL, CheatMode.SYBIL)
+    assert invoke("--cheaters", "0").exit_code == 0
+    assert asked[-1].cheaters == 0 and asked[-1].cheats == ()
+
+
+def test_an_unknown_mode_is_refused_with_the_choices(asked: list[DevnetOptions]) -> None:
+    result = invoke("--cheat", "bribe_the_validator")
+    assert result.exit_code == 2
+    assert "sybil" in result.output and "cpu_as_gpu" in result.output
+    assert asked == []
