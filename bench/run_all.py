@@ -54,6 +54,8 @@ BENCHES = (
     Bench("leases", (), ("--quick",), 900),
     Bench("validator_store", (), ("--quick",), 2400),
     Bench("gpu", (), ("--quick",), 2400),
+    Bench("sybil", (), ("--quick",), 900),
+    Bench("epoch", (), ("--quick",), 900),
 )
 NAMES = [b.name for b in BENCHES]
 
