@@ -247,12 +247,23 @@ class MinerClient:
         self.check_challenge_response(request, response)
         return response
 
+    def prepare_epoch(self, request: EpochRequest, *, wait_s: float) -> httpx.Request:
+        """The ``POST /epoch`` request, encoded and signed, ready for :meth:`epoch`.
+
+        An epoch's deadlines run from its first dispatch, so the validator builds and signs
+        every miner's request first and only then starts the clock and sends them all; the
+        signature's freshness window is far longer than that gap."""
+        return self._build_request(
+            "POST", "/epoch", request, wait_s=wait_s, accept=STREAM_CONTENT_TYPE
+        )
+
     async def epoch(
         self,
         request: EpochRequest,
         *,
         wait_s: float,
         clock: Callable[[], float] = time.monotonic,
+        prepared: httpx.Request | None = None,
     ) -> AsyncIterator[EpochArrival]:
         """Send every challenge of an epoch in one ``POST /epoch``; yield one
         :class:`EpochArrival` per challenge, in the order the miner's records arrive.
@@ -270,12 +281,14 @@ class MinerClient:
           start -> ``PeerTimeout``: for every challenge not yet answered (one shared error).
 
         Closing the iterator early, or cancelling the caller, stops reading and closes the
-        connection (the miner then cancels the outstanding challenges).
+        connection (the miner then cancels the outstanding challenges). ``prepared`` is the
+        request from :meth:`prepare_epoch`, when the caller built it ahead of time.
         """
         asked = {challenge.challenge_id: challenge for challenge in request.challenges}
         arrivals: asyncio.Queue[EpochArrival] = asyncio.Queue()
+        http_request = prepared or self.prepare_epoch(request, wait_s=wait_s)
         reader = asyncio.create_task(
-            self._receive_epoch(request, wait_s, clock, arrivals.put_nowait),
+            self._receive_epoch(request, http_request, wait_s, clock, arrivals.put_nowait),
             name=f"epoch {request.epoch_id} from {self.miner_hotkey}",
         )
         try:
@@ -294,6 +307,7 @@ class MinerClient:
     async def _receive_epoch(
         self,
         request: EpochRequest,
+        http_request: httpx.Request,
         wait_s: float,
         clock: Callable[[], float],
         emit: Callable[[EpochArrival], None],
@@ -308,7 +322,7 @@ class MinerClient:
         failure: ByteLeapError = TransientError("the epoch stream ended")
         try:
             async with asyncio.timeout(wait_s):
-                await self._read_epoch(request, wait_s, clock, unanswered, settle)
+                await self._read_epoch(request, http_request, clock, unanswered, settle)
         except TimeoutError:
             failure = PeerTimeout(
                 f"the miner did not answer {len(unanswered)} challenges within {wait_s:g} s"
@@ -325,14 +339,11 @@ class MinerClient:
     async def _read_epoch(
         self,
         request: EpochRequest,
-        wait_s: float,
+        http_request: httpx.Request,
         clock: Callable[[], float],
         unanswered: dict[str, ChallengeRequest],
         settle: Callable[[str, ChallengeResponse | ByteLeapError, float], None],
     ) -> None:
-        http_request = self._build_request(
-            "POST", "/epoch", request, wait_s=wait_s, accept=STREAM_CONTENT_TYPE
-        )
         try:
             response = await self._http.send(http_request, stream=True)
             try:

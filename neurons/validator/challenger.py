@@ -80,13 +80,22 @@ CLOSE_RETRY_MAX_S = 10.0
 REVEAL_SLACK_S = 2.0
 #: seconds beyond the epoch's latest deadline the validator reads a miner's commit stream
 STREAM_SLACK_S = 2.0
+#: a miner's client is closed after this many epochs without it (miners come and go)
+CLIENT_IDLE_EPOCHS = 10
 
 
 class MinerApi(Protocol):
     """What the challenger needs of :class:`neurons.common.miner_client.MinerClient`."""
 
+    def prepare_epoch(self, request: EpochRequest, *, wait_s: float) -> Any: ...
+
     def epoch(
-        self, request: EpochRequest, *, wait_s: float, clock: Callable[[], float]
+        self,
+        request: EpochRequest,
+        *,
+        wait_s: float,
+        clock: Callable[[], float],
+        prepared: Any = None,
     ) -> AsyncIterator[EpochArrival]: ...
 
     async def reveal(self, request: OpeningsRequest) -> OpeningsResponse: ...
@@ -157,6 +166,17 @@ class _Prepared:
 
 
 @dataclass(frozen=True, slots=True)
+class _Send:
+    """One miner's share of an epoch, its request built and signed, ready to go."""
+
+    items: tuple[_Prepared, ...]
+    client: MinerApi
+    request: EpochRequest
+    prepared: Any
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Timing:
     """When an answer arrived: since its miner's dispatch, and since the epoch's first."""
 
@@ -209,6 +229,42 @@ class Challenger:
             utilization=section.verify_utilization,
         )
         self._gate = asyncio.Semaphore(section.max_concurrency)
+        #: miner hotkey -> (endpoint, client, the epoch count when last used); kept across
+        #: epochs, so an epoch reuses open connections instead of building a client per miner
+        self._clients: dict[str, tuple[str, MinerApi, int]] = {}
+        self._retired: list[MinerApi] = []
+        self._epochs_run = 0
+
+    def _client(self, miner_hotkey: str, endpoint: str) -> MinerApi:
+        known = self._clients.get(miner_hotkey)
+        if known is not None and known[0] == endpoint:
+            client = known[1]
+        else:
+            if known is not None:  # the miner moved: the old client goes at the next sweep
+                self._retired.append(known[1])
+            client = self.connect(miner_hotkey, endpoint, self.section.reveal_timeout_s)
+        self._clients[miner_hotkey] = (endpoint, client, self._epochs_run)
+        return client
+
+    async def _sweep_clients(self) -> None:
+        """Close the clients of miners no epoch has used for a while."""
+        stale = [
+            hotkey
+            for hotkey, (_, _, used) in self._clients.items()
+            if self._epochs_run - used > CLIENT_IDLE_EPOCHS
+        ]
+        retired = [self._clients.pop(hotkey)[1] for hotkey in stale] + self._retired
+        self._retired = []
+        for client in retired:
+            await _close_quietly(client)
+
+    async def aclose(self) -> None:
+        """Close every miner client (at shutdown)."""
+        clients = [client for _, client, _ in self._clients.values()] + self._retired
+        self._clients.clear()
+        self._retired = []
+        for client in clients:
+            await _close_quietly(client)
 
     # ------------------------------------------------------------------ the whole epoch
 
@@ -233,16 +289,17 @@ class Challenger:
         by_miner: dict[str, list[_Prepared]] = {}
         for item in prepared:
             by_miner.setdefault(item.planned.miner_hotkey, []).append(item)
+        self._epochs_run += 1
+        await self._sweep_clients()
+        # build, encode and sign every miner's request before the clock starts
+        sends = [self._prepare(epoch_id, items) for items in by_miner.values()]
         dispatched: list[float] = []
         self.metrics.challenges_in_flight.inc(len(prepared))
         # every deadline of the epoch runs from here, the moment before the first dispatch
         epoch_t0 = self.monotonic()
         try:
             per_miner = await asyncio.gather(
-                *(
-                    self._miner_epoch(epoch_id, items, fraction, epoch_t0, dispatched)
-                    for items in by_miner.values()
-                )
+                *(self._miner_epoch(send, fraction, epoch_t0, dispatched) for send in sends)
             )
         finally:
             self.metrics.challenges_in_flight.dec(len(prepared))
@@ -285,13 +342,17 @@ class Challenger:
             deadline_at=now + timedelta(seconds=planned.sizing.deadline_s),
         )
 
+    def _prepare(self, epoch_id: str, items: Sequence[_Prepared]) -> _Send:
+        first = items[0].planned
+        client = self._client(first.miner_hotkey, first.endpoint)
+        request = EpochRequest(epoch_id=epoch_id, challenges=[item.request() for item in items])
+        wait = max(item.planned.sizing.deadline_s for item in items) + STREAM_SLACK_S
+        return _Send(
+            tuple(items), client, request, client.prepare_epoch(request, wait_s=wait), wait
+        )
+
     async def _miner_epoch(
-        self,
-        epoch_id: str,
-        items: Sequence[_Prepared],
-        fraction: float,
-        epoch_t0: float,
-        dispatched: list[float],
+        self, send: _Send, fraction: float, epoch_t0: float, dispatched: list[float]
     ) -> list[ChallengeResult]:
         """One miner's share of the epoch: one request, then each commit as it arrives.
 
@@ -299,36 +360,32 @@ class Challenger:
         a miner dispatched late in the spread is not credited less; the deadline runs from the
         epoch's first dispatch (``epoch_t0``), so that one card behind claims on two miners
         gains nothing from the second miner being dispatched later."""
+        items, client, request = send.items, send.client, send.request
         first = items[0].planned
         by_id = {item.challenge_id: item for item in items}
-        request = EpochRequest(epoch_id=epoch_id, challenges=[item.request() for item in items])
-        client = self.connect(first.miner_hotkey, first.endpoint, self.section.reveal_timeout_s)
         followups: dict[str, asyncio.Task[ChallengeResult]] = {}
+        started = self.monotonic()
+        dispatched.append(started)
         try:
-            started = self.monotonic()
-            dispatched.append(started)
-            latest = max(item.planned.sizing.deadline_s for item in items)
-            wait = max(0.0, epoch_t0 + latest - started) + STREAM_SLACK_S
-            try:
-                async for arrival in client.epoch(request, wait_s=wait, clock=self.monotonic):
-                    item = by_id.get(arrival.challenge_id)
-                    if item is None or arrival.challenge_id in followups:
-                        continue  # the client answers each challenge once; defensive
-                    timing = _Timing(arrival.at - started, arrival.at - epoch_t0)
-                    followups[arrival.challenge_id] = asyncio.create_task(
-                        self._follow(client, item, arrival.result, timing, fraction)
-                    )
-            except Exception:  # our bug: excuse what has no verdict yet
-                log.exception("epoch_stream_crashed", miner=first.miner_hotkey)
-            for item in items:
-                if item.challenge_id not in followups:
-                    missing = TransientError("the miner's stream ended without this challenge")
-                    followups[item.challenge_id] = asyncio.create_task(
-                        self._follow(client, item, missing, None, fraction)
-                    )
-            return list(await asyncio.gather(*(followups[i.challenge_id] for i in items)))
-        finally:
-            await client.aclose()
+            async for arrival in client.epoch(
+                request, wait_s=send.wait_s, clock=self.monotonic, prepared=send.prepared
+            ):
+                item = by_id.get(arrival.challenge_id)
+                if item is None or arrival.challenge_id in followups:
+                    continue  # the client answers each challenge once; defensive
+                timing = _Timing(arrival.at - started, arrival.at - epoch_t0)
+                followups[arrival.challenge_id] = asyncio.create_task(
+                    self._follow(client, item, arrival.result, timing, fraction)
+                )
+        except Exception:  # our bug: excuse what has no verdict yet
+            log.exception("epoch_stream_crashed", miner=first.miner_hotkey)
+        for item in items:
+            if item.challenge_id not in followups:
+                missing = TransientError("the miner's stream ended without this challenge")
+                followups[item.challenge_id] = asyncio.create_task(
+                    self._follow(client, item, missing, None, fraction)
+                )
+        return list(await asyncio.gather(*(followups[i.challenge_id] for i in items)))
 
     async def _follow(
         self,
@@ -540,8 +597,7 @@ class Challenger:
         for uuid, report in zip(uuids, reports, strict=True):
             if isinstance(report, VerifyReport):
                 self.metrics.verification_seconds.observe(report.seconds)
-                if uuid in opened:
-                    self.budget.observe(report.seconds)
+                self.budget.observe(report.seconds, exact=uuid in opened)
                 error = report.error()
                 verdicts[uuid] = self._verdict(
                     challenge_id,
@@ -680,6 +736,13 @@ class Challenger:
                 rate=round(alert.rate, 3),
                 threshold=self.excuses.threshold,
             )
+
+
+async def _close_quietly(client: MinerApi) -> None:
+    try:
+        await client.aclose()
+    except Exception:  # closing a broken connection must not stop the others closing
+        log.debug("miner_client_close_failed", exc_info=True)
 
 
 def _summary(verdict: ChallengeVerdict) -> dict[str, Any]:

@@ -289,6 +289,7 @@ class ValidatorDaemon:
                         self.wall_clock(), "validator stopped"
                     )
                     log.info("in_flight_closed", challenges=closed, outcome="excused")
+        await self.challenger.aclose()
         await asyncio.to_thread(self.verifier.close)
         with contextlib.suppress(Exception):
             await self.chain.close()

@@ -31,6 +31,7 @@ drawn from the CSPRNG the daemon passes in, so nobody can line hardware up for i
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import random
 from collections.abc import Collection, Mapping, Sequence
@@ -114,8 +115,17 @@ def is_cpu_device(gpu: GpuSnapshot) -> bool:
     return gpu.uuid.startswith(CPU_UUID_PREFIX)
 
 
+@functools.lru_cache(maxsize=4096)
+def _identify_model(
+    cpu: bool, name: str, memory_mib: int, compute_capability: str | None
+) -> Identity:
+    # a GPU's identity depends on its uuid only through the CPU- prefix: one catalogue lookup
+    # per distinct (name, memory, capability) instead of one per GPU of a 200,000-GPU epoch
+    return identify("CPU-" if cpu else "GPU-", name, memory_mib, compute_capability)
+
+
 def identify_gpu(gpu: GpuSnapshot) -> Identity:
-    return identify(gpu.uuid, gpu.model, gpu.memory_mib, gpu.compute_capability)
+    return _identify_model(is_cpu_device(gpu), gpu.model, gpu.memory_mib, gpu.compute_capability)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,11 @@ Exact verification of one GPU's reveal costs tens of milliseconds of CPU (32 ms 
 GPU challenge). A large subnet has more GPUs per epoch than the pool can verify in one epoch, so
 the validator still *requests* every reveal (a worker cannot tell which will be checked) but
 verifies each one with probability ``p = min(1, capacity / GPUs)``, drawn from fresh randomness
-after the reveal is requested. ``capacity`` is what ``verifier_processes`` can do in
-``verify_utilization`` of an epoch at the measured cost per GPU.
+after the reveal is requested. Every reveal is checked for its Merkle paths either way (cheap,
+but not free at this scale), so ``p`` is what leaves the pool busy ``verify_utilization`` of an
+epoch at the measured costs of both checks:
+
+    GPUs x (p x exact + (1 - p) x merkle) = processes x epoch x utilization
 
 A worker that cheats in a fraction of its epochs is then caught with probability ``p x d`` per
 cheating epoch, where ``d`` is the per-challenge detection probability of the sampling
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: the cost assumed before anything was measured (the default GPU challenge on one core)
+#: the costs assumed before anything was measured (the default GPU challenge on one core)
 DEFAULT_VERIFY_S = 0.05
+DEFAULT_MERKLE_S = 0.005
 #: weight of the newest measurement in the moving average
 EWMA_ALPHA = 0.05
 
@@ -32,22 +36,36 @@ class VerifyBudget:
     epoch_s: float
     utilization: float
     mean_verify_s: float = DEFAULT_VERIFY_S
+    mean_merkle_s: float = DEFAULT_MERKLE_S
 
-    def observe(self, seconds: float) -> None:
-        """One verification took ``seconds`` (CPU time in the pool)."""
-        if seconds > 0:
+    def observe(self, seconds: float, *, exact: bool = True) -> None:
+        """One check took ``seconds`` in the pool: an exact one, or a Merkle-only one."""
+        if seconds <= 0:
+            return
+        if exact:
             self.mean_verify_s += EWMA_ALPHA * (seconds - self.mean_verify_s)
+        else:
+            self.mean_merkle_s += EWMA_ALPHA * (seconds - self.mean_merkle_s)
+
+    @property
+    def pool_seconds(self) -> float:
+        """Pool seconds one epoch may spend."""
+        return self.processes * self.epoch_s * self.utilization
 
     @property
     def capacity(self) -> float:
-        """GPUs the pool can verify in one epoch."""
-        return self.processes * self.epoch_s * self.utilization / max(self.mean_verify_s, 1e-6)
+        """GPUs the pool can verify exactly in one epoch, with nothing else to do."""
+        return self.pool_seconds / max(self.mean_verify_s, 1e-6)
 
     def fraction(self, gpus: int) -> float:
-        """Probability that one of ``gpus`` reveals of an epoch is verified."""
+        """Probability that one of ``gpus`` reveals of an epoch is verified exactly."""
         if gpus <= 0:
             return 1.0
-        return min(1.0, self.capacity / gpus)
+        exact, merkle = max(self.mean_verify_s, 1e-6), min(self.mean_merkle_s, self.mean_verify_s)
+        if gpus * exact <= self.pool_seconds:
+            return 1.0
+        extra = self.pool_seconds / gpus - merkle  # per GPU, beyond the Merkle check
+        return max(0.0, min(1.0, extra / max(exact - merkle, 1e-9)))
 
 
-__all__ = ["DEFAULT_VERIFY_S", "VerifyBudget"]
+__all__ = ["DEFAULT_MERKLE_S", "DEFAULT_VERIFY_S", "VerifyBudget"]
