@@ -16,9 +16,12 @@ never on the message::
     ├── FraudError                  the peer computed wrongly: scored as fraud
     │   └── VerificationFailed      exact verification rejected a reveal; carries a FraudReason
     ├── PeerTimeout                 the peer was late: scored as a missed challenge
+    │   └── UnexplainedBusy         busy or leased without a lease the validator knows of:
+    │                               scored as a missed challenge (SPEC 5.5)
     ├── WorkerFailure               the worker could not do the work (out of memory, device lost):
     │                               scored as a missed challenge, like a timeout
-    ├── PeerUnavailable             busy or leased: excused, never scored against the peer
+    ├── PeerUnavailable             busy or leased: excused only when a lease the validator knows
+    │                               of explains it (otherwise UnexplainedBusy)
     └── TransientError              our side or the link failed: retried, excused
         ├── LinkError               connection refused/reset/closed
         ├── ChainError              the chain (or its stand-in) failed or refused
@@ -192,6 +195,14 @@ class PeerTimeout(ByteLeapError):
     code = "timeout"
 
 
+class UnexplainedBusy(PeerTimeout):
+    """The worker said busy or leased, and no lease this validator knows of (its own, or one
+    from receipts) explains it. A miner could otherwise pick the moment of every test by saying
+    busy whenever it is not ready, so this is scored as a missed challenge (SPEC 5.5)."""
+
+    code = "unexplained_busy"
+
+
 class WorkerFailure(ByteLeapError):
     """The worker could not do the work (out of memory, device lost). Scored as a missed
     challenge: it is not fraud, but it is the worker's problem, not ours."""
@@ -265,6 +276,7 @@ __all__ = [
     "StorageError",
     "TransientError",
     "Unauthenticated",
+    "UnexplainedBusy",
     "UnsupportedVersion",
     "VerificationFailed",
     "WorkerFailure",

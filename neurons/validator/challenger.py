@@ -47,10 +47,13 @@ from byteleap.errors import (
     ByteLeapError,
     FraudError,
     FraudReason,
+    LinkError,
     Outcome,
     PeerTimeout,
+    PeerUnavailable,
     StorageError,
     TransientError,
+    UnexplainedBusy,
     VerificationFailed,
     outcome_of,
 )
@@ -177,6 +180,15 @@ class _Send:
 
 
 @dataclass(frozen=True, slots=True)
+class _Sampling:
+    """How an epoch's reveals are checked: each exactly with probability ``fraction``; the
+    rest for their Merkle paths when ``merkle`` (see :class:`VerifyBudget`)."""
+
+    fraction: float
+    merkle: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Timing:
     """When an answer arrived: since its miner's dispatch, and since the epoch's first."""
 
@@ -212,8 +224,12 @@ class Challenger:
         sampling_rng: Callable[[], random.Random] = random.SystemRandom,
         token: Callable[[int], bytes] = secrets.token_bytes,
         excuses: ExcuseWatch | None = None,
+        known_lease: Callable[[tuple[str, str]], bool] = lambda _key: False,
     ) -> None:
         self.store = store
+        #: whether a lease this validator knows of (its own, or from receipts) holds a worker:
+        #: only then is a worker's "busy" or "leased" an excuse (SPEC 5.5)
+        self.known_lease = known_lease
         self.connect = connect
         self.verifier = verifier
         self.section = section
@@ -285,7 +301,8 @@ class Challenger:
         except StorageError as exc:
             log.warning("epoch_not_stored", epoch=epoch_id, error=exc.message)
             return EpochReport(epoch_id, (), 0.0, 1.0)
-        fraction = self.budget.fraction(plan.gpus)
+        fraction, merkle = self.budget.plan(plan.gpus)
+        sampling = _Sampling(fraction, merkle)
         by_miner: dict[str, list[_Prepared]] = {}
         for item in prepared:
             by_miner.setdefault(item.planned.miner_hotkey, []).append(item)
@@ -299,7 +316,7 @@ class Challenger:
         epoch_t0 = self.monotonic()
         try:
             per_miner = await asyncio.gather(
-                *(self._miner_epoch(send, fraction, epoch_t0, dispatched) for send in sends)
+                *(self._miner_epoch(send, sampling, epoch_t0, dispatched) for send in sends)
             )
         finally:
             self.metrics.challenges_in_flight.dec(len(prepared))
@@ -352,7 +369,7 @@ class Challenger:
         )
 
     async def _miner_epoch(
-        self, send: _Send, fraction: float, epoch_t0: float, dispatched: list[float]
+        self, send: _Send, sampling: _Sampling, epoch_t0: float, dispatched: list[float]
     ) -> list[ChallengeResult]:
         """One miner's share of the epoch: one request, then each commit as it arrives.
 
@@ -375,15 +392,15 @@ class Challenger:
                     continue  # the client answers each challenge once; defensive
                 timing = _Timing(arrival.at - started, arrival.at - epoch_t0)
                 followups[arrival.challenge_id] = asyncio.create_task(
-                    self._follow(client, item, arrival.result, timing, fraction)
+                    self._follow(client, item, arrival.result, timing, sampling)
                 )
         except Exception:  # our bug: excuse what has no verdict yet
             log.exception("epoch_stream_crashed", miner=first.miner_hotkey)
         for item in items:
             if item.challenge_id not in followups:
-                missing = TransientError("the miner's stream ended without this challenge")
+                missing = LinkError("the miner's stream ended without this challenge")
                 followups[item.challenge_id] = asyncio.create_task(
-                    self._follow(client, item, missing, None, fraction)
+                    self._follow(client, item, missing, None, sampling)
                 )
         return list(await asyncio.gather(*(followups[i.challenge_id] for i in items)))
 
@@ -393,13 +410,13 @@ class Challenger:
         item: _Prepared,
         answer: ChallengeResponse | BaseException,
         timing: _Timing | None,
-        fraction: float,
+        sampling: _Sampling,
     ) -> ChallengeResult:
         """From one worker's answer to its closed verdicts."""
         planned = item.planned
         elapsed = None if timing is None else timing.elapsed
         try:
-            verdicts = await self._exchange(client, item, answer, timing, fraction)
+            verdicts = await self._exchange(client, item, answer, timing, sampling)
         except Exception as exc:  # our bug: never blamed on the miner
             log.exception("challenge_crashed", challenge=item.challenge_id)
             verdicts = self._all(item.challenge_id, planned, exc)
@@ -434,7 +451,7 @@ class Challenger:
         item: _Prepared,
         answer: ChallengeResponse | BaseException,
         timing: _Timing | None,
-        fraction: float,
+        sampling: _Sampling,
     ) -> dict[str, ChallengeVerdict]:
         planned, challenge_id, seed = item.planned, item.challenge_id, item.seed
         deadline = planned.sizing.deadline_s
@@ -445,6 +462,10 @@ class Challenger:
                 f"dispatch, past the {deadline:.2f} s deadline"
             )
             return self._all(challenge_id, planned, late, elapsed_s=timing.elapsed)
+        if isinstance(answer, PeerUnavailable) and not self.known_lease(planned.key):
+            answer = UnexplainedBusy(
+                f"{answer.message}, and no lease this validator knows of explains it"
+            )
         if isinstance(answer, BaseException):
             return self._all(challenge_id, planned, answer)
         assert timing is not None
@@ -460,6 +481,7 @@ class Challenger:
         rng = self.sampling_rng()
         samples = {uuid: draw_sample(planned.params, self.section.sampling, rng) for uuid in roots}
         # which reveals are opened exactly: decided now, after the commit, and never told
+        fraction = sampling.fraction
         opened = {uuid for uuid in roots if fraction >= 1.0 or rng.random() < fraction}
         async with self._gate:
             revealed = await self._reveal(client, planned, challenge_id, samples)
@@ -471,7 +493,16 @@ class Challenger:
                 return verdicts
             verdicts.update(
                 await self._verify(
-                    planned, challenge_id, seed, roots, rates, samples, revealed, elapsed, opened
+                    planned,
+                    challenge_id,
+                    seed,
+                    roots,
+                    rates,
+                    samples,
+                    revealed,
+                    elapsed,
+                    opened,
+                    merkle=sampling.merkle,
                 )
             )
         return verdicts
@@ -562,9 +593,12 @@ class Challenger:
         revealed: OpeningsResponse,
         elapsed: float,
         opened: set[str],
+        *,
+        merkle: bool = True,
     ) -> dict[str, ChallengeVerdict]:
-        """Verify every reveal: exactly for the GPUs in ``opened``; for the others, everything
-        but the entries (the Merkle paths, shapes and openings), and their detail says so."""
+        """Verify the reveals: exactly for the GPUs in ``opened``; for the others, everything
+        but the entries (the Merkle paths, shapes and openings) when ``merkle``, else nothing
+        (the pool has no time for it: the reveal was received). Their detail says which."""
         verdicts: dict[str, ChallengeVerdict] = {}
         stray = sorted({o.gpu_uuid for o in revealed.openings} - set(roots))
         if stray:
@@ -574,7 +608,18 @@ class Challenger:
             return {
                 uuid: self._verdict(challenge_id, uuid, exc, elapsed_s=elapsed) for uuid in roots
             }
-        uuids = list(roots)
+        uuids = [uuid for uuid in roots if merkle or uuid in opened]
+        for uuid in roots:
+            if uuid not in uuids:
+                verdicts[uuid] = self._verdict(
+                    challenge_id,
+                    uuid,
+                    None,
+                    elapsed_s=elapsed,
+                    throughput=rates[uuid],
+                    checked=0,
+                    detail="reveal received; not checked in this epoch (sampled verification)",
+                )
         jobs = [
             VerifyJob(
                 miner_hotkey=planned.miner_hotkey,

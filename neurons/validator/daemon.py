@@ -132,6 +132,9 @@ class ValidatorDaemon:
             wall_clock=wall_clock,
             metrics=self.metrics,
         )
+        #: workers under a lease this validator knows of: its own, and those its receipts show
+        #: running (refreshed at every plan); only they may answer "busy" or "leased"
+        self.known_leases: frozenset[WorkerKey] = frozenset()
         self.challenger = Challenger(
             store=self.store,
             connect=self.connect,
@@ -139,6 +142,7 @@ class ValidatorDaemon:
             section=cfg.challenge,
             metrics=self.metrics,
             wall_clock=wall_clock,
+            known_lease=lambda key: key in self.known_leases,
         )
         self.weights = WeightSetter(
             store=self.store,
@@ -158,6 +162,7 @@ class ValidatorDaemon:
         # (a test double) runs no collection
         receipt_store = receipts if receipts is not None else getattr(store, "receipts", None)
         self.collector: ReceiptCollector | None = None
+        self.receipt_store = receipt_store if isinstance(receipt_store, ReceiptStore) else None
         if isinstance(receipt_store, ReceiptStore):
             min_stake = cfg.leases.min_receipt_validator_stake
             receipt_store.min_validator_stake = min_stake  # the scoring side of the same rule
@@ -383,12 +388,25 @@ class ValidatorDaemon:
         self.rates = rates
         return rates
 
+    async def refresh_known_leases(self, now: datetime) -> frozenset[WorkerKey]:
+        """The workers under a lease this validator knows of: its own pending or active leases,
+        and every lease its collected receipts show running."""
+        held: set[WorkerKey] = set()
+        if self.lease_store is not None:
+            held |= await self.lease_store.held_workers()
+        if self.receipt_store is not None:
+            for interval in await self.receipt_store.lease_intervals(now):
+                if interval.end is None or interval.end > now:
+                    held.add((interval.miner_hotkey, interval.worker_id))
+        self.known_leases = frozenset(held)
+        return self.known_leases
+
     async def plan_once(self) -> EpochPlan:
         """What an epoch starting now would challenge (counting skips in the metrics); nothing
         is dispatched."""
         now = self.wall_clock()
         workers = await self.store.workers(now)
-        leased = await self.lease_store.held_workers() if self.lease_store is not None else set()
+        leased = await self.refresh_known_leases(now)
         rates = await self.expected_rates()
         trips = {
             m.hotkey: trip

@@ -51,8 +51,7 @@ WorkerKey = tuple[str, str]
 class Skip(enum.StrEnum):
     """Why a worker is not challenged in this epoch."""
 
-    LEASED = "leased"
-    BUSY = "busy"
+    LEASED = "leased"  # under a lease this validator knows of
     OFFLINE = "offline"
     IN_FLIGHT = "in_flight"
     NO_ENDPOINT = "no_endpoint"
@@ -168,16 +167,20 @@ def challenge_devices(worker: WorkerRow, *, cpu_workers: bool) -> DeviceChoice:
 def skip_reason(
     worker: WorkerRow, in_flight: Collection[WorkerKey], leased: Collection[WorkerKey]
 ) -> Skip | None:
-    """Why ``worker`` is not challenged now, before its devices are looked at."""
+    """Why ``worker`` is not challenged now, before its devices are looked at.
+
+    ``leased`` are the leases this validator knows of (its own, and those its collected
+    receipts show running). A worker its miner reports busy or leased *without* such a lease is
+    challenged all the same (SPEC 5.5): otherwise a miner would pick the moment of every test by
+    saying busy whenever it is not ready, and a listed worker kept busy would never be tested.
+    Its refusal then counts as a missed challenge."""
     key = (worker.miner_hotkey, worker.worker_pubkey)
-    if worker.state == "leased" or key in leased:
+    if key in leased:
         return Skip.LEASED
     if not worker.online:
         return Skip.OFFLINE
     if worker.in_flight or key in in_flight:
         return Skip.IN_FLIGHT
-    if worker.state == "busy":
-        return Skip.BUSY
     if not worker.endpoint:
         return Skip.NO_ENDPOINT
     return None
@@ -230,8 +233,10 @@ class EpochPlanner:
         """Every challenge of an epoch starting now.
 
         ``in_flight`` are workers whose challenges from an earlier epoch are still running (they
-        are never challenged twice at once); ``leased`` are the workers our own pending or active
-        leases hold, skipped even before a poll shows them leased. ``round_trips`` is each
+        are never challenged twice at once); ``leased`` are the workers under a lease this
+        validator knows of (its own pending or active ones, and those its receipts show running),
+        skipped even before a poll shows them leased; a worker its miner calls busy or leased
+        without one is challenged (see :func:`skip_reason`). ``round_trips`` is each
         miner's measured round trip in seconds (added to its deadlines, at most
         ``deadline_grace_s``). The challenges come in a random order, so no miner is always
         dispatched first."""

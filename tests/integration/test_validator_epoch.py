@@ -214,6 +214,8 @@ async def run_epoch(
     s: ChallengeSection,
     *,
     fraction: float | None = None,
+    merkle_cost: float = 0.0,
+    known_leases: frozenset[str] = frozenset(),
 ) -> tuple[EpochReport, dict[str, FakeMiner]]:
     """One epoch of ``devs``; ``fraction`` sets the verify budget so that share of GPUs fits."""
     for miner in MINERS:
@@ -236,12 +238,13 @@ async def run_epoch(
         wall_clock=lambda: NOW,
         monotonic=clock,
         sampling_rng=lambda: random.Random(next(seeds)),
+        known_lease=lambda key: key[1] in known_leases,
     )
     if fraction is not None:
         budget = challenger.budget
-        budget.mean_verify_s = (
-            budget.processes * budget.epoch_s * budget.utilization / (fraction * len(devs))
-        )
+        budget.mean_verify_s = budget.pool_seconds / (fraction * len(devs))
+        # 0: the Merkle checks of the rest are free, and p is exactly the share that fits
+        budget.mean_merkle_s = merkle_cost * budget.mean_verify_s
         assert budget.fraction(len(devs)) == pytest.approx(fraction, rel=1e-3)
     report = await challenger.run_epoch(plan_for(devs, s))
     return report, fakes
@@ -278,16 +281,22 @@ async def test_one_request_per_miner_every_row_stored_before_dispatch(
 async def test_the_deadline_holds_for_commits_and_excuses_alike(
     store: SqlStore, verifier: Verifier
 ) -> None:
-    late, early_excuse, late_excuse, ok = devices(
-        (MINERS[0], 1.6), (MINERS[0], 0.1), (MINERS[1], 1.7), (MINERS[1], 1.4)
+    late, leased, busy, late_leased, ok = devices(
+        (MINERS[0], 1.6), (MINERS[0], 0.1), (MINERS[0], 0.2), (MINERS[1], 1.7), (MINERS[1], 1.4)
     )
-    early_excuse.excuse = PeerUnavailable("worker is busy")
-    late_excuse.excuse = PeerUnavailable("worker is busy")
-    report, _ = await run_epoch(store, verifier, [late, early_excuse, late_excuse, ok], section())
+    for device in (leased, busy, late_leased):
+        device.excuse = PeerUnavailable("worker is leased", leased=True)
+    known = frozenset({leased.pubkey, late_leased.pubkey})
+    report, _ = await run_epoch(
+        store, verifier, [late, leased, busy, late_leased, ok], section(), known_leases=known
+    )
     verdicts = verdicts_of(report)
     assert outcome(verdicts[late.uuid]) == (Outcome.TIMEOUT, "timeout")
-    assert outcome(verdicts[late_excuse.uuid]) == (Outcome.TIMEOUT, "timeout")
-    assert outcome(verdicts[early_excuse.uuid]) == (Outcome.EXCUSED, "unavailable")
+    # even a lease we know of is no excuse once the deadline has passed
+    assert outcome(verdicts[late_leased.uuid]) == (Outcome.TIMEOUT, "timeout")
+    # in time, a lease we know of explains it; without one, busy is a missed challenge
+    assert outcome(verdicts[leased.uuid]) == (Outcome.EXCUSED, "unavailable")
+    assert outcome(verdicts[busy.uuid]) == (Outcome.TIMEOUT, "unexplained_busy")
     assert outcome(verdicts[ok.uuid]) == (Outcome.VERIFIED, None)
 
 
@@ -308,3 +317,16 @@ async def test_a_large_epoch_requests_every_reveal_and_opens_a_random_share(
     sampled = [v for v in honest if not v.checked_entries]
     assert opened and sampled  # both kinds in one epoch (seeded)
     assert all("sampled verification" in (v.detail or "") for v in sampled)
+
+
+async def test_when_merkle_checks_would_eat_the_sample_the_rest_is_received_unchecked(
+    store: SqlStore, verifier: Verifier
+) -> None:
+    devs = devices(*[(MINERS[i % 2], 0.5) for i in range(10)])
+    report, fakes = await run_epoch(store, verifier, devs, section(), fraction=0.5, merkle_cost=0.5)
+    assert 0.0 < report.verify_fraction < 1.0
+    assert sum(len(f.reveals) for f in fakes.values()) == len(devs)  # still every reveal
+    verdicts = list(verdicts_of(report).values())
+    assert all(v.outcome is Outcome.VERIFIED for v in verdicts)
+    unchecked = [v for v in verdicts if not v.checked_entries]
+    assert unchecked and all("not checked" in (v.detail or "") for v in unchecked)

@@ -134,10 +134,8 @@ def test_epoch_order_is_shuffled() -> None:
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"state": "leased"}, Skip.LEASED),
         ({"online": False}, Skip.OFFLINE),
         ({"in_flight": True}, Skip.IN_FLIGHT),
-        ({"state": "busy"}, Skip.BUSY),
         ({"endpoint": None}, Skip.NO_ENDPOINT),
         ({"gpus": ()}, Skip.NO_DEVICES),
     ],
@@ -147,6 +145,16 @@ def test_skip_reasons(overrides: dict[str, Any], reason: Skip) -> None:
     epoch = plan([w])
     assert epoch.challenges == ()
     assert epoch.skipped == {(MINER, w.worker_pubkey): reason}
+
+
+@pytest.mark.parametrize("state", ["busy", "leased"])
+def test_busy_or_leased_without_a_known_lease_is_challenged_all_the_same(state: str) -> None:
+    w = worker(1, state=state)
+    (planned,) = plan([w]).challenges
+    assert planned.worker_pubkey == w.worker_pubkey
+    explained = plan([w], leased={(MINER, w.worker_pubkey)})
+    assert explained.challenges == ()
+    assert explained.skipped == {(MINER, w.worker_pubkey): Skip.LEASED}
 
 
 def test_leased_and_in_flight_workers_given_by_the_daemon_are_skipped() -> None:

@@ -21,14 +21,21 @@ def test_every_reveal_is_opened_while_the_pool_keeps_up() -> None:
 
 
 def test_past_capacity_the_share_leaves_the_pool_busy_for_its_budget() -> None:
-    b = budget(mean_verify_s=0.013, mean_merkle_s=0.002)
+    b = budget(mean_verify_s=0.013, mean_merkle_s=0.0002)
     gpus = 204_800
-    p = b.fraction(gpus)
-    assert 0.0 < p < 1.0
-    busy = gpus * (p * 0.013 + (1 - p) * 0.002)
+    p, merkle = b.plan(gpus)
+    assert 0.0 < p < 1.0 and merkle  # the Merkle checks are cheap enough to keep
+    busy = gpus * (p * 0.013 + (1 - p) * 0.0002)
     assert busy == pytest.approx(b.pool_seconds)
-    # the Merkle checks alone over the budget: nothing is opened exactly, never negative
-    assert budget(mean_verify_s=0.013, mean_merkle_s=0.01).fraction(10**7) == 0.0
+
+
+def test_merkle_checks_that_would_eat_the_exact_sample_are_dropped() -> None:
+    b = budget(mean_verify_s=0.014, mean_merkle_s=0.002)
+    gpus = 204_800
+    p, merkle = b.plan(gpus)
+    assert not merkle
+    assert gpus * p * 0.014 == pytest.approx(b.pool_seconds)  # all of the pool on the sample
+    assert 0.0 < p < 1.0
 
 
 def test_the_costs_follow_what_the_pool_measures() -> None:
