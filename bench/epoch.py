@@ -483,12 +483,25 @@ class ProbedClient:
     def __init__(self, client: MinerClient, log: DispatchLog) -> None:
         self.client, self.log = client, log
 
+    def prepare_epoch(self, request: EpochRequest, *, wait_s: float) -> object:
+        return self.client.prepare_epoch(request, wait_s=wait_s)
+
     async def epoch(
-        self, request: EpochRequest, *, wait_s: float, clock: Callable[[], float]
+        self,
+        request: EpochRequest,
+        *,
+        wait_s: float,
+        clock: Callable[[], float],
+        prepared: object = None,
     ) -> AsyncIterator[EpochArrival]:
         miner = self.client.miner_hotkey
         self.log.started[miner] = time.monotonic()
-        async for arrival in self.client.epoch(request, wait_s=wait_s, clock=clock):
+        async for arrival in self.client.epoch(
+            request,
+            wait_s=wait_s,
+            clock=clock,
+            prepared=prepared,  # type: ignore[arg-type]
+        ):
             self.log.records += 1
             self.log.last_record[miner] = arrival.at
             if isinstance(arrival.result, ByteLeapError):
@@ -663,6 +676,7 @@ async def dispatch(
             report = await challenger.run_epoch(plan)
             epoch_wall, epoch_cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
+        await challenger.aclose()
         verifier.close()
     seen = await stub.report()
     epochs = [r for r in seen["requests"] if r["path"] == "/epoch"]
