@@ -257,11 +257,16 @@ def scores(
 ) -> None:
     """Every registered miner's score and weight, computed now from the database."""
     cfg = load_or_exit(ValidatorConfig, config)
+    workers: list[Any] = []
 
     async def compute() -> WeightVector:
+        from neurons.validator.daemon import utc_now
+
         store = await _open_store(cfg, auto_upgrade=False)
         try:
             vector: WeightVector = await _setter(cfg, store).compute()
+            if explain is not None:
+                workers.extend(await store.workers(utc_now()))
             return vector
         finally:
             await store.close()
@@ -272,11 +277,18 @@ def scores(
         if hotkey is None or hotkey not in vector.result.miners:
             raise fail(f"no registered miner has uid {explain}", code=EXIT_CONFIG)
         explanation = vector.result.explain(hotkey)
+        notes = _device_notes(cfg, [w for w in workers if w.miner_hotkey == hotkey])
         if as_json:
-            typer.echo(json.dumps({"uid": explain, **explanation.to_dict()}, indent=2))
+            payload = {"uid": explain, **explanation.to_dict(), "devices": notes}
+            typer.echo(json.dumps(payload, indent=2))
         else:
             typer.echo(f"uid {explain}")
             typer.echo(format_explanation(explanation))
+            if notes:
+                typer.echo("devices:")
+                for worker_id, per_gpu in notes.items():
+                    for uuid, note in per_gpu.items():
+                        typer.echo(f"  {worker_id[:16]} {uuid}: {note}")
         return
     if as_json:
         payload = {
@@ -289,6 +301,18 @@ def scores(
     out.print(_scores_table(vector))
     if vector.reason:
         err.print(vector.reason, highlight=False)
+
+
+def _device_notes(cfg: ValidatorConfig, workers: list[Any]) -> dict[str, dict[str, str]]:
+    """worker -> GPU -> why it is left out of epochs (or sized as unknown)."""
+    from neurons.validator.planner import device_notes
+
+    out: dict[str, dict[str, str]] = {}
+    for worker in workers:
+        notes = device_notes(worker, cpu_workers=cfg.challenge.cpu_workers)
+        if notes:
+            out[worker.worker_pubkey] = notes
+    return out
 
 
 # --------------------------------------------------------------------------- weights

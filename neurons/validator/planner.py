@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from byteleap.challenge.params import ChallengeParams
 from byteleap.challenge.sizing import ExpectedRates, Sizing, size_challenge
 from byteleap.config.validator import ChallengeSection
-from byteleap.hardware import CPU_MODEL, CPU_UUID_PREFIX, Identity, identify
+from byteleap.hardware import CPU_MODEL, CPU_UUID_PREFIX, UNKNOWN, Identity, identify
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
 #: a worker's identity: (miner hotkey, worker public key hex)
@@ -162,6 +162,36 @@ def challenge_devices(worker: WorkerRow, *, cpu_workers: bool) -> DeviceChoice:
     if len({i.model_id for i in good_ids.values()}) > 1:
         return DeviceChoice("gpu", (), {}, Skip.MIXED_MODELS, bad)
     return DeviceChoice("gpu", good, good_ids, None, bad)
+
+
+def device_notes(worker: WorkerRow, *, cpu_workers: bool) -> dict[str, str]:
+    """Why each device of ``worker`` is left out of epochs, or how it is sized when that is
+    not by its own model: what ``scores --explain`` shows its operator."""
+    notes: dict[str, str] = {}
+    for uuid in sorted(worker.conflicted_gpus):
+        notes[uuid] = "left out: another miner or worker claimed this UUID first"
+    choice = challenge_devices(worker, cpu_workers=cpu_workers)
+    listed = [g for g in worker.gpus if g.uuid not in worker.conflicted_gpus]
+    if choice.skip is Skip.CPU_DISABLED:
+        for g in listed:
+            notes[g.uuid] = "left out: a CPU device, and challenge.cpu_workers is false"
+    elif choice.skip is Skip.MIXED_MODELS:
+        models = sorted({identify_gpu(g).model_id for g in listed})
+        for g in listed:
+            notes.setdefault(
+                g.uuid,
+                f"left out: the worker mixes models ({', '.join(models)}); run one worker per "
+                "model",
+            )
+    for uuid, why in choice.unverifiable.items():
+        notes[uuid] = f"left out, unverifiable: {why}"
+    for uuid, identity in choice.identities.items():
+        if identity.model_id == UNKNOWN:
+            notes[uuid] = (
+                "challenged as 'unknown': its name matches no catalogue model, or several; sized "
+                "as the slowest catalogued card, credited at most the catalogue's largest peak"
+            )
+    return notes
 
 
 def skip_reason(
@@ -288,6 +318,7 @@ __all__ = [
     "WorkerKey",
     "challenge_devices",
     "deadline_ms",
+    "device_notes",
     "identify_gpu",
     "is_cpu_device",
     "size_for",

@@ -33,6 +33,7 @@ from tests.support.store import run_async
 from tests.wallets import coldkey_of, make_wallet
 
 PARAMS = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
+LIAR_GPU = "GPU-liar-0000-0000-0000-000000000000"
 GPU_A = "GPU-aaaaaaaa-0000-0000-0000-000000000001"
 GPU_B = "GPU-bbbbbbbb-0000-0000-0000-000000000002"
 
@@ -121,6 +122,10 @@ def seed(setup: Setup) -> None:
                     )
                 )
                 await store.record_commit(cid, at, {uuid: [bytes(32)] * PARAMS.stages})
+                if hotkey == setup.weak:  # the idle miner lists an "H100" of 24 GiB
+                    liar = GpuSnapshot(LIAR_GPU, "NVIDIA H100 80GB HBM3", 24576)
+                    listed = [WorkerSnapshot(f"{9:064x}", "idle", (liar,))]
+                    await store.record_inventory(at, setup.idle, listed, bucket_seconds=300)
                 await store.close_challenge(
                     ChallengeVerdict(
                         challenge_id=cid,
@@ -197,6 +202,14 @@ def test_scores_table_json_and_explain(setup: Setup) -> None:
     code, out, _ = invoke("scores", "--explain", str(strong_uid), "--json", "-c", str(setup.config))
     explained = json.loads(out)
     assert explained["uid"] == strong_uid and explained["gpus"][0]["gpu_uuid"] == GPU_A
+
+    idle_uid = uid_of(setup, setup.idle)
+    code, out, _ = invoke("scores", "--explain", str(idle_uid), "-c", str(setup.config))
+    assert code == 0
+    assert f"{LIAR_GPU}: left out, unverifiable: reported memory 24576 MiB" in out
+    code, out, _ = invoke("scores", "--explain", str(idle_uid), "--json", "-c", str(setup.config))
+    (notes,) = json.loads(out)["devices"].values()
+    assert "unverifiable" in notes[LIAR_GPU]
 
     code, _, err = invoke("scores", "--explain", "250", "-c", str(setup.config))
     assert code == 2 and "no registered miner has uid 250" in err

@@ -304,3 +304,25 @@ def test_planned_challenges_carry_what_the_dispatch_needs() -> None:
     assert planned.endpoint == "http://127.0.0.1:8092"
     assert planned.gpu_models == {gpu(1).uuid: A100}
     assert planned.identities[gpu(1).uuid].model_id == "a100-sxm"
+
+
+def test_device_notes_tell_the_operator_why_a_gpu_is_left_out() -> None:
+    from neurons.validator.planner import device_notes
+
+    liar = gpu(1, H100, memory=24576)
+    ambiguous = gpu(2, "NVIDIA GeForce RTX 3090 H200", memory=24576, cc="8.6")
+    claimed = gpu(3)
+    notes = device_notes(
+        worker(1, gpus=(liar, claimed), conflicted_gpus=frozenset({claimed.uuid})),
+        cpu_workers=False,
+    )
+    assert "unverifiable" in notes[liar.uuid] and "24576" in notes[liar.uuid]
+    assert "claimed this UUID first" in notes[claimed.uuid]
+    (unknown,) = device_notes(worker(2, gpus=(ambiguous,)), cpu_workers=False).values()
+    assert unknown.startswith("challenged as 'unknown'")
+    (off,) = device_notes(worker(3, gpus=(cpu(1),)), cpu_workers=False).values()
+    assert "cpu_workers is false" in off
+    assert device_notes(worker(3, gpus=(cpu(1),)), cpu_workers=True) == {}
+    mixed = device_notes(worker(4, gpus=(gpu(4), gpu(5, A100, 81920, "8.0"))), cpu_workers=False)
+    assert all("mixes models (a100-sxm, h100-sxm)" in n for n in mixed.values())
+    assert device_notes(worker(5), cpu_workers=False) == {}
