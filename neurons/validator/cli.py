@@ -102,6 +102,8 @@ async def _open_store(cfg: ValidatorConfig, *, auto_upgrade: bool) -> SqlStore:
     )
     # the same receipt rule as the daemon, so `scores` and `weights --dry-run` show its vector
     store.receipts.min_validator_stake = cfg.leases.min_receipt_validator_stake
+    store.receipts.max_prices = dict(cfg.leases.max_prices)
+    store.receipts.lease_window = cfg.scoring.to_params().lease_window
     return store
 
 

@@ -28,19 +28,34 @@ The loops (each on its own interval, each surviving its own failures):
 
 Shutdown (SIGINT/SIGTERM) stops the loops, gives running challenges a bounded time to finish,
 cancels the rest and closes them as excused, then closes the verifier pool, chain and store.
+
+The challenge timer runs on the daemon's event loop, so no poll or scoring work may block it for
+long (SPEC 5.5: 50 ms). On PostgreSQL a :class:`BackgroundStore` (a process with an event loop and
+a small connection pool of its own) runs what is CPU-heavy there: decoding and recording each
+inventory, the ``workers()`` read after a poll round (it resolves GPU ownership), and the whole
+scoring pass (``scoring_inputs`` and ``compute_weights``). On SQLite, where the daemon keeps a
+single connection, decoding and ``compute_weights`` still run in worker threads, and the store's
+own work stays on the loop. After start-up the daemon's heap is frozen out of the cyclic
+collector (:func:`freeze_startup_heap`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import multiprocessing.context
 import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import structlog
 from prometheus_client import start_http_server
 
@@ -52,7 +67,7 @@ from byteleap.challenge.sizing import (
     calibrate,
 )
 from byteleap.config import ValidatorConfig
-from byteleap.errors import ByteLeapError, ConfigError, Outcome
+from byteleap.errors import ByteLeapError, ConfigError, Outcome, StorageError
 from byteleap.hardware import identify
 from neurons.common.miner_client import MinerClient
 from neurons.validator.chain_sync import MetagraphSync
@@ -60,15 +75,16 @@ from neurons.validator.challenger import Challenger, ChallengeResult, EpochRepor
 from neurons.validator.leasing.manager import LeaseManager
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.planner import EpochPlan, EpochPlanner, WorkerKey
-from neurons.validator.poller import Poller, PollSummary
+from neurons.validator.poller import InventoryLimits, Poller, PollSummary
 from neurons.validator.receipts import CollectionSummary, ReceiptClientFactory, ReceiptCollector
 from neurons.validator.renter import RenterApiSettings, create_renter_app
 from neurons.validator.renter.server import RenterApiServer
+from neurons.validator.store import SqlStore, create_engine
 from neurons.validator.store.leases import LeaseStore
 from neurons.validator.store.receipts import ReceiptStore
 from neurons.validator.store.records import ValidatorStore
 from neurons.validator.timed_store import TimedStore
-from neurons.validator.verification import Verifier
+from neurons.validator.verification import Verifier, pool_context
 from neurons.validator.weights import WeightSchedule, WeightSetter
 
 log = structlog.get_logger("byteleap.validator")
@@ -79,8 +95,164 @@ PRUNE_INTERVAL_S = 3600.0
 PING_INTERVAL_S = 30.0
 
 
+T = TypeVar("T")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def freeze_startup_heap() -> None:
+    """Collect once, then keep everything start-up allocated (modules, classes, the config:
+    some 180,000 objects) out of every later collection (``gc.freeze``).
+
+    A full collection stops every thread, the event loop's included, for as long as it takes to
+    visit every tracked object: over the start-up heap alone 100 to 160 ms. Frozen, a collection
+    visits only what the loops keep alive. Called once by :func:`run_validator`, after start-up."""
+    gc.collect()
+    gc.freeze()
+
+
+# --------------------------------------------------------------------------- background store
+
+#: the background process's store and event loop (set in that process by ``_start_child``)
+_child: tuple[asyncio.AbstractEventLoop, ValidatorStore] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A job's ``ByteLeapError``, as it travels back from the background process (an error
+    class with its own constructor arguments would not unpickle)."""
+
+    code: str
+    message: str
+
+
+class BackgroundError(ByteLeapError):
+    """A ``ByteLeapError`` raised in the background process: its code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _start_child(url: str, pool_size: int) -> None:
+    """The background process's initializer: its event loop and its own store."""
+    global _child
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _child = (loop, SqlStore(create_engine(url, pool_size=pool_size)))
+
+
+def _run_in_child(job: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T | _Failed:
+    """Run ``await job(store, *args)`` to completion on the background process's loop."""
+    assert _child is not None, "the background store's initializer did not run"
+    loop, store = _child
+    try:
+        return loop.run_until_complete(job(store, *args))
+    except ByteLeapError as exc:
+        return _Failed(exc.code, exc.message)
+
+
+async def _close_child_store(store: ValidatorStore) -> None:
+    await store.close()
+
+
+async def worker_counts(store: ValidatorStore, now: datetime) -> tuple[int, int]:
+    """Workers known and online (for the gauges after a poll round): ``store.workers(now)``,
+    which resolves GPU ownership over every listed GPU, reduced to two numbers."""
+    workers = await store.workers(now)
+    return len(workers), sum(1 for w in workers if w.online)
+
+
+class BackgroundStore:
+    """The validator's database, in a process of its own, for the work too heavy for the
+    daemon's event loop (SPEC 5.5).
+
+    Decoding and recording an inventory at the limits, the ``workers()`` read after a poll round
+    and a whole scoring pass each keep a Python thread busy for hundreds of milliseconds to
+    seconds. In the daemon's process even a worker thread would stall the loop: it holds the GIL
+    (the loop waits up to a switch interval at every wake-up, and longer when the OS deschedules
+    the holder), and its hundreds of thousands of short-lived objects make the cyclic collector
+    stop every thread for 50 to 400 ms. Here a job (a module-level coroutine function taking the
+    store first, with picklable arguments) runs in the child, on its own event loop and its own
+    pool of ``pool_size`` connections to the same database, and only its result comes back.
+
+    A job's ``ByteLeapError`` comes back as a :class:`BackgroundError` with its code and message
+    (``StorageError`` as itself); a process that dies is replaced at the next job, and the job it
+    was running fails with ``StorageError``. The process starts with the first job.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int,
+        metrics: ValidatorMetrics,
+        context: multiprocessing.context.BaseContext | None = None,
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.metrics = metrics
+        self.context = context or pool_context()
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    @classmethod
+    def for_store(
+        cls, store: ValidatorStore, *, pool_size: int, metrics: ValidatorMetrics
+    ) -> BackgroundStore | None:
+        """One for ``store`` when it is a PostgreSQL :class:`SqlStore`, else None (SQLite keeps
+        one connection per database, and a test's store has no second door)."""
+        if not isinstance(store, SqlStore) or store.dialect != "postgresql":
+            return None
+        url = store.engine.url.render_as_string(hide_password=False)
+        return cls(url, pool_size=pool_size, metrics=metrics)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._closed:
+            raise StorageError("the background store is closed")
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=self.context,
+                initializer=_start_child,
+                initargs=(self.url, self.pool_size),
+            )
+        return self._pool
+
+    async def run(self, job: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """``await job(store, *args)`` in the background process; its result."""
+        pool = self._executor()
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            outcome = await loop.run_in_executor(pool, _run_in_child, job, args)
+        except BrokenProcessPool:
+            if self._pool is pool:  # the first job to notice replaces the process
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise StorageError("the background store's process died") from None
+        finally:
+            self.metrics.db_seconds.labels(operation=f"background.{job.__name__}").observe(
+                time.perf_counter() - started
+            )
+        if isinstance(outcome, _Failed):
+            if outcome.code == StorageError.code:
+                raise StorageError(outcome.message)
+            raise BackgroundError(outcome.code, outcome.message)
+        return outcome
+
+    async def aclose(self) -> None:
+        """Close the process's connections and stop it."""
+        pool, self._pool = self._pool, None
+        self._closed = True
+        if pool is None:
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            await loop.run_in_executor(pool, _run_in_child, _close_child_store, ())
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 class ValidatorDaemon:
@@ -115,6 +287,15 @@ class ValidatorDaemon:
             return MinerClient(signer, miner_hotkey, base_url, timeout=timeout)
 
         self.connect: Callable[[str, str, float], MinerClient] = connect or miner_client
+        # a poll round builds a client for every miner at once; each would load the CA bundle
+        # into a TLS context of its own (about 20 ms of the loop's time), so they share one
+        tls = httpx.create_ssl_context()
+
+        def poll_client(miner_hotkey: str, base_url: str, timeout: float) -> MinerClient:
+            transport = httpx.AsyncHTTPTransport(verify=tls)
+            return MinerClient(signer, miner_hotkey, base_url, timeout=timeout, transport=transport)
+
+        poll_connect: Callable[[str, str, float], MinerClient] = connect or poll_client
         self.verifier = verifier or Verifier(cfg.challenge.verifier_processes)
         # epoch starts must be unpredictable: the operating system's CSPRNG unless a test
         # passes a seeded one
@@ -122,15 +303,21 @@ class ValidatorDaemon:
         self.sync = MetagraphSync(
             chain, self.store, hotkey, wall_clock=wall_clock, metrics=self.metrics
         )
+        #: where polls and scoring do their heavy work (PostgreSQL only; see the module's doc)
+        self.background = BackgroundStore.for_store(
+            store, pool_size=cfg.database.pool_size, metrics=self.metrics
+        )
         self.poller = Poller(
             store=self.store,
-            connect=self.connect,
+            connect=poll_connect,
             own_hotkey=hotkey,
             max_concurrency=cfg.miners.max_concurrency,
             request_timeout_s=cfg.miners.request_timeout_s,
             bucket_seconds=cfg.scoring.bucket_minutes * 60,
             wall_clock=wall_clock,
             metrics=self.metrics,
+            limits=InventoryLimits(cfg.miners.max_workers, cfg.miners.max_gpus_per_worker),
+            off_loop=self.background,
         )
         #: workers under a lease this validator knows of: its own, and those its receipts show
         #: running (refreshed at every plan); only they may answer "busy" or "leased"
@@ -150,6 +337,7 @@ class ValidatorDaemon:
             params=cfg.scoring.to_params(),
             wall_clock=wall_clock,
             metrics=self.metrics,
+            off_loop=self.background,
         )
         #: running epochs and the workers each one holds
         self._epochs: dict[asyncio.Task[None], frozenset[WorkerKey]] = {}
@@ -166,6 +354,8 @@ class ValidatorDaemon:
         if isinstance(receipt_store, ReceiptStore):
             min_stake = cfg.leases.min_receipt_validator_stake
             receipt_store.min_validator_stake = min_stake  # the scoring side of the same rule
+            receipt_store.max_prices = dict(cfg.leases.max_prices)
+            receipt_store.lease_window = cfg.scoring.to_params().lease_window
             receipt_connect: ReceiptClientFactory = self.connect
             self.collector = ReceiptCollector(
                 miners=self.store,
@@ -295,6 +485,8 @@ class ValidatorDaemon:
                     )
                     log.info("in_flight_closed", challenges=closed, outcome="excused")
         await self.challenger.aclose()
+        if self.background is not None:
+            await self.background.aclose()
         await asyncio.to_thread(self.verifier.close)
         with contextlib.suppress(Exception):
             await self.chain.close()
@@ -337,9 +529,13 @@ class ValidatorDaemon:
         """Poll every miner once and refresh the worker gauges."""
         miners = await self.store.miners()
         summary = await self.poller.poll_all(miners)
-        workers = await self.store.workers(self.wall_clock())
-        self.metrics.workers_known.set(len(workers))
-        self.metrics.workers_online.set(sum(1 for w in workers if w.online))
+        now = self.wall_clock()
+        if self.background is not None:  # workers() resolves GPU ownership over every GPU
+            known, online = await self.background.run(worker_counts, now)
+        else:
+            known, online = await worker_counts(self.store, now)
+        self.metrics.workers_known.set(known)
+        self.metrics.workers_online.set(online)
         log.debug("polled", ok=len(summary.ok), failed=len(summary.failed))
         return summary
 
@@ -575,6 +771,7 @@ def run_validator(
             except BaseException:
                 await daemon.shutdown()
                 raise
+            freeze_startup_heap()
             if cfg.metrics.enabled:
                 try:
                     start_http_server(
@@ -595,4 +792,12 @@ def run_validator(
     log.info("validator_stopped", ran_s=round(time.monotonic() - started, 1))
 
 
-__all__ = ["ValidatorDaemon", "run_validator", "utc_now"]
+__all__ = [
+    "BackgroundError",
+    "BackgroundStore",
+    "ValidatorDaemon",
+    "freeze_startup_heap",
+    "run_validator",
+    "utc_now",
+    "worker_counts",
+]
