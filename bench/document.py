@@ -517,6 +517,66 @@ def epoch_targets(f: Figures) -> list[Target]:
     ]  # fmt: skip
 
 
+# --------------------------------------------------------------------------- loop stall
+
+
+def _loop_stall_full(f: Figures) -> bool:
+    sc = f["scale"]
+    return (not f.get("quick") and sc["polled_miners"] >= 16 and sc["scoring_miners"] >= 256
+            and sc["workers_per_miner"] >= f["limits"]["max_workers"]
+            and sc["gpus_per_worker"] >= f["limits"]["max_gpus_per_worker"])  # fmt: skip
+
+
+def _loop_stall_worst(f: Figures) -> float:
+    return max(p["after"]["longest_ms"] for p in f["phases"].values() if "before" in p)
+
+
+def loop_stall_tables(f: Figures) -> str:
+    sc, lim = f["scale"], f["limits"]
+    scale = (
+        f"{sc['polled_miners']} miners polled, each {sc['workers_per_miner']:,} workers × "
+        f"{sc['gpus_per_worker']} GPUs ({f['inventory_bytes'] / 2**20:,.2f} MiB a body; the "
+        f"limits: {lim['max_workers']:,} × {lim['max_gpus_per_worker']}, "
+        f"{lim['max_inventory_bytes']:,} bytes); scoring {sc['scoring_miners']} miners with "
+        f"{sc['scoring_workers']:,} one-GPU workers and {sc['challenges']:,} challenges besides. "
+        f"Lag monitor every {f['period_ms']:g} ms; load average {f['load_before']:.2f} before the "
+        f"run and {f['load_after']:.2f} after it, on {f['cores']} cores; PostgreSQL "
+        f"{f['postgresql']}, " + ", ".join(f"{k} {v}" for k, v in f["libraries"].items()) + "."
+    )
+    rows = []
+    for name, phase in f["phases"].items():
+        a, b = phase["after"], phase.get("before")
+        if b is None:
+            rows.append((f"{name} (nothing runs)", f"{a['longest_ms']:,.1f} ms",
+                         f"{a['p99_ms']:,.1f} ms", str(a["over_target"]), "", ""))  # fmt: skip
+            continue
+        rows.append((
+            name, f"{b['longest_ms']:,.1f} → **{a['longest_ms']:,.1f} ms**",
+            f"{b['p99_ms']:,.1f} → {a['p99_ms']:,.1f} ms",
+            f"{b['over_target']} → {a['over_target']}",
+            f"{b['wall_s']:,.2f} → {a['wall_s']:,.2f} s",
+            f"{b['cpu_s']:,.2f} → {a['cpu_s']:,.2f} s",
+        ))  # fmt: skip
+    body = table(
+        ("phase, before → after", "longest stall", "p99", f"stalls > {f['target_ms']:g} ms",
+         "wall", "validator CPU"),
+        rows,
+    )  # fmt: skip
+    return f"{scale}\n\n{body}"
+
+
+def loop_stall_targets(f: Figures) -> list[Target]:
+    worst = _loop_stall_worst(f)
+    sc = f["scale"]
+    measured = (f"{worst:,.1f} ms at {sc['polled_miners']} miners × {sc['workers_per_miner']:,} "
+                f"× {sc['gpus_per_worker']}, scoring {sc['scoring_miners']} miners")  # fmt: skip
+    return [
+        Target("loop_stall", f"longest stall <= {f['target_ms']:g} ms (polls at the limits and a "
+               "scoring pass at 256 miners)", measured,
+               judge(worst <= f["target_ms"]) if _loop_stall_full(f) else Verdict.NOT_MEASURED),
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------- the page
 
 SECTIONS: dict[str, tuple[Callable[[Figures], str], Callable[[Figures], list[Target]]]] = {
@@ -527,6 +587,7 @@ SECTIONS: dict[str, tuple[Callable[[Figures], str], Callable[[Figures], list[Tar
     "gpu": (gpu_tables, gpu_targets),
     "sybil": (sybil_tables, sybil_targets),
     "epoch": (epoch_tables, epoch_targets),
+    "loop_stall": (loop_stall_tables, loop_stall_targets),
 }
 
 

@@ -668,6 +668,9 @@ async def dispatch(
         metrics=ValidatorMetrics(),
         wall_clock=lambda: datetime.now(UTC),
         monotonic=monotonic,
+        # the stub answers "unavailable" as a cheap stand-in for a commit: as if a lease we
+        # know of explained it, so an answer in time is excused and a late one is a timeout
+        known_lease=lambda _key: True,
     )
     stub_before = (await stub.report())["cpu_s"]  # its start-up is not the epoch's
     try:

@@ -56,6 +56,7 @@ BENCHES = (
     Bench("gpu", (), ("--quick",), 2400),
     Bench("sybil", (), ("--quick",), 900),
     Bench("epoch", (), ("--quick",), 900),
+    Bench("loop_stall", (), ("--quick",), 1800),
 )
 NAMES = [b.name for b in BENCHES]
 

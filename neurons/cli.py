@@ -54,11 +54,21 @@ def devnet(
         typer.Option(
             "--cheat",
             help="add one cheating miner in this mode (repeatable; sybil adds two miners whose "
-            "three workers claim four devices on one shared device)",
+            "three workers claim four devices on one shared device; receipt_mint also starts a "
+            "colluding validator)",
             case_sensitive=False,
             show_default=False,
         ),
     ] = None,
+    validators: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="validators (at most 4) with stakes 10000, 5000, 2500, 1250, each with its own "
+            "database, judging the same miners; the renters rent through the first; from 2 on, "
+            "their weight vectors must agree (cosine >= 0.95)",
+        ),
+    ] = 1,
     rounds: Annotated[
         int, typer.Option(min=1, help="stop once every honest worker has this many challenges")
     ] = 3,
@@ -93,9 +103,10 @@ def devnet(
     """Run a whole local network (devchain, validator, honest and cheating miners and workers)
     on this machine's CPU, watch it judge every miner, and print the weights it sets.
 
-    Exits 0 when every cheater is judged as its mode requires (weight 0; a sybil no more than an
-    honest miner's weight per device) and the honest miners are paid, 1 when the network did not
-    run or judged wrongly, 130 when interrupted."""
+    Exits 0 when every cheater is judged as its mode requires (weight 0; a sybil or phantom_busy
+    miner no more than an honest miner's weight per device; a receipt_mint miner's lease share no
+    more than its colluder's stake share), the honest miners are paid and the validators agree,
+    1 when the network did not run or judged wrongly, 130 when interrupted."""
     from neurons.devnet.plan import DevnetOptions
     from neurons.devnet.runner import run_command
 
@@ -109,6 +120,7 @@ def devnet(
             database_url=database_url,
             renters=renters,
             cheats=cheats,
+            validators=validators,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

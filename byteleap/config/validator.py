@@ -52,6 +52,7 @@ from byteleap.config.common import (
 from byteleap.config.secrets import FileReader, Secret, inline_allowed
 from byteleap.errors import ConfigError
 from byteleap.hardware import CATALOGUE
+from byteleap.protocol.common import MAX_GPUS, MAX_WORKERS, inventory_max_bytes
 
 if TYPE_CHECKING:
     from byteleap.scoring.params import ScoringParams
@@ -361,6 +362,12 @@ class ScoringSection(Section):
         "unavailable, a dropped link); excuses beyond it count as failures, so one card behind "
         "several claims gains at most 1 / (1 - excuse_budget)",
     )
+    claim_expiry_days: int = Field(
+        default=7,
+        ge=1,
+        description="a GPU claim that no worker of its miner has reported for this many days no "
+        "longer blocks a later claimant (a miner may move its UUIDs between its own workers)",
+    )
     bucket_minutes: int = Field(default=5, ge=1, le=1440, description="availability bucket length")
     availability_hours: int = Field(
         default=169, ge=1, description="availability window (169 h of 5-minute buckets = 2028)"
@@ -404,6 +411,7 @@ class ScoringSection(Section):
             lease_weight=self.lease_weight,
             challenge_weight=self.challenge_weight,
             excuse_budget=self.excuse_budget,
+            claim_expiry=timedelta(days=self.claim_expiry_days),
         )
 
 
@@ -440,6 +448,23 @@ class MinersSection(Section):
     max_concurrency: int = Field(
         default=32, ge=1, le=10_000, description="miner requests in flight at once"
     )
+    max_workers: int = Field(
+        default=MAX_WORKERS,
+        ge=1,
+        le=MAX_WORKERS,
+        description="most workers one miner's inventory may list; a larger one is refused whole",
+    )
+    max_gpus_per_worker: int = Field(
+        default=MAX_GPUS,
+        ge=1,
+        le=MAX_GPUS,
+        description="most GPUs one listed worker may report; a miner listing more is refused whole",
+    )
+
+    @property
+    def max_inventory_bytes(self) -> int:
+        """The largest inventory body read from a miner at these limits."""
+        return inventory_max_bytes(self.max_workers, self.max_gpus_per_worker)
 
 
 #: highest price per GPU-hour a receipt can carry (``MAX_PRICE_MICROS`` micro-units)
@@ -455,6 +480,9 @@ DEFAULT_PRICES: Mapping[str, float] = {
 }
 #: price keys beside the catalogue's model ids
 SPECIAL_PRICE_KEYS = ("default", "unknown", "cpu")
+#: a key of ``leases.prices`` without its own ``leases.max_prices`` entry is capped at this many
+#: times its price
+MAX_PRICE_FACTOR = 2.0
 
 
 class LeasesSection(Section):
@@ -464,7 +492,11 @@ class LeasesSection(Section):
         default=3600.0, description="seconds between usage receipts of a running lease"
     )
     max_duration_hours: int = Field(
-        default=720, ge=1, description="longest lease a renter may create or extend to"
+        default=144,
+        ge=1,
+        description="longest lease a renter may create or extend to; with verified_within_hours "
+        "it must fit in scoring.lease_window_hours, because a leased GPU is not challenged and "
+        "receipts earn only for GPUs verified within the lease window",
     )
     verified_within_hours: int = Field(
         default=24, ge=1, description="only workers verified this recently are leased"
@@ -475,13 +507,20 @@ class LeasesSection(Section):
         "plus 'unknown' (names that match no model or several), 'cpu' (CPU devices, devnet) "
         "and 'default' (every model without its own key)",
     )
+    max_prices: dict[PriceKey, Price] = Field(
+        default_factory=dict,
+        description="cap per GPU-hour at which a receipt's price counts in the lease score, by "
+        "the model of each GPU in this validator's inventory; keys as in leases.prices, and "
+        "every key of leases.prices without its own entry (always 'default') is capped at "
+        "twice its price",
+    )
     worker_lost_after_s: Seconds = Field(
         default=600.0,
         description="a leased worker missing from its miner's polls (or whose miner cannot be "
         "reached) this long is lost: its lease ends, billed up to the last receipt",
     )
 
-    @field_validator("prices", mode="after")
+    @field_validator("prices", "max_prices", mode="after")
     @classmethod
     def _model_ids(cls, value: dict[str, float]) -> dict[str, float]:
         wrong = sorted(k for k in value if k not in CATALOGUE and k not in SPECIAL_PRICE_KEYS)
@@ -504,12 +543,21 @@ class LeasesSection(Section):
             f"leases.receipt_interval_s ({self.receipt_interval_s:g}) must not exceed 86400: "
             "one receipt bills at most 24 hours",
         )
+        # the caps a key leaves out derive from its price; set once, the table is complete
+        caps = {k: min(MAX_PRICE_FACTOR * v, MAX_PRICE) for k, v in self.prices.items()}
+        caps.update(self.max_prices)
+        object.__setattr__(self, "max_prices", caps)
         return self
 
     def price_for(self, model_id: str) -> float:
         """Price per GPU-hour of the canonical ``model_id``, else ``prices['default']``. An
         ``unknown`` model is priced only as ``unknown``, whatever its name says."""
         return self.prices.get(model_id, self.prices["default"])
+
+    def max_price_for(self, model_id: str) -> float:
+        """The cap per GPU-hour of the canonical ``model_id`` (``unknown`` and ``cpu``
+        included), else ``max_prices['default']``: what a receipt's price counts at, at most."""
+        return max_price_for(self.max_prices, model_id)
 
     receipt_poll_interval_s: Seconds = Field(
         default=300.0,
@@ -522,6 +570,18 @@ class LeasesSection(Section):
         description="a receipt counts only when the validator that sold it has a validator "
         "permit and at least this much stake, when it is collected and when scores are computed",
     )
+
+
+def max_price_for(max_prices: Mapping[str, float], model_id: str) -> float:
+    """``max_prices[model_id]``, else ``max_prices['default']`` (a complete ``leases.max_prices``
+    table always has it)."""
+    return max_prices.get(model_id, max_prices["default"])
+
+
+#: ``leases.max_prices`` when nothing is configured: twice each default price
+DEFAULT_MAX_PRICES: Mapping[str, float] = {
+    k: min(MAX_PRICE_FACTOR * v, MAX_PRICE) for k, v in DEFAULT_PRICES.items()
+}
 
 
 class ValidatorPaths(Section):
@@ -570,6 +630,15 @@ class ValidatorConfig(Section):
             database.availability_retention_hours >= scoring.availability_hours,
             f"database.availability_retention_hours ({database.availability_retention_hours}) "
             f"must cover scoring.availability_hours ({scoring.availability_hours})",
+        )
+        leases = self.leases
+        cross_check(
+            leases.max_duration_hours + leases.verified_within_hours <= scoring.lease_window_hours,
+            f"leases.max_duration_hours ({leases.max_duration_hours}) + "
+            f"leases.verified_within_hours ({leases.verified_within_hours}) must not exceed "
+            f"scoring.lease_window_hours ({scoring.lease_window_hours}): a leased GPU is not "
+            "challenged, and its receipts earn only while its last verification is inside the "
+            "lease window, so a longer lease would stop earning before it ends",
         )
         longest = max(scoring.challenge_window_hours, scoring.lease_window_hours)
         cross_check(

@@ -34,7 +34,7 @@ allowed: billing is what both sides signed, and a missing stretch is simply not 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from byteleap.crypto import frame
@@ -46,7 +46,7 @@ from byteleap.protocol.validator_api import (
     ReceiptKind,
     SignedReceipt,
 )
-from byteleap.scoring.observations import LeaseUsage
+from byteleap.scoring.leases import ReceiptUsage
 
 #: domain tag of both signatures over a receipt
 RECEIPT_TAG = b"byteleap/receipt/v1"
@@ -206,15 +206,32 @@ def verify_signatures(signed: SignedReceipt, verify: Verifier) -> None:
         )
 
 
-def lease_usage(receipt: Receipt) -> LeaseUsage:
-    """The scorer's view of a receipt (``byteleap.scoring.lease_revenue`` takes these)."""
-    return LeaseUsage(
+def lease_usage(
+    receipt: Receipt,
+    *,
+    validator_share: float,
+    price_caps: Mapping[str, float],
+    lease_id: str | None = None,
+) -> ReceiptUsage:
+    """The scorer's view of a receipt (``byteleap.scoring.lease_scores`` takes these).
+
+    ``validator_share`` is the seller's stake share among the validators whose receipts count,
+    and ``price_caps`` the cap per GPU-hour of each of the receipt's GPUs by UUID, from the
+    scoring validator's price table and its inventory's model of that GPU; a GPU missing from
+    ``price_caps`` raises ``KeyError`` (the caller decides what an unknown GPU is capped at).
+    ``lease_id`` defaults to the receipt's own, which is unique per seller only.
+    """
+    return ReceiptUsage(
         miner_hotkey=receipt.miner_hotkey,
-        lease_id=receipt.lease_id,
+        lease_id=receipt.lease_id if lease_id is None else lease_id,
         price_per_gpu_hour=receipt.price_per_gpu_hour_micros / MICROS,
         gpus=receipt.gpus,
         start=datetime.fromtimestamp(receipt.period_start, UTC),
         end=datetime.fromtimestamp(receipt.period_end, UTC),
+        validator_hotkey=receipt.validator_hotkey,
+        validator_share=validator_share,
+        gpu_uuids=tuple(receipt.gpu_uuids),
+        gpu_price_caps=tuple(price_caps[uuid] for uuid in receipt.gpu_uuids),
     )
 
 

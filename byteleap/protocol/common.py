@@ -17,8 +17,35 @@ from byteleap.challenge.params import MAX_DIM, MAX_STAGES
 #: the only protocol version this code speaks; a message with another is ``UnsupportedVersion``
 PROTOCOL_VERSION = 1
 
-#: most GPUs one worker (host) may report or have challenged at once
-MAX_GPUS = 64
+#: most GPUs one worker (host) may report, have challenged or lease at once. A worker is one
+#: host: 8 GPUs is the usual maximum (HGX/DGX boards) and 16 the largest single systems built
+#: (HGX-2/DGX-2 class); a worker with more devices reports the first 16
+MAX_GPUS = 16
+#: most workers one miner may list in its inventory (and so challenge in one epoch): a miner is one
+#: gateway process in front of its hosts, and 1,024 hosts of up to 16 GPUs (16,384 GPUs) is
+#: far beyond any one operator's hotkey; more capacity can register more hotkeys
+MAX_WORKERS = 1024
+#: an inventory's bytes that are neither workers nor GPUs: prefix, ``type``, version, hotkey
+INVENTORY_ENVELOPE_BYTES = 256
+#: bytes budgeted per listed worker, its GPUs aside (about 200 as a miner encodes a worker
+#: with a short ``agent_version`` and two backends)
+INVENTORY_WORKER_BYTES = 768
+#: bytes budgeted per listed GPU (about 150 as a miner encodes an NVML UUID, an NVML name such
+#: as ``NVIDIA H100 80GB HBM3``, its memory and compute capability)
+INVENTORY_GPU_BYTES = 200
+
+
+def inventory_max_bytes(workers: int, gpus_per_worker: int) -> int:
+    """The largest ``GET /inventory`` body accepted from a miner that may list ``workers``
+    workers of ``gpus_per_worker`` GPUs each (``MAX_INVENTORY_BYTES`` at the protocol maxima)."""
+    return INVENTORY_ENVELOPE_BYTES + workers * (
+        INVENTORY_WORKER_BYTES + gpus_per_worker * INVENTORY_GPU_BYTES
+    )
+
+
+#: largest inventory body at the protocol maxima: 4,063,488 bytes, just under the codec's 4 MiB
+#: JSON-header cap, so that cap never refuses an inventory these limits allow
+MAX_INVENTORY_BYTES = inventory_max_bytes(MAX_WORKERS, MAX_GPUS)
 #: deepest Merkle tree: ``m <= MAX_DIM`` rows gives ``log2(MAX_DIM)`` levels
 MAX_DEPTH = MAX_DIM.bit_length() - 1
 #: most rows one reveal may open, over all GPUs and stages
@@ -131,8 +158,12 @@ def distinct(values: list[Any]) -> bool:
 
 
 __all__ = [
+    "INVENTORY_ENVELOPE_BYTES",
+    "INVENTORY_GPU_BYTES",
+    "INVENTORY_WORKER_BYTES",
     "MAX_DEPTH",
     "MAX_GPUS",
+    "MAX_INVENTORY_BYTES",
     "MAX_OPENINGS",
     "MAX_OPENING_REQUESTS",
     "MAX_PROOF_BYTES",
@@ -142,6 +173,7 @@ __all__ = [
     "MAX_TEXT",
     "MAX_U63",
     "MAX_UNIX_SECONDS",
+    "MAX_WORKERS",
     "PROTOCOL_VERSION",
     "Bytes32",
     "Code",
@@ -164,4 +196,5 @@ __all__ = [
     "UnixSeconds",
     "WireModel",
     "distinct",
+    "inventory_max_bytes",
 ]

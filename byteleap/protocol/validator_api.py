@@ -35,10 +35,12 @@ from byteleap.errors import (
 )
 from byteleap.protocol.common import (
     MAX_GPUS,
+    MAX_INVENTORY_BYTES,
     MAX_OPENING_REQUESTS,
     MAX_OPENINGS,
     MAX_U63,
     MAX_UNIX_SECONDS,
+    MAX_WORKERS,
     Bytes32,
     Code,
     DeadlineMs,
@@ -78,8 +80,6 @@ from byteleap.protocol.worker_link import (
 
 #: domain tag of the miner's hotkey signature over a challenge's evidence
 EVIDENCE_TAG = b"byteleap/evidence/v1"
-#: most workers one miner may list
-MAX_WORKERS = 4096
 #: most receipts in one ``GET /receipts`` page (keeps the page's JSON header far below its cap)
 MAX_RECEIPTS_PAGE = 200
 #: the receipt format this code writes and reads
@@ -153,7 +153,8 @@ class GpuSummary(WireModel):
 
 
 class WorkerSummary(WireModel):
-    """One connected worker."""
+    """One connected worker: at most ``MAX_GPUS`` GPUs (refused while decoding, before the
+    worker is built)."""
 
     worker_pubkey: PublicKeyHex
     state: WorkerState
@@ -177,7 +178,14 @@ class WorkerSummary(WireModel):
 
 
 class InventoryResponse(Message):
-    """``GET /inventory``: the miner's connected workers."""
+    """``GET /inventory``: the miner's connected workers.
+
+    Bounded per miner (SPEC 5.5): at most ``MAX_WORKERS`` workers of at most ``MAX_GPUS`` GPUs
+    each, refused while decoding: pydantic checks a list's length before it validates a single
+    item, so an oversized inventory is never built. The body is at most ``MAX_INVENTORY_BYTES``.
+    A validator may configure lower limits (``miners.max_workers``,
+    ``miners.max_gpus_per_worker``) and refuses an inventory over them whole.
+    """
 
     type: Literal["inventory_response"] = "inventory_response"
     miner_hotkey: Hotkey
@@ -588,7 +596,9 @@ class HealthResponse(Message):
     status: Literal["ok", "degraded"]
     miner_hotkey: Hotkey
     version: ShortName
-    workers_connected: Annotated[int, Field(ge=0, le=MAX_WORKERS)]
+    #: a count, not a list (it costs nothing to decode): a miner may have more workers
+    #: connected than the ``MAX_WORKERS`` its inventory lists
+    workers_connected: Annotated[int, Field(ge=0, le=MAX_U63)]
     uptime_s: NonNegFloat
 
 
@@ -703,6 +713,7 @@ ValidatorApiMessage = Annotated[
 
 __all__ = [
     "EVIDENCE_TAG",
+    "MAX_INVENTORY_BYTES",
     "MAX_PRICE_MICROS",
     "MAX_RECEIPTS_PAGE",
     "MAX_WORKERS",

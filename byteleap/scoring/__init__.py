@@ -8,13 +8,19 @@ See ``docs/scoring.md`` for the formulas and a worked example.
 
 from byteleap.scoring.availability import (
     DEFAULT_BUCKET_SECONDS,
+    VERIFIED_WITHIN_HOURS,
     MinerAvailability,
     availability_bucket_range,
+    availability_coverage,
     availability_from_counts,
     availability_from_observations,
     bucket_index,
     bucket_start,
     count_availability,
+    hour_index,
+    hour_start,
+    verification_since,
+    worker_coverage,
 )
 from byteleap.scoring.challenge import (
     ChallengeScores,
@@ -24,17 +30,20 @@ from byteleap.scoring.challenge import (
     challenge_window,
     challenge_windows,
     earliest_challenge_needed,
+    excuses_allowed,
     gpu_perf,
 )
 from byteleap.scoring.explain import MinerExplanation, format_explanation
 from byteleap.scoring.leases import MinerRevenue, lease_revenue
 from byteleap.scoring.observations import (
+    OUR_FAILURES,
     AvailabilityCount,
     AvailabilityObservation,
     ChallengeObservation,
     GpuClaim,
     LeaseInterval,
     LeaseUsage,
+    is_ours,
 )
 from byteleap.scoring.ownership import GpuConflict, GpuOwnership, resolve_gpu_ownership
 from byteleap.scoring.params import ScoringParams
@@ -42,6 +51,8 @@ from byteleap.scoring.weights import WeightResult, compute_weights, shares
 
 __all__ = [
     "DEFAULT_BUCKET_SECONDS",
+    "OUR_FAILURES",
+    "VERIFIED_WITHIN_HOURS",
     "AvailabilityCount",
     "AvailabilityObservation",
     "ChallengeObservation",
@@ -59,6 +70,7 @@ __all__ = [
     "ScoringParams",
     "WeightResult",
     "availability_bucket_range",
+    "availability_coverage",
     "availability_from_counts",
     "availability_from_observations",
     "bucket_index",
@@ -69,9 +81,15 @@ __all__ = [
     "compute_weights",
     "count_availability",
     "earliest_challenge_needed",
+    "excuses_allowed",
     "format_explanation",
     "gpu_perf",
+    "hour_index",
+    "hour_start",
+    "is_ours",
     "lease_revenue",
     "resolve_gpu_ownership",
     "shares",
+    "verification_since",
+    "worker_coverage",
 ]

@@ -134,6 +134,13 @@ def earliest_challenge_needed(
     return earliest
 
 
+def excuses_allowed(*, issued: int, excused: int, ours: int, budget: float) -> float:
+    """How many of the miner's own excuses (``excused - ours``) drop out of the success rate:
+    at most ``budget`` of the challenges that were not the validator's fault. The rest of them
+    count as failures."""
+    return min(float(excused - ours), budget * (issued - ours))
+
+
 def gpu_perf(
     verified_throughputs: Sequence[float],
     *,
@@ -155,8 +162,7 @@ def gpu_perf(
             f"inconsistent counts: issued={issued}, excused={excused}, ours={ours}, "
             f"verified={verified}"
         )
-    theirs = excused - ours
-    allowed = min(float(theirs), budget * (issued - ours))
+    allowed = excuses_allowed(issued=issued, excused=excused, ours=ours, budget=budget)
     countable = issued - ours - allowed
     median = float(statistics.median(verified_throughputs)) if verified else None
     if countable <= 0:
@@ -180,6 +186,9 @@ class GpuScore:
     frauds: int
     #: of ``excused``, those that were the validator's own fault (never against the miner)
     excused_ours: int
+    #: of the miner's own excuses (``excused - excused_ours``), how many went over the excuse
+    #: budget and counted as failures (fractional: the budget is a share of the challenges)
+    excused_over_budget: float
     median_throughput_flops: float | None
     success_rate: float | None
     #: median x success rate, before exclusion and fraud lockout
@@ -197,6 +206,11 @@ class GpuScore:
         """Timeouts plus fraud."""
         return self.timeouts + self.frauds
 
+    @property
+    def excused_theirs(self) -> int:
+        """Excuses that were the miner's word (busy, unavailable, a dropped link)."""
+        return self.excused - self.excused_ours
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "gpu_uuid": self.gpu_uuid,
@@ -205,6 +219,8 @@ class GpuScore:
             "verified": self.verified,
             "excused": self.excused,
             "excused_ours": self.excused_ours,
+            "excused_theirs": self.excused_theirs,
+            "excused_over_budget": self.excused_over_budget,
             "failed": self.failed,
             "timeouts": self.timeouts,
             "frauds": self.frauds,
@@ -301,6 +317,9 @@ def challenge_scores(
                 budget=params.excuse_budget,
             )
             excluded = not ownership.owns(hotkey, worker_id, uuid)
+            excusable = excuses_allowed(
+                issued=issued, excused=excused, ours=ours, budget=params.excuse_budget
+            )
             out.append(
                 GpuScore(
                     miner_hotkey=hotkey,
@@ -310,6 +329,7 @@ def challenge_scores(
                     verified=len(throughputs),
                     excused=excused,
                     excused_ours=ours,
+                    excused_over_budget=max(0.0, excused - ours - excusable),
                     timeouts=timeouts,
                     frauds=frauds,
                     median_throughput_flops=median,

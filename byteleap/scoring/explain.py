@@ -41,6 +41,19 @@ class MinerExplanation:
     def fraud_locked(self) -> bool:
         return bool(self.fraud_locked_workers)
 
+    @property
+    def excuse_rate(self) -> float | None:
+        """The miner's own excuses over the challenges that were not the validator's fault,
+        across its GPU copies' windows; None when there were none."""
+        theirs = sum(g.excused_theirs for g in self.gpus)
+        countable = sum(g.issued - g.excused_ours for g in self.gpus)
+        return theirs / countable if countable else None
+
+    @property
+    def excused_over_budget(self) -> float:
+        """The miner's excuses, over all its GPU copies, that counted as failures."""
+        return sum(g.excused_over_budget for g in self.gpus)
+
     def to_dict(self) -> dict[str, Any]:
         detail = self.availability_detail
         return {
@@ -54,6 +67,8 @@ class MinerExplanation:
             "lease_share": self.lease_share,
             "availability": self.availability,
             "availability_detail": None if detail is None else detail.to_dict(),
+            "excuse_rate": self.excuse_rate,
+            "excused_over_budget": self.excused_over_budget,
             "score": self.score,
             "weight": self.weight,
             "gpus": [g.to_dict() for g in self.gpus],
@@ -68,25 +83,39 @@ def _num(value: float | None, scale: float = 1.0, digits: int = 4) -> str:
 def format_explanation(explanation: MinerExplanation) -> str:
     """A terminal-friendly rendering of one miner's explanation."""
     e = explanation
+    detail = e.availability_detail
+    if detail is None:
+        online = "  (no inventory reports)"
+    else:
+        online = (
+            f"  ({detail.online_gpu_buckets} of {detail.possible_gpu_buckets} GPU-buckets "
+            "online and counted"
+        )
+        if detail.unverified_gpu_buckets:
+            online += (
+                f"; {detail.unverified_gpu_buckets} more online but not counted: no verified "
+                "challenge within 24 h and no known lease"
+            )
+        online += ")"
+    rate = e.excuse_rate
     lines = [
         f"miner {e.miner_hotkey}",
         f"  weight {e.weight:.6f}   score {e.score:.6f}",
-        f"  availability {e.availability:.4f}"
-        + (
-            f"  ({e.availability_detail.online_gpu_buckets} of "
-            f"{e.availability_detail.possible_gpu_buckets} GPU-buckets online)"
-            if e.availability_detail is not None
-            else "  (no inventory reports)"
-        ),
+        f"  availability {e.availability:.4f}{online}",
         f"  lease revenue {e.lease_revenue:.4f} over {e.lease_gpu_hours:.2f} GPU-hours"
         f"   share {e.lease_share:.4f}",
         f"  challenge raw {_num(e.challenge_raw, TERA)} TFLOP/s   share {e.challenge_share:.4f}",
+        "  excuse rate "
+        + ("-" if rate is None else f"{rate:.4f}")
+        + f" (the miner's own excuses; {e.excused_over_budget:.2f} over the budget counted as"
+        " failures)",
     ]
     if e.fraud_locked:
         lines.append(f"  FRAUD LOCKOUT on workers: {', '.join(e.fraud_locked_workers)}")
     if e.gpus:
         lines.append(
-            "  worker / gpu: verified/issued (excused, failed)  median TFLOP/s  success  perf"
+            "  worker / gpu: verified/issued (excused: ours + miner's, over budget; failed)  "
+            "median TFLOP/s  success  perf"
         )
     for g in e.gpus:
         flags = []
@@ -98,7 +127,8 @@ def format_explanation(explanation: MinerExplanation) -> str:
             flags.append("fraud lockout")
         lines.append(
             f"    {g.worker_id} / {g.gpu_uuid}: {g.verified}/{g.issued} "
-            f"({g.excused} excused, {g.failed} failed)  "
+            f"({g.excused} excused: {g.excused_ours} ours + {g.excused_theirs} miner's, "
+            f"{g.excused_over_budget:.2f} over budget; {g.failed} failed)  "
             f"{_num(g.median_throughput_flops, TERA, 2)}  {_num(g.success_rate)}  "
             f"{_num(g.perf, TERA, 2)}" + (f"  [{'; '.join(flags)}]" if flags else "")
         )

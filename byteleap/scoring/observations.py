@@ -18,6 +18,19 @@ from datetime import datetime
 
 from byteleap.errors import Outcome
 
+#: ``failure`` codes of an excused challenge that was the validator's own fault, never the
+#: miner's: ``restart`` (closed in flight when the validator restarted), ``internal`` (a bug of
+#: ours), ``storage`` (our database) and ``transient`` (our own TransientError, e.g. a verifier
+#: process that died or no verdict reached). Every other excuse (``unavailable``, ``link``,
+#: ``malformed``, ``rate_limited``, ``forbidden``, ...) is the miner's and draws on its excuse
+#: budget. The store sets :attr:`ChallengeObservation.ours` from this set, and nothing else.
+OUR_FAILURES: frozenset[str] = frozenset({"restart", "internal", "storage", "transient"})
+
+
+def is_ours(outcome: Outcome, failure: str | None) -> bool:
+    """Whether a stored challenge was excused for the validator's own fault."""
+    return outcome is Outcome.EXCUSED and failure in OUR_FAILURES
+
 
 def require_aware(name: str, value: datetime) -> None:
     """Refuse naive datetimes: comparing them with aware ones is an error or, worse, a lie."""
@@ -42,6 +55,7 @@ class ChallengeObservation:
     ``ours`` marks an excused challenge that failed on the validator's own side (a restart, its
     own bug, its database): it never counts against the miner. Every other excuse is the
     miner's word (busy, unavailable, a dropped link) and draws on the miner's excuse budget.
+    Storage sets it from the stored failure code with :func:`is_ours` (:data:`OUR_FAILURES`).
     """
 
     miner_hotkey: str
@@ -95,8 +109,12 @@ class AvailabilityCount:
 
     ``online_buckets`` is the number of buckets in the horizon in which the worker reported
     healthy. ``online_gpu_buckets`` is the sum, over those buckets, of the GPUs it reported
-    healthy; leave it ``None`` when the count never changes and it is ``gpus * online_buckets``.
-    ``gpus`` is the most GPUs the worker reported in the horizon.
+    healthy that *count*: with verification information (SPEC 5.5), only the buckets in which
+    the worker was verified within the 24 hours before, or was under a known lease;
+    ``unverified_gpu_buckets`` holds the rest, the GPU-buckets not counted for lack of a
+    verification (explanations show it). Leave ``online_gpu_buckets`` ``None`` when the count
+    never changes, nothing is left out, and it is ``gpus * online_buckets``. ``gpus`` is the
+    most GPUs the worker reported in the horizon.
     """
 
     miner_hotkey: str
@@ -104,27 +122,30 @@ class AvailabilityCount:
     gpus: int
     online_buckets: int
     online_gpu_buckets: int | None = None
+    unverified_gpu_buckets: int = 0
 
     def __post_init__(self) -> None:
         _require_text("miner_hotkey", self.miner_hotkey)
         _require_text("worker_id", self.worker_id)
-        for name in ("gpus", "online_buckets"):
+        for name in ("gpus", "online_buckets", "unverified_gpu_buckets"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         gb = self.online_gpu_buckets
-        if gb is not None:
-            if isinstance(gb, bool) or not isinstance(gb, int) or gb < 0:
-                raise ValueError(f"online_gpu_buckets must be an int >= 0, got {gb!r}")
-            if gb > self.gpus * self.online_buckets:
-                raise ValueError(
-                    f"online_gpu_buckets ({gb}) exceeds gpus * online_buckets "
-                    f"({self.gpus} * {self.online_buckets})"
-                )
+        if gb is not None and (isinstance(gb, bool) or not isinstance(gb, int) or gb < 0):
+            raise ValueError(f"online_gpu_buckets must be an int >= 0, got {gb!r}")
+        if gb is None and self.unverified_gpu_buckets:
+            raise ValueError("unverified_gpu_buckets needs an explicit online_gpu_buckets")
+        if gb is not None and gb + self.unverified_gpu_buckets > self.gpus * self.online_buckets:
+            raise ValueError(
+                f"online_gpu_buckets ({gb}) + unverified_gpu_buckets "
+                f"({self.unverified_gpu_buckets}) exceeds gpus * online_buckets "
+                f"({self.gpus} * {self.online_buckets})"
+            )
 
     @property
     def gpu_buckets(self) -> int:
-        """GPU-buckets online: the numerator's contribution of this worker."""
+        """GPU-buckets online that count: the numerator's contribution of this worker."""
         if self.online_gpu_buckets is None:
             return self.gpus * self.online_buckets
         return self.online_gpu_buckets
@@ -186,18 +207,31 @@ class LeaseInterval:
 
 @dataclass(frozen=True, slots=True)
 class GpuClaim:
-    """A worker reporting a GPU UUID, first seen at ``first_seen``."""
+    """A worker reporting a GPU UUID: first seen at ``first_seen``, last at ``last_seen``.
+
+    ``last_seen`` lets a claim expire (``ScoringParams.claim_expiry`` unseen, see
+    :mod:`byteleap.scoring.ownership`) and lets a miner move a UUID between its own workers;
+    ``None`` means unknown: the claim never expires and never displaces another.
+    """
 
     gpu_uuid: str
     miner_hotkey: str
     worker_id: str
     first_seen: datetime
+    last_seen: datetime | None = None
 
     def __post_init__(self) -> None:
         _require_text("gpu_uuid", self.gpu_uuid)
         _require_text("miner_hotkey", self.miner_hotkey)
         _require_text("worker_id", self.worker_id)
         require_aware("first_seen", self.first_seen)
+        if self.last_seen is not None:
+            require_aware("last_seen", self.last_seen)
+            if self.last_seen < self.first_seen:
+                raise ValueError(
+                    f"claim last seen ({self.last_seen}) before it was first seen "
+                    f"({self.first_seen})"
+                )
 
     @property
     def sort_key(self) -> tuple[datetime, str, str]:

@@ -17,7 +17,7 @@ WEIGHT_SUM_TOLERANCE = 1e-9
 
 
 class ScoringParams(BaseModel):
-    """Windows, bucket size and the lease/challenge split."""
+    """Windows, bucket size, the lease/challenge split, the excuse budget and claim expiry."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,10 +50,17 @@ class ScoringParams(BaseModel):
             "excuses beyond it count as failures",
         ),
     ] = 0.05
+    claim_expiry: Annotated[
+        timedelta,
+        Field(
+            description="a GPU claim that no worker of its miner has reported for this long no "
+            "longer blocks a later claimant"
+        ),
+    ] = timedelta(days=7)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        for name in ("challenge_window", "lease_window", "availability_horizon"):
+        for name in ("challenge_window", "lease_window", "availability_horizon", "claim_expiry"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")
         total = self.lease_weight + self.challenge_weight

@@ -3,7 +3,7 @@
 ::
 
     C_share = challenge_raw / Σ challenge_raw        (0 when the sum is 0)
-    L_share = lease_revenue / Σ lease_revenue        (0 when the sum is 0)
+    L_share = Σ_v s_v · earned(m, v) / billed(v)     (each seller's stake-share pool, SPEC 5.5)
     score   = A · (lease_weight · L_share + challenge_weight · C_share)
     weight  = score / Σ score
 
@@ -14,8 +14,8 @@ Sums run over the miners being scored. When every score is 0 there are no weight
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from byteleap.scoring.availability import (
 )
 from byteleap.scoring.challenge import challenge_scores
 from byteleap.scoring.explain import MinerExplanation
-from byteleap.scoring.leases import lease_revenue
+from byteleap.scoring.leases import SellerPool, lease_scores
 from byteleap.scoring.observations import (
     AvailabilityCount,
     AvailabilityObservation,
@@ -67,6 +67,8 @@ class WeightResult:
     conflicts: tuple[GpuConflict, ...]
     #: why there are no weights; None when there are
     reason: str | None
+    #: seller hotkey -> its lease pool (stake share, billed, earned), for every seller counted
+    lease_sellers: dict[str, SellerPool] = field(default_factory=dict)
 
     def explain(self, miner_hotkey: str) -> MinerExplanation:
         """The explanation of one miner; KeyError when it was not scored."""
@@ -80,6 +82,7 @@ class WeightResult:
             "reason": self.reason,
             "conflicts": [c.to_dict() for c in self.conflicts],
             "miners": {hotkey: m.to_dict() for hotkey, m in self.miners.items()},
+            "lease_sellers": {hotkey: p.to_dict() for hotkey, p in self.lease_sellers.items()},
         }
 
 
@@ -129,6 +132,8 @@ def compute_weights(
     availability: Iterable[AvailabilityObservation] | None = None,
     availability_counts: Iterable[AvailabilityCount] | None = None,
     miners: Iterable[str] | None = None,
+    verified_hours: Mapping[tuple[str, str], Sequence[datetime]] | None = None,
+    worker_verified_hours: Mapping[tuple[str, str], Iterable[datetime]] | None = None,
 ) -> WeightResult:
     """Score every miner and turn the scores into weights, in one pure call.
 
@@ -136,6 +141,13 @@ def compute_weights(
     database aggregated over the horizon (``availability_counts``), not both. With ``miners``
     (the registered hotkeys) given, exactly those are scored and every other hotkey's
     observations are ignored; otherwise every hotkey seen in any input is scored.
+
+    Verification (SPEC 5.5): ``verified_hours`` maps ``(miner_hotkey, gpu_uuid)`` to the UTC
+    hours in which that GPU had a verified challenge (``ScoringInputs.verified_hours``): the
+    lease rules use it (only GPUs this validator saw verified earn). ``worker_verified_hours`` maps
+    ``(miner_hotkey, worker_id)`` to the hours a worker had one: with raw polls it makes only
+    verified (or leased) buckets count; counts from the database already apply the rule. Left
+    out (``None``), there is no verification information and every healthy bucket counts.
     """
     require_aware("now", now)
     params = params or ScoringParams()
@@ -144,7 +156,13 @@ def compute_weights(
     miner_list = None if miners is None else sorted(set(miners))
     challenge_list = list(challenges)
 
-    ownership = resolve_gpu_ownership(gpu_claims, challenges=challenge_list, miners=miner_list)
+    ownership = resolve_gpu_ownership(
+        gpu_claims,
+        challenges=challenge_list,
+        miners=miner_list,
+        now=now,
+        claim_expiry=params.claim_expiry,
+    )
     interval_list = list(lease_intervals)
     chal = challenge_scores(
         challenge_list,
@@ -154,12 +172,22 @@ def compute_weights(
         now=now,
         miners=miner_list,
     )
-    revenue = lease_revenue(lease_usage, params, now, miners=miner_list)
+    leases = lease_scores(
+        lease_usage, params, now, miners=miner_list, verified_hours=verified_hours
+    )
+    revenue = leases.miners
     avail: dict[str, MinerAvailability]
     if availability_counts is not None:
         avail = availability_from_counts(availability_counts, params, miners=miner_list)
     else:
-        avail = availability_from_observations(availability or (), params, now, miners=miner_list)
+        avail = availability_from_observations(
+            availability or (),
+            params,
+            now,
+            miners=miner_list,
+            verified_hours=worker_verified_hours,
+            lease_intervals=interval_list,
+        )
 
     if miner_list is not None:
         hotkeys = miner_list
@@ -172,7 +200,8 @@ def compute_weights(
     money = {h: revenue[h].revenue if h in revenue else 0.0 for h in hotkeys}
     a = {h: avail[h].availability if h in avail else 0.0 for h in hotkeys}
     c_share = shares(raw)
-    l_share = shares(money)
+    # each seller hands out at most its stake share of the lease pool (SPEC 5.5)
+    l_share = {h: revenue[h].share if h in revenue else 0.0 for h in hotkeys}
     scores = {
         h: a[h] * (params.lease_weight * l_share[h] + params.challenge_weight * c_share[h])
         for h in hotkeys
@@ -213,4 +242,5 @@ def compute_weights(
         miners=explanations,
         conflicts=ownership.conflicts,
         reason=reason,
+        lease_sellers=leases.sellers,
     )

@@ -319,7 +319,7 @@ class MinerClient:
             del unanswered[challenge_id]
             emit(EpochArrival(challenge_id, result, at))
 
-        failure: ByteLeapError = TransientError("the epoch stream ended")
+        failure: ByteLeapError = LinkError("the epoch stream ended")
         try:
             async with asyncio.timeout(wait_s):
                 await self._read_epoch(request, http_request, clock, unanswered, settle)

@@ -3,10 +3,13 @@
     python -m neurons.devnet.cheat_worker run -c worker.yaml --mode fake_rows
     python -m neurons.devnet.cheat_worker run -c worker.yaml --mode sybil --claims 2 \
         --device-lock RUN_DIR/devices/sybil-1.lock
+    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode phantom_busy --claims 16
+    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode phantom_busy --companion
 
 It reads the same config file as ``byteleap-worker`` (``compute.pace_flops`` included: its NumPy
 device is paced like an honest devnet worker's) and runs the same agent and runtime; only the
-executor lies (:mod:`neurons.devnet.cheats`). It is started by ``byteleap devnet`` and is not
+executor lies (:mod:`neurons.devnet.cheats`), and for ``phantom_busy`` the agent, which says
+"busy" whatever it is doing. It is started by ``byteleap devnet`` and is not
 installed as a command: the production worker has no way to cheat.
 """
 
@@ -26,6 +29,7 @@ from byteleap.cli_support import ConfigOption, fail, load_or_exit
 from byteleap.config import WorkerConfig
 from byteleap.errors import ByteLeapError
 from neurons.devnet.cheats import (
+    AlwaysBusyAgent,
     Cheat,
     CheatingExecutor,
     CheatMode,
@@ -62,16 +66,27 @@ def run(
         bool, typer.Option("--never-commit", help="phantom_gpu: never commit (a timeout)")
     ] = False,
     claims: Annotated[
-        int, typer.Option(min=1, help="sybil: how many devices this worker claims")
+        int,
+        typer.Option(min=1, help="sybil, phantom_busy: how many devices this worker claims"),
     ] = 1,
     device_lock: Annotated[
         Path | None,
         typer.Option(help="sybil: the lock file of the one device every sybil claim shares"),
     ] = None,
+    companion: Annotated[
+        bool,
+        typer.Option("--companion", help="phantom_busy: the honest worker beside the busy one"),
+    ] = False,
 ) -> None:
     """Connect to the miner and answer challenges dishonestly until SIGINT/SIGTERM."""
     try:
-        cheat = Cheat(mode, never_commit=never_commit, claims=claims, device_lock=device_lock)
+        cheat = Cheat(
+            mode,
+            never_commit=never_commit,
+            claims=claims,
+            device_lock=device_lock,
+            companion=companion,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     cfg = load_or_exit(WorkerConfig, config)
@@ -85,8 +100,11 @@ def run(
     backend = NumpyBackend.for_worker(
         key.public_key, cpu_name(inventory), pace_flops=cfg.compute.pace_flops
     )
-    claimed = claimed_devices(mode, backend.devices()[0], key.public_key, claims=cheat.claims)
-    agent = WorkerAgent(
+    claimed = claimed_devices(
+        mode, backend.devices()[0], key.public_key, claims=cheat.claims, companion=companion
+    )
+    agent_class = AlwaysBusyAgent if cheat.always_busy else WorkerAgent
+    agent = agent_class(
         key,
         claimed_inventory(inventory, claimed),
         agent_version=byteleap.__version__,

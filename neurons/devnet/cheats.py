@@ -31,12 +31,32 @@ cpu_as_gpu      a CPU claims an "NVIDIA H200" (GPU- uuid, its memory and ``timeo
 ambiguous_model a CPU claims an "NVIDIA GeForce RTX 3090 H200": a name   ``timeout``: sized as a
                 that matches two models is ``unknown``; never commits    slow GPU, still far
                                                                          beyond a CPU
+late_excuse     answers every challenge with "busy", but only after its  ``timeout``: any answer
+                deadline has passed (it never computes)                  after the deadline is
+                                                                         one
+phantom_busy    one worker lists as many CPU devices as the protocol     ``unexplained_busy``: no
+                lets one worker list (``MAX_GPUS``) and always says it   lease explains it; the
+                is busy; it never computes. An honest companion worker   phantom earns nothing;
+                runs beside it on the same miner                         the companion verifies
+receipt_mint    honest workers, but a colluding low-stake validator      its receipts count
+                (:mod:`neurons.devnet.colluder`) leases them without any only in proportion to
+                renter and mints usage receipts the miner countersigns   the colluder's stake
 =============== ======================================================== =======================
 
 The first four are *fraud* modes (:data:`FRAUD_MODES`): their cheaters must end with weight 0. A
 sybil does real work, so it earns something: at most what the one device it really has earns, so
 neither sybil miner may weigh more than an honest miner's weight per device. The two model modes
 (:data:`MODEL_MODES`) must end with weight 0 and never be leased.
+
+The last three are *excuse and collusion* modes (SPEC 5.5, "what a miner cannot choose"). A
+late_excuse miner must end with weight 0, every late answer a timeout. A phantom_busy miner
+earns at most what its one honest device earns: the busy devices must not lift it. A
+receipt_mint miner computes honestly and may earn its challenge share, but its lease share may
+not exceed the colluding validator's share of the validators' stake. The receipt_mint miner's
+workers run the production worker unchanged (the cheat is the colluder's). A phantom_busy miner's
+companion computes every challenge honestly, but it is a cheating worker process all the same:
+it runs no renters' jobs, and lists its one device as small as a sybil claim
+(:data:`COMPANION_DEVICE_MIB`), so the renters (who ask for 1 GiB) never land on it.
 
 Each cheater signs its commitments with its real key, so the rejection is always for the cheat and
 never for a bad signature.
@@ -68,10 +88,16 @@ from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import ProverRun, RowOpening, open_rows, row_leaves
 from byteleap.crypto import WorkerKey
 from byteleap.errors import MalformedMessage, WorkerFailure
+from byteleap.protocol.common import MAX_GPUS
 from byteleap.protocol.inventory import GpuInfo, Inventory
-from byteleap.protocol.worker_link import ChallengeDispatch, GpuCommit, RevealRequest
+from byteleap.protocol.worker_link import (
+    ChallengeDispatch,
+    GpuCommit,
+    RevealRequest,
+    Unavailable,
+)
 from byteleap.protocol.worker_link import RowOpening as WireOpening
-from workers.agent import MAX_KEPT_RUNS
+from workers.agent import MAX_KEPT_RUNS, Instruction, Send, WorkerAgent
 from workers.backends.base import Abandoned, ComputeBackend, Device
 from workers.backends.select import CPU_DEVICE_INDEX
 from workers.compute import ChallengeExecutor
@@ -85,6 +111,9 @@ class CheatMode(StrEnum):
     SYBIL = "sybil"
     CPU_AS_GPU = "cpu_as_gpu"
     AMBIGUOUS_MODEL = "ambiguous_model"
+    LATE_EXCUSE = "late_excuse"
+    PHANTOM_BUSY = "phantom_busy"
+    RECEIPT_MINT = "receipt_mint"
 
 
 #: every mode (``byteleap devnet --cheat MODE``)
@@ -101,16 +130,43 @@ FRAUD_MODES: tuple[CheatMode, ...] = (
 MODEL_MODES: tuple[CheatMode, ...] = (CheatMode.CPU_AS_GPU, CheatMode.AMBIGUOUS_MODEL)
 #: the modes whose workers never commit (the validator records a timeout)
 SILENT_MODES: frozenset[CheatMode] = frozenset(MODEL_MODES)
+#: the modes that test SPEC 5.5 (excuses, busy claims, receipts of a colluding validator)
+EXCUSE_MODES: tuple[CheatMode, ...] = (
+    CheatMode.LATE_EXCUSE,
+    CheatMode.PHANTOM_BUSY,
+    CheatMode.RECEIPT_MINT,
+)
+#: the cheating miners that may earn something, within a bound their check states (a sybil's
+#: one real device, a phantom_busy miner's honest worker, a receipt_mint miner's honest compute)
+BOUNDED_MODES: frozenset[CheatMode] = frozenset(
+    {CheatMode.SYBIL, CheatMode.PHANTOM_BUSY, CheatMode.RECEIPT_MINT}
+)
+#: the modes without a cheating worker process: every worker of a receipt_mint miner runs the
+#: production ``byteleap-worker``
+HONEST_WORKER_MODES: frozenset[CheatMode] = frozenset({CheatMode.RECEIPT_MINT})
 
-#: failure types (``FraudReason`` values, or ``timeout``) the validator may record for each mode
+#: a worker still holding an earlier challenge (a silent one past its deadline, a sybil's queued
+#: claims) answers the next epoch's "busy", and no lease explains that: a missed challenge
+_STILL_BUSY = "unexplained_busy"
+#: failure types (``FraudReason`` values, ``timeout`` or ``unexplained_busy``) the validator may
+#: record for each mode with one validator. With several, any worker, honest or not, can also be
+#: found busy with another validator's challenge (``unexplained_busy``)
 EXPECTED_FAILURES: Mapping[CheatMode, frozenset[str]] = {
     CheatMode.FAKE_ROWS: frozenset({"bad_proof"}),
     CheatMode.SKIPPED_STAGES: frozenset({"wrong_entry"}),
     CheatMode.COPIED_ROOTS: frozenset({"wrong_entry"}),
-    CheatMode.PHANTOM_GPU: frozenset({"impossible_throughput", "bad_proof", "timeout"}),
-    CheatMode.SYBIL: frozenset({"timeout"}),
-    CheatMode.CPU_AS_GPU: frozenset({"timeout"}),
-    CheatMode.AMBIGUOUS_MODEL: frozenset({"timeout"}),
+    CheatMode.PHANTOM_GPU: frozenset(
+        {"impossible_throughput", "bad_proof", "timeout", _STILL_BUSY}
+    ),
+    CheatMode.SYBIL: frozenset({"timeout", _STILL_BUSY}),
+    CheatMode.CPU_AS_GPU: frozenset({"timeout", _STILL_BUSY}),
+    CheatMode.AMBIGUOUS_MODEL: frozenset({"timeout", _STILL_BUSY}),
+    # a late excuse is a timeout; with several validators, one validator's challenge may also
+    # find the worker still "busy" holding another's (no lease explains that either)
+    CheatMode.LATE_EXCUSE: frozenset({"timeout", "unexplained_busy"}),
+    CheatMode.PHANTOM_BUSY: frozenset({"unexplained_busy", "timeout"}),
+    # honest compute: only what can befall an honest worker
+    CheatMode.RECEIPT_MINT: frozenset({"timeout", "unexplained_busy"}),
 }
 
 DESCRIPTIONS: Mapping[CheatMode, str] = {
@@ -121,6 +177,9 @@ DESCRIPTIONS: Mapping[CheatMode, str] = {
     CheatMode.SYBIL: "two miners, three workers, four claims, one shared device",
     CheatMode.CPU_AS_GPU: "a CPU claiming an NVIDIA H200; never commits",
     CheatMode.AMBIGUOUS_MODEL: "a CPU claiming an 'RTX 3090 H200' (unknown model); never commits",
+    CheatMode.LATE_EXCUSE: "answers every challenge 'busy', after its deadline; never computes",
+    CheatMode.PHANTOM_BUSY: f"one worker lists {MAX_GPUS} devices, always busy; one honest beside",
+    CheatMode.RECEIPT_MINT: "honest workers; a colluding validator mints receipts for them",
 }
 
 #: the GPU a phantom worker claims
@@ -142,6 +201,15 @@ SYBIL_DEVICE_MIB = 512
 SYBIL_CLAIMS: tuple[tuple[int, ...], ...] = ((2, 1), (1,))
 #: seconds between two tries at the shared device's lock
 LOCK_POLL_S = 0.005
+#: seconds past a challenge's deadline (as the worker received it) a late_excuse worker says
+#: "busy": well inside the miner's own wait (the deadline plus half a second), so the excuse
+#: reaches the validator as an excuse, and always after the validator's deadline, which runs
+#: from the epoch's first dispatch, before the worker got the challenge
+LATE_EXCUSE_S = 0.2
+#: the devices a phantom_busy worker lists: the most one worker's inventory may hold
+PHANTOM_BUSY_CLAIMS = MAX_GPUS
+#: memory the honest companion of a phantom_busy worker lists for its one device
+COMPANION_DEVICE_MIB = SYBIL_DEVICE_MIB
 
 
 def mode_for(index: int) -> CheatMode:
@@ -155,21 +223,31 @@ class Cheat:
     mode: CheatMode
     #: phantom_gpu only: never commit (a timeout) instead of committing garbage at once
     never_commit: bool = False
-    #: sybil only: how many devices this worker claims
+    #: sybil and phantom_busy only: how many devices this worker claims
     claims: int = 1
     #: sybil only: the lock file of the one device every claim of the sybil shares
     device_lock: Path | None = None
+    #: phantom_busy only: the honest worker beside the busy one (computes honestly, one device)
+    companion: bool = False
 
     def __post_init__(self) -> None:
+        if self.mode in HONEST_WORKER_MODES:
+            raise ValueError(f"{self.mode.value} runs no cheating worker")
         if self.never_commit and self.mode is not CheatMode.PHANTOM_GPU:
             raise ValueError("never_commit applies to phantom_gpu only")
         if self.claims < 1:
             raise ValueError("a worker claims at least one device")
+        if self.claims > MAX_GPUS:
+            raise ValueError(f"a worker lists at most {MAX_GPUS} devices")
         if self.mode is CheatMode.SYBIL:
             if self.device_lock is None:
                 raise ValueError("a sybil worker needs the shared device's lock file")
-        elif self.claims != 1 or self.device_lock is not None:
-            raise ValueError("claims and device_lock apply to sybil only")
+        elif self.device_lock is not None:
+            raise ValueError("device_lock applies to sybil only")
+        elif self.claims != 1 and self.mode is not CheatMode.PHANTOM_BUSY:
+            raise ValueError("claims apply to sybil and phantom_busy only")
+        if self.companion and (self.mode is not CheatMode.PHANTOM_BUSY or self.claims != 1):
+            raise ValueError("a companion is phantom_busy's honest worker, with one device")
 
     @property
     def silent(self) -> bool:
@@ -177,10 +255,17 @@ class Cheat:
         return self.never_commit or self.mode in SILENT_MODES
 
     @property
+    def always_busy(self) -> bool:
+        """Whether this worker says "busy" in every heartbeat (and to every challenge)."""
+        return self.mode is CheatMode.PHANTOM_BUSY and not self.companion
+
+    @property
     def label(self) -> str:
         if self.never_commit:
             return f"{self.mode.value} (never commits)"
-        if self.mode is CheatMode.SYBIL:
+        if self.companion:
+            return f"{self.mode.value} (honest companion)"
+        if self.mode in (CheatMode.SYBIL, CheatMode.PHANTOM_BUSY):
             return f"{self.mode.value} ({self.claims} claim{'s' if self.claims > 1 else ''})"
         return self.mode.value
 
@@ -213,15 +298,20 @@ def sybil_uuid(worker_pubkey: bytes, claim: int) -> str:
     return "CPU-" + _derived(worker_pubkey, b"sybil/%d" % claim).hex()[:32]
 
 
+def phantom_busy_uuid(worker_pubkey: bytes, claim: int) -> str:
+    """The ``claim``-th CPU device a phantom_busy worker lists (from 1; claim 0 is its own)."""
+    return "CPU-" + _derived(worker_pubkey, b"busy/%d" % claim).hex()[:32]
+
+
 def _gpu(uuid: str, name: str, memory_mib: int) -> Device:
     return Device(uuid=uuid, name=name, kind="cuda", index=0, memory_total_bytes=memory_mib * 2**20)
 
 
 def claimed_devices(
-    mode: CheatMode, real: Device, worker_pubkey: bytes, *, claims: int = 1
+    mode: CheatMode, real: Device, worker_pubkey: bytes, *, claims: int = 1, companion: bool = False
 ) -> list[Device]:
-    """The devices the worker advertises: its real CPU device, a twin, several sybil claims, or
-    a GPU it does not have."""
+    """The devices the worker advertises: its real CPU device, a twin, several sybil or
+    phantom_busy claims, or a GPU it does not have."""
     if mode is CheatMode.COPIED_ROOTS:
         twin = Device(uuid=twin_uuid(worker_pubkey), name=real.name, kind="cpu")
         return [real, twin]
@@ -235,6 +325,11 @@ def claimed_devices(
         shared = replace(real, memory_total_bytes=SYBIL_DEVICE_MIB * 2**20)
         extra = [replace(shared, uuid=sybil_uuid(worker_pubkey, i)) for i in range(1, claims)]
         return [shared, *extra]
+    if mode is CheatMode.PHANTOM_BUSY and companion:
+        return [replace(real, memory_total_bytes=COMPANION_DEVICE_MIB * 2**20)]
+    if mode is CheatMode.PHANTOM_BUSY:
+        listed = [replace(real, uuid=phantom_busy_uuid(worker_pubkey, i)) for i in range(1, claims)]
+        return [real, *listed]
     return [real]
 
 
@@ -258,6 +353,23 @@ def claimed_inventory(inventory: Inventory, devices: Sequence[Device]) -> Invent
     ]
     backends = ["cupy"] if any(d.kind == "cuda" for d in devices) else ["numpy"]
     return inventory.model_copy(update={"gpus": gpus, "backends": backends})
+
+
+# --------------------------------------------------------------------------- always busy
+
+
+class AlwaysBusyAgent(WorkerAgent):
+    """The real worker agent, except that it says "busy" in every heartbeat and refuses every
+    challenge as busy at once, without computing (phantom_busy). It still takes a lease, and
+    then says "leased", as the honest agent does."""
+
+    @property
+    def state(self) -> str:
+        return "leased" if self.lease is not None else "busy"
+
+    def _dispatch(self, dispatch: ChallengeDispatch) -> list[Instruction]:
+        busy = Unavailable(challenge_id=dispatch.challenge_id, leased=self.lease is not None)
+        return [Send(busy)]
 
 
 # --------------------------------------------------------------------------- the shared device
@@ -455,7 +567,14 @@ class CheatingExecutor(ChallengeExecutor):
         if self.cheat.silent:
             # a cpu_as_gpu or ambiguous_model worker cannot compute a GPU-sized challenge, and
             # does not try (it would only burn the devnet's CPU): it never commits
-            await self._stay_silent(dispatch)
+            await self._hold(dispatch, SILENT_GRACE_S, "never committed")
+        if self.cheat.mode is CheatMode.LATE_EXCUSE:
+            # "busy", but only once the deadline has passed: the agent answers an abandoned
+            # challenge with Unavailable (busy), and the miner passes that on as the excuse
+            await self._hold(dispatch, LATE_EXCUSE_S, "busy, after the deadline")
+        if self.cheat.always_busy:
+            # the agent refuses every challenge of an always-busy worker before it gets here
+            raise Abandoned(f"{self.cheat.mode.value}: busy")
         evidence = await asyncio.to_thread(self._prove, dispatch, miner_hotkey)
         self._committed[dispatch.challenge_id] = evidence
         while len(self._committed) > self.keep:
@@ -491,14 +610,16 @@ class CheatingExecutor(ChallengeExecutor):
 
         return tuple(await asyncio.to_thread(all_rows))
 
-    async def _stay_silent(self, dispatch: ChallengeDispatch) -> None:
-        """Hold the challenge past its deadline, then give it up without a commit."""
-        until = self.clock() + dispatch.deadline_ms / 1000 + SILENT_GRACE_S
+    async def _hold(self, dispatch: ChallengeDispatch, past_s: float, why: str) -> None:
+        """Hold the challenge until ``past_s`` after its deadline (or a stop), then give it up
+        without a commit: the agent answers "busy"."""
+        until = self.clock() + dispatch.deadline_ms / 1000 + past_s
         while not self._halt.is_set():
-            if self.clock() >= until:
+            remaining = until - self.clock()
+            if remaining <= 0:
                 break
-            await asyncio.sleep(0.05)
-        raise Abandoned(f"{self.cheat.mode.value}: never committed")
+            await asyncio.sleep(min(0.05, remaining))
+        raise Abandoned(f"{self.cheat.mode.value}: {why}")
 
     def _prove(self, dispatch: ChallengeDispatch, miner_hotkey: str) -> dict[str, Evidence]:
         real = self.backend.devices()[0]
@@ -533,6 +654,8 @@ class CheatingExecutor(ChallengeExecutor):
                 return dict.fromkeys(uuids, computed)
             case CheatMode.PHANTOM_GPU:
                 return {u: phantom_evidence(params, self.rng) for u in uuids}
+            case CheatMode.PHANTOM_BUSY if self.cheat.companion:
+                return {u: honest_evidence(compute(u, params)) for u in uuids}
             case CheatMode.SYBIL:
                 # every claim honestly, one after another, each holding the one shared device
                 # for its whole (paced) run
@@ -542,5 +665,5 @@ class CheatingExecutor(ChallengeExecutor):
                     with self.shared.serving(u, dispatch.challenge_id, self._halt.is_set):
                         evidence[u] = honest_evidence(compute(u, params))
                 return evidence
-            case CheatMode.CPU_AS_GPU | CheatMode.AMBIGUOUS_MODEL:  # pragma: no cover
+            case _:  # pragma: no cover - these modes return or raise before computing
                 raise Abandoned(f"{self.cheat.mode.value}: never computes")

@@ -8,6 +8,8 @@ say is tested without a network.
 
 Each miner's lease revenue and its challenge and lease shares come from the validator's own
 explanation of the weight vector shown: the inputs it stored with the submission that set it.
+With several validators, each one's store is read on its own (one :class:`Observed` and one
+:class:`Snapshot` each); the report lists each one's vector (:class:`ValidatorView`).
 """
 
 from __future__ import annotations
@@ -108,6 +110,50 @@ class Snapshot:
     @property
     def workers_total(self) -> int:
         return sum(m.workers for m in self.miners)
+
+
+@dataclass(frozen=True)
+class ValidatorView:
+    """One validator's final weight vector, for the report (``validators`` in the JSON)."""
+
+    name: str
+    uid: int
+    hotkey: str
+    stake: float
+    weights_block: int | None
+    #: uid -> its share of the vector (the u16 values normalised to sum 1)
+    weights: Mapping[int, float]
+    #: miner uid -> its lease share in the validator's explanation of the vector (None: the
+    #: explanation could not be read)
+    lease_shares: Mapping[int, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "hotkey": self.hotkey,
+            "uid": self.uid,
+            "stake": self.stake,
+            "weights_block": self.weights_block,
+            "weights": {str(uid): share for uid, share in sorted(self.weights.items())},
+            "lease_shares": None
+            if self.lease_shares is None
+            else {str(uid): share for uid, share in sorted(self.lease_shares.items())},
+        }
+
+
+def validator_view(
+    name: str, identity: Identity, snap: Snapshot, weights: WeightsRecord | None
+) -> ValidatorView:
+    """What ``snap`` (one validator's snapshot, taken with ``weights``) says of its vector."""
+    return ValidatorView(
+        name=name,
+        uid=identity.uid,
+        hotkey=identity.hotkey,
+        stake=identity.stake,
+        weights_block=weights.block if weights is not None else None,
+        weights=weights.shares() if weights is not None else {},
+        lease_shares={m.uid: m.lease_share or 0.0 for m in snap.miners} if snap.explained else None,
+    )
 
 
 def scored_per_worker(challenges: Sequence[ChallengeRow]) -> Counter[str]:

@@ -16,10 +16,19 @@ Layout of the run directory::
     data/NAME/                each process's paths.data_dir (worker keys live here)
 
     devices/sybil-N.lock      the one device a sybil's claims share (with ``--cheat sybil``)
+    data/colluder-N/minted.jsonl  what a receipt_mint cheater's colluding validator did
 
-With renters (``--renters``), the validator serves its renter API on a free 127.0.0.1 port, the
-honest workers run renters' jobs with the development subprocess runner, and each renter's API
-key is made by the validator's own ``renters add`` command (:class:`RenterSpec`).
+**Validators.** ``--validators V`` starts V validators (``validator``, ``validator-2``, ...),
+each with its own wallet, database (SQLite in its data directory; a ``--database-url`` is the
+first one's) and config, all with the same tuning, and with stakes :func:`validator_stake`
+(10,000, 5,000, 2,500, 1,250): different, all with a permit and above the miners'
+:data:`MIN_VALIDATOR_STAKE`. Each receipt_mint cheater adds a colluding validator
+(``colluder-N``, :class:`ColluderSpec`) with :data:`COLLUDER_STAKE`, below every honest one.
+
+With renters (``--renters``), the first validator serves its renter API on a free 127.0.0.1 port
+(every renter rents through it), the honest workers run renters' jobs with the development
+subprocess runner, and each renter's API key is made by that validator's own ``renters add``
+command (:class:`RenterSpec`).
 
 **Pacing.** A 2-core machine running a dozen workers gives no stable timings, and the validator's
 deadlines (at most 1.5 x the expected time) need them. So every devnet worker, honest or not,
@@ -31,6 +40,7 @@ lower it). Every worker thus behaves like one simulated GPU of that speed.
 
 from __future__ import annotations
 
+import copy
 import random
 import shutil
 import socket
@@ -46,7 +56,14 @@ from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, validate_config
 from byteleap.crypto import WorkerKey
 from neurons.chain import DEVCHAIN_PREFIX, DevChainParams
-from neurons.devnet.cheats import SYBIL_CLAIMS, Cheat, CheatMode, mode_for
+from neurons.devnet.cheats import (
+    HONEST_WORKER_MODES,
+    PHANTOM_BUSY_CLAIMS,
+    SYBIL_CLAIMS,
+    Cheat,
+    CheatMode,
+    mode_for,
+)
 
 Role = Literal["validator", "miner", "worker"]
 PortSource = Callable[[], int]
@@ -58,9 +75,17 @@ BLOCK_SECONDS = 0.25
 WEIGHTS_INTERVAL_BLOCKS = 8
 WEIGHTS_RATE_LIMIT_BLOCKS = 4
 TEMPO_BLOCKS = 20
+#: the first validator's stake; each further one has half the stake of the one before
 VALIDATOR_STAKE = 10_000.0
-#: the miner answers validators with at least this much stake (the validator has more)
-MIN_VALIDATOR_STAKE = 1_000.0
+#: the most validators ``--validators`` starts (the last has 1,250, above every bound below)
+MAX_VALIDATORS = 4
+#: the miner answers validators with at least this much stake (every validator has more)
+MIN_VALIDATOR_STAKE = 500.0
+#: a receipt_mint cheater's colluding validator: permitted, but below every honest validator
+COLLUDER_STAKE = 1_000.0
+#: seconds between a colluding validator's epochs: it does not bother to test the network (it
+#: still runs every loop of the real validator), so it adds next to no load to the devices
+COLLUDER_EPOCH_S = 3600.0
 #: the environment variable that carries a --database-url to the validator (never written to disk)
 DATABASE_URL_ENV = "BYTELEAP_DEVNET_DATABASE_URL"
 
@@ -100,6 +125,25 @@ VALIDATOR_TUNING: Mapping[str, Any] = {
     },
     "miners": {"poll_interval_s": 1.0, "request_timeout_s": 5.0},
 }
+
+
+def validator_stake(index: int) -> float:
+    """The stake of validator ``index`` (from 0): 10,000, 5,000, 2,500, 1,250."""
+    return VALIDATOR_STAKE / (1 << index)
+
+
+def validator_tuning(validators: int) -> dict[str, Any]:
+    """Every validator's settings (the same for all) when ``validators`` of them run.
+
+    Each validator challenges every device, and a device serves one challenge at a time: a
+    challenge that finds it busy with another validator's is a missed one (no lease explains
+    it). So the epoch interval grows with the number of validators, and each device spends
+    about the same share of its time on challenges as with one validator."""
+    tuning = copy.deepcopy({key: dict(value) for key, value in VALIDATOR_TUNING.items()})
+    tuning["challenge"]["interval_s"] = VALIDATOR_TUNING["challenge"]["interval_s"] * validators
+    return tuning
+
+
 #: price per GPU-hour of every devnet device (the workers' CPU devices are priced as 'cpu')
 DEVNET_PRICE = 1.0
 #: seconds between a running lease's usage receipts (production: hourly)
@@ -139,10 +183,14 @@ class DevnetOptions:
     renters: int = 1
     #: one more cheating miner per entry, after the ``cheaters`` (``sybil`` adds two)
     cheats: tuple[CheatMode, ...] = ()
+    #: validators with different stakes, all judging the same miners
+    validators: int = 1
 
     def __post_init__(self) -> None:
         if self.miners < 1 or self.workers < 1 or self.cheaters < 0 or self.rounds < 1:
             raise ValueError("need at least one honest miner, one worker each and one round")
+        if not 1 <= self.validators <= MAX_VALIDATORS:
+            raise ValueError(f"validators must be between 1 and {MAX_VALIDATORS}")
         unknown = [c for c in self.cheats if not isinstance(c, CheatMode)]
         if unknown:
             raise ValueError(f"unknown cheat mode(s): {', '.join(map(str, unknown))}")
@@ -201,6 +249,29 @@ class NeuronSpec:
 
 
 @dataclass(frozen=True)
+class ValidatorSpec(NeuronSpec):
+    """A validator: its stake on the devchain (with a permit) and its database."""
+
+    stake: float = VALIDATOR_STAKE
+    #: its database URL as the devnet reads it
+    database_url: str = ""
+
+
+@dataclass(frozen=True)
+class ColluderSpec(ValidatorSpec):
+    """A receipt_mint cheater's colluding validator: the real validator runtime plus a loop
+    that leases the cheater's workers without any renter and mints receipts for them
+    (:mod:`neurons.devnet.colluder`)."""
+
+    #: the name of the cheating miner it colludes with
+    miner: str = ""
+    #: one JSON line per lease and receipt it made
+    ledger: Path = Path()
+    #: the devnet creates this file when the colluder may start (after the rounds)
+    start_file: Path = Path()
+
+
+@dataclass(frozen=True)
 class MinerSpec(NeuronSpec):
     api_port: int = 0
     workers_port: int = 0
@@ -230,20 +301,31 @@ class Plan:
     chain_path: Path
     chain_params: DevChainParams
     wallets_dir: Path
-    validator: NeuronSpec
-    #: the validator's database URL as the devnet reads it
-    database_url: str
-    #: the validator's availability bucket: a worker counts once a bucket it was online in ends
+    #: the validators, the first (the renters') first
+    validators: tuple[ValidatorSpec, ...]
+    #: the validators' availability bucket: a worker counts once a bucket it was online in ends
     bucket_seconds: int
     miners: tuple[MinerSpec, ...]
     rounds: int
     renters: tuple[RenterSpec, ...] = ()
-    #: the validator's renter API (``http://127.0.0.1:PORT``); None when there are no renters
+    #: the first validator's renter API (``http://127.0.0.1:PORT``); None without renters
     renter_api_url: str | None = None
-    #: the validator's ``leases.receipt_poll_interval_s``
+    #: the validators' ``leases.receipt_poll_interval_s``
     receipt_poll_s: float = RECEIPT_POLL_S
     #: the lock file of each sybil's one shared device
     shared_devices: tuple[Path, ...] = ()
+    #: one colluding validator per receipt_mint cheater
+    colluders: tuple[ColluderSpec, ...] = ()
+
+    @property
+    def validator(self) -> ValidatorSpec:
+        """The first validator: the renters rent through it."""
+        return self.validators[0]
+
+    @property
+    def database_url(self) -> str:
+        """The first validator's database URL."""
+        return self.validator.database_url
 
     @property
     def workers(self) -> tuple[WorkerSpec, ...]:
@@ -251,12 +333,15 @@ class Plan:
 
     @property
     def honest_workers(self) -> tuple[WorkerSpec, ...]:
-        return tuple(w for w in self.workers if w.cheat is None)
+        """The workers of the honest miners (a cheating miner's production workers, such as a
+        receipt_mint miner's, are not among them)."""
+        return tuple(w for m in self.miners if m.cheat is None for w in m.workers)
 
     def processes(self) -> list[ProcessSpec]:
-        """Every process in start order: validator, miners, workers."""
+        """Every process in start order: validators, colluders, miners, workers."""
         return [
-            self.validator.process,
+            *(v.process for v in self.validators),
+            *(c.process for c in self.colluders),
             *(m.process for m in self.miners),
             *(w.process for w in self.workers),
         ]
@@ -321,36 +406,57 @@ def build_plan(
     def chain_section() -> dict[str, Any]:
         return {"network": network, "netuid": NETUID, "sync_interval_s": 1.0}
 
-    # ---------------------------------------------------------------- validator
-    validator_env: dict[str, str] = {}
-    database: dict[str, Any] = {}
-    if options.database_url is not None:
-        validator_env[DATABASE_URL_ENV] = options.database_url
-        database["url"] = {"env": DATABASE_URL_ENV}
-    renter_api_url: str | None = None
-    api: dict[str, Any] = {"enabled": False}
-    if options.renters:
-        api_port = port()
-        api = {"enabled": True, "host": "127.0.0.1", "port": api_port, **RENTER_API_LIMITS}
-        renter_api_url = f"http://127.0.0.1:{api_port}"
-    validator_config = {
-        "wallet": {"name": "validator", "hotkey": "default", "path": str(wallets)},
-        "chain": chain_section(),
-        "database": database,
-        **{key: dict(value) for key, value in VALIDATOR_TUNING.items()},
-        "leases": {**LEASES_TUNING, "prices": dict(LEASES_TUNING["prices"])},
-        "api": api,
-        "paths": {"data_dir": str(run_dir / "data" / "validator")},
-        "metrics": {"enabled": False},
-    }
-    parsed = checked(ValidatorConfig, validator_config, "the validator", **validator_env)
-    database_url = parsed.database.resolve_url(validator_env)
+    # ---------------------------------------------------------------- validators
     validator_argv = console_command("byteleap-validator", "neurons.validator.cli")
-    validator = NeuronSpec(
-        process=spec("validator", "validator", validator_argv, validator_config, validator_env),
-        wallet_name="validator",
-        wallet_seed=rng.randbytes(32),
-    )
+    tuning = validator_tuning(options.validators)
+
+    def validator_config(
+        name: str, *, api: Mapping[str, Any], database: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "wallet": {"name": name, "hotkey": "default", "path": str(wallets)},
+            "chain": chain_section(),
+            "database": dict(database),
+            **copy.deepcopy(tuning),
+            "leases": copy.deepcopy(dict(LEASES_TUNING)),
+            "api": dict(api),
+            "paths": {"data_dir": str(run_dir / "data" / name)},
+            "metrics": {"enabled": False},
+        }
+
+    renter_api_url: str | None = None
+    validators: list[ValidatorSpec] = []
+    bucket_seconds = 0
+    receipt_poll_s = RECEIPT_POLL_S
+    for index in range(options.validators):
+        name = "validator" if index == 0 else f"validator-{index + 1}"
+        env: dict[str, str] = {}
+        database: dict[str, Any] = {}
+        api: dict[str, Any] = {"enabled": False}
+        if index == 0:
+            # the first validator takes the --database-url and serves the renters
+            if options.database_url is not None:
+                env[DATABASE_URL_ENV] = options.database_url
+                database["url"] = {"env": DATABASE_URL_ENV}
+            if options.renters:
+                api_port = port()
+                api = {"enabled": True, "host": "127.0.0.1", "port": api_port}
+                api.update(RENTER_API_LIMITS)
+                renter_api_url = f"http://127.0.0.1:{api_port}"
+        config = validator_config(name, api=api, database=database)
+        parsed = checked(ValidatorConfig, config, f"validator {name}", **env)
+        bucket_seconds = parsed.scoring.bucket_minutes * 60
+        receipt_poll_s = parsed.leases.receipt_poll_interval_s
+        validators.append(
+            ValidatorSpec(
+                process=spec(name, "validator", validator_argv, config, env),
+                wallet_name=name,
+                wallet_seed=rng.randbytes(32),
+                stake=validator_stake(index),
+                database_url=parsed.database.resolve_url(env),
+            )
+        )
+    validator = validators[0]
     renters = tuple(
         RenterSpec(
             name=f"renter-{i + 1}",
@@ -360,13 +466,14 @@ def build_plan(
                 *("-c", str(validator.process.config_path)),
                 *("--limit", f"{RENTER_SPEND_LIMIT:g}"),
             ),
-            env=dict(validator_env),
+            env=dict(validator.process.env),
         )
         for i in range(options.renters)
     )
 
     # ---------------------------------------------------------------- miners and workers
     miners = []
+    colluders: list[ColluderSpec] = []
     roster = _roster(options, run_dir)
     for entry in roster:
         miner_name, mode = entry.name, entry.mode
@@ -398,7 +505,7 @@ def build_plan(
             }
             checked(WorkerConfig, config, name)
             cheat = None
-            if mode is None:
+            if mode is None or j < entry.production_workers:
                 argv = console_command("byteleap-worker", "workers.cli")
             else:
                 cheat = Cheat(
@@ -407,6 +514,8 @@ def build_plan(
                     never_commit=mode is CheatMode.PHANTOM_GPU and j % 2 == 1,
                     claims=claims,
                     device_lock=entry.device_lock,
+                    # a phantom_busy miner's first worker is the honest one beside the busy one
+                    companion=mode is CheatMode.PHANTOM_BUSY and j == 0,
                 )
                 argv = (sys.executable, "-m", "neurons.devnet.cheat_worker")
             process = spec(name, "worker", argv, config, WORKER_ENV)
@@ -419,7 +528,7 @@ def build_plan(
                     pubkey=WorkerKey.from_seed(key_seed).public_key.hex(),
                     key_file=key_file,
                     cheat=cheat,
-                    devices=_claimed(cheat),
+                    devices=claims if cheat is None else _claimed(cheat),
                 )
             )
         miner_config = {
@@ -440,6 +549,18 @@ def build_plan(
             "metrics": {"enabled": False},
         }
         checked(MinerConfig, miner_config, miner_name)
+        if mode is CheatMode.RECEIPT_MINT:
+            colluders.append(
+                _colluder(
+                    f"colluder-{len(colluders) + 1}",
+                    miner_name,
+                    api_port,
+                    run_dir=run_dir,
+                    config=validator_config,
+                    spec=spec,
+                    seed=rng.randbytes(32),
+                )
+            )
         miners.append(
             MinerSpec(
                 process=spec(
@@ -467,15 +588,51 @@ def build_plan(
             weights_rate_limit=WEIGHTS_RATE_LIMIT_BLOCKS,
         ),
         wallets_dir=wallets,
-        validator=validator,
-        database_url=database_url,
-        bucket_seconds=parsed.scoring.bucket_minutes * 60,
+        validators=tuple(validators),
+        bucket_seconds=bucket_seconds,
         miners=tuple(miners),
         rounds=options.rounds,
         renters=renters,
         renter_api_url=renter_api_url,
-        receipt_poll_s=parsed.leases.receipt_poll_interval_s,
+        receipt_poll_s=receipt_poll_s,
         shared_devices=tuple(dict.fromkeys(e.device_lock for e in roster if e.device_lock)),
+        colluders=tuple(colluders),
+    )
+
+
+def _colluder(
+    name: str,
+    miner: str,
+    miner_api_port: int,
+    *,
+    run_dir: Path,
+    config: Callable[..., dict[str, Any]],
+    spec: Callable[..., ProcessSpec],
+    seed: bytes,
+) -> ColluderSpec:
+    """The colluding validator of receipt_mint cheater ``miner``: a validator config with the
+    same tuning but rare epochs (it does not bother to test), started through the devnet-only
+    :mod:`neurons.devnet.colluder`, which finds the miner on the devchain by its endpoint."""
+    data = run_dir / "data" / name
+    ledger, start_file = data / "minted.jsonl", data / "start"
+    colluder_config = config(name, api={"enabled": False}, database={})
+    colluder_config["challenge"]["interval_s"] = COLLUDER_EPOCH_S
+    parsed = checked(ValidatorConfig, colluder_config, f"colluder {name}")
+    argv = (sys.executable, "-m", "neurons.devnet.colluder")
+    process = spec(name, "validator", argv, colluder_config)
+    extra = (
+        *("--miner-endpoint", f"127.0.0.1:{miner_api_port}"),
+        *("--ledger", str(ledger), "--start-file", str(start_file)),
+    )
+    return ColluderSpec(
+        process=replace(process, argv=(*process.argv, *extra)),
+        wallet_name=name,
+        wallet_seed=seed,
+        stake=COLLUDER_STAKE,
+        database_url=parsed.database.resolve_url({}),
+        miner=miner,
+        ledger=ledger,
+        start_file=start_file,
     )
 
 
@@ -486,11 +643,15 @@ class _RosterEntry:
     #: devices each of the miner's workers claims
     claims: tuple[int, ...]
     device_lock: Path | None = None
+    #: how many of its first workers run the production worker (a cheating miner's honest ones)
+    production_workers: int = 0
 
 
 def _roster(options: DevnetOptions, run_dir: Path) -> list[_RosterEntry]:
     """Every miner: the honest ones, the ``--cheaters`` (fraud modes in turn), then one per
-    ``--cheat`` (two for ``sybil``, sharing one device)."""
+    ``--cheat`` (two for ``sybil``, sharing one device; a phantom_busy miner has its honest
+    companion and the busy worker, whatever ``--workers`` says; every worker of a receipt_mint
+    miner is a production worker)."""
     one_each = (1,) * options.workers
     roster = [_RosterEntry(f"miner-{i + 1}", None, one_each) for i in range(options.miners)]
     modes = [mode_for(i) for i in range(options.cheaters)]
@@ -502,9 +663,13 @@ def _roster(options: DevnetOptions, run_dir: Path) -> list[_RosterEntry]:
             for claims in SYBIL_CLAIMS:
                 name = f"cheater-{len(roster) - options.miners + 1}"
                 roster.append(_RosterEntry(name, mode, claims, lock))
+        elif mode is CheatMode.PHANTOM_BUSY:
+            name = f"cheater-{len(roster) - options.miners + 1}"
+            roster.append(_RosterEntry(name, mode, (1, PHANTOM_BUSY_CLAIMS)))
         else:
             name = f"cheater-{len(roster) - options.miners + 1}"
-            roster.append(_RosterEntry(name, mode, one_each))
+            honest = len(one_each) if mode in HONEST_WORKER_MODES else 0
+            roster.append(_RosterEntry(name, mode, one_each, production_workers=honest))
     return roster
 
 
@@ -523,4 +688,8 @@ def cheat_argv(cheat: Cheat) -> tuple[str, ...]:
         argv += ("--never-commit",)
     if cheat.mode is CheatMode.SYBIL:
         argv += ("--claims", str(cheat.claims), "--device-lock", str(cheat.device_lock))
+    elif cheat.claims != 1:
+        argv += ("--claims", str(cheat.claims))
+    if cheat.companion:
+        argv += ("--companion",)
     return argv

@@ -2,21 +2,22 @@
 
 After :func:`prepare`, every process of the plan can start: its config file exists, its wallet or
 key file is where the config says, and every hotkey is registered on the devchain (a miner whose
-hotkey is not registered stops at start-up, like on the real chain).
+hotkey is not registered stops at start-up, like on the real chain). The validators and the
+colluding validators are registered with a validator permit and their stakes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bittensor as bt
 import yaml
 
 from neurons.chain import DevChain
-from neurons.devnet.plan import VALIDATOR_STAKE, NeuronSpec, Plan
+from neurons.devnet.plan import NeuronSpec, Plan, ValidatorSpec
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Identity:
     uid: int
     hotkey: str
     coldkey: str
+    #: its stake (a validator's; 0 for a miner)
+    stake: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,22 @@ class Network:
     """The prepared devnet: the chain and who is who on it."""
 
     chain: DevChain
-    validator: Identity
+    #: the validators, in the plan's order (the renters' first)
+    validators: tuple[Identity, ...]
     #: by miner name (``miner-1``, ``cheater-1``)
     miners: dict[str, Identity]
+    #: the colluding validators, by name (``colluder-1``)
+    colluders: dict[str, Identity] = field(default_factory=dict)
+
+    @property
+    def validator(self) -> Identity:
+        """The first validator."""
+        return self.validators[0]
+
+    @property
+    def total_stake(self) -> float:
+        """The stake of every validator, colluders included."""
+        return sum(v.stake for v in (*self.validators, *self.colluders.values()))
 
 
 def make_wallet(root: Path, name: str, seed: bytes) -> tuple[str, str]:
@@ -74,16 +90,14 @@ def prepare(plan: Plan) -> Network:
         write_worker_key(worker.key_file, worker.key_seed)
     chain = DevChain.create(plan.chain_path, plan.chain_params)
 
-    def register(neuron: NeuronSpec, *, validator: bool) -> Identity:
+    def register(neuron: NeuronSpec) -> Identity:
         hotkey, coldkey = make_wallet(plan.wallets_dir, neuron.wallet_name, neuron.wallet_seed)
-        uid = chain.register(
-            hotkey,
-            coldkey,
-            stake=VALIDATOR_STAKE if validator else 0.0,
-            validator_permit=validator,
-        )
-        return Identity(uid=uid, hotkey=hotkey, coldkey=coldkey)
+        validator = isinstance(neuron, ValidatorSpec)
+        stake = neuron.stake if isinstance(neuron, ValidatorSpec) else 0.0
+        uid = chain.register(hotkey, coldkey, stake=stake, validator_permit=validator)
+        return Identity(uid=uid, hotkey=hotkey, coldkey=coldkey, stake=stake)
 
-    validator = register(plan.validator, validator=True)
-    miners = {miner.name: register(miner, validator=False) for miner in plan.miners}
-    return Network(chain=chain, validator=validator, miners=miners)
+    validators = tuple(register(v) for v in plan.validators)
+    colluders = {c.name: register(c) for c in plan.colluders}
+    miners = {miner.name: register(miner) for miner in plan.miners}
+    return Network(chain=chain, validators=validators, miners=miners, colluders=colluders)

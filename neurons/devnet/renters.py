@@ -37,8 +37,9 @@ from neurons.devnet.processes import child_environment
 #: how long a lease is booked for: the renter terminates it long before
 LEASE_HOURS = 0.05
 #: the least device memory a renter asks for. An honest devnet device reports the host's memory;
-#: a sybil's claims report a small shared device (``cheats.SYBIL_DEVICE_MIB``), so a renter never
-#: lands on a sybil claim the validator verified (its worker runs no jobs)
+#: a sybil's claims report a small shared device (``cheats.SYBIL_DEVICE_MIB``), and so does a
+#: phantom_busy miner's honest companion, so a renter never lands on a cheating worker the
+#: validator verified (it runs no jobs)
 MIN_VRAM_MIB = 1024
 #: the job's own timeout on the worker
 JOB_TIMEOUT_S = 60

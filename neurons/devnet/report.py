@@ -7,6 +7,10 @@ The JSON (``byteleap devnet --json``, on stdout)::
                  "challenge_share": 0.33, "lease_share": 1.0, "weight": 0.79}, ...],
      "renters": [{"renter": "renter-1", "lease_id": "lease-...", "miner_uid": 1,
                   "job_id": "job-...", "exit_code": 0, ...}],
+     "validators": [{"name": "validator", "hotkey": "5C...", "uid": 0, "stake": 10000.0,
+                     "weights_block": 212, "weights": {"1": 0.79, "2": 0.21},
+                     "lease_shares": {"1": 1.0, "2": 0.0}}, ...],
+     "agreement": 0.998, "colluders": [],
      "weights_block": 212, "duration_s": 48.3}
 
 ``devices`` counts the devices the miner's workers claim. ``failed`` counts fraud and timeouts;
@@ -15,7 +19,12 @@ The JSON (``byteleap devnet --json``, on stdout)::
 figures for the reported weight vector (``null`` when its explanation could not be read).
 ``weight`` is the miner's share of the validator's weight vector on the devchain (the u16 values
 normalised to sum 1). ``renters`` lists what each simulated renter did
-(:meth:`neurons.devnet.renters.RenterOutcome.to_dict`).
+(:meth:`neurons.devnet.renters.RenterOutcome.to_dict`). The miners' figures are the first
+validator's; ``validators`` lists every validator's own vector (weights by uid, and the lease
+shares of its explanation), and ``agreement`` is the smallest cosine similarity of any two of
+those vectors (:func:`agreement`; ``null`` with one validator). ``colluders`` lists each
+receipt_mint cheater's colluding validator: its stake, its share of all validators' stake, and the
+leases and receipts it made (:func:`neurons.devnet.colluder.read_ledger`).
 
 The verdict (:func:`checks`) depends on the cheat:
 
@@ -26,14 +35,25 @@ The verdict (:func:`checks`) depends on the cheat:
 - **sybil**: it does real work on one shared device, so it may earn, but each sybil miner's
   weight must stay at or below the smallest honest miner's weight *per device*, plus
   :data:`SYBIL_TOLERANCE`. Two claims on one device must not earn more than one honest device;
+- **late_excuse**: weight 0, no lease revenue, and its failures are timeouts only (at least one):
+  an excuse after the deadline is a timeout;
+- **phantom_busy**: weight at most the smallest honest miner's weight per device (it has one
+  real device, its companion), plus :data:`BOUND_TOLERANCE`: busy devices earn nothing and do not
+  lift its availability;
+- **receipt_mint**: in every validator's explanation, its lease share is at most its colluder's
+  share of all validators' stake, plus :data:`BOUND_TOLERANCE`; and the colluder did mint
+  receipts that bill something (else the check would prove nothing);
 - honest miners: each verified at least once, and their weights sum to 1 (the fraud and model
-  cheaters have none; the sybils' weight is then a part of it).
+  cheaters have none; the weight of the sybils, phantom_busy and receipt_mint miners is then a
+  part of it);
+- with two validators or more: their :func:`agreement` is at least :data:`AGREEMENT_TARGET`.
 
 With renters, every job must exit 0 and some honest miner must have lease revenue.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,19 +61,50 @@ from typing import Any
 
 from rich.table import Table
 
-from neurons.devnet.cheats import FRAUD_MODES, MODEL_MODES, CheatMode
-from neurons.devnet.observe import Snapshot
+from neurons.devnet.cheats import BOUNDED_MODES, FRAUD_MODES, MODEL_MODES, CheatMode
+from neurons.devnet.observe import Snapshot, ValidatorView
 
 #: honest weights must sum to 1 within this
 WEIGHT_TOLERANCE = 1e-6
 #: a sybil miner may exceed the smallest honest weight per device by this much (the weights are
 #: u16 shares, and a sybil's one verified claim can be as fast as an honest device)
 SYBIL_TOLERANCE = 0.02
+#: how far a phantom_busy or receipt_mint miner may exceed its bound (u16 shares, timing noise)
+BOUND_TOLERANCE = 0.02
+#: validators given the same evidence must agree at least this well (SPEC 5.5)
+AGREEMENT_TARGET = 0.95
+
+
+def cosine(a: Mapping[Any, float], b: Mapping[Any, float]) -> float:
+    """The cosine similarity of two weight vectors keyed by uid, over the union of their uids
+    (a uid missing from one counts 0 there). Two zero vectors are alike (1); a zero vector and
+    any other are not (0)."""
+    uids = set(a) | set(b)
+    dot = sum(a.get(uid, 0.0) * b.get(uid, 0.0) for uid in uids)
+    norm_a = math.sqrt(sum(a.get(uid, 0.0) ** 2 for uid in uids))
+    norm_b = math.sqrt(sum(b.get(uid, 0.0) ** 2 for uid in uids))
+    if norm_a == 0.0 or norm_b == 0.0:
+        return 1.0 if norm_a == norm_b else 0.0
+    return max(-1.0, min(1.0, dot / (norm_a * norm_b)))
+
+
+def agreement(vectors: Sequence[Mapping[Any, float]]) -> float | None:
+    """The smallest pairwise :func:`cosine` of the validators' vectors; None with fewer than
+    two (nothing to agree with)."""
+    if len(vectors) < 2:
+        return None
+    return min(cosine(a, b) for a, b in itertools.combinations(vectors, 2))
 
 
 def final_report(
-    snap: Snapshot, *, duration_s: float, renters: Sequence[Mapping[str, Any]] = ()
+    snap: Snapshot,
+    *,
+    duration_s: float,
+    renters: Sequence[Mapping[str, Any]] = (),
+    validators: Sequence[ValidatorView] = (),
+    colluders: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
+    agreed = agreement([v.weights for v in validators])
     return {
         "miners": [
             {
@@ -64,6 +115,7 @@ def final_report(
                 "devices": m.devices,
                 "verified": m.verified,
                 "failed": m.failed,
+                "excused": m.excused,
                 "failures": dict(m.failures),
                 "lease_revenue": m.lease_revenue,
                 "challenge_share": m.challenge_share,
@@ -73,6 +125,9 @@ def final_report(
             for m in snap.miners
         ],
         "renters": [dict(r) for r in renters],
+        "validators": [v.to_dict() for v in validators],
+        "agreement": None if agreed is None else round(agreed, 6),
+        "colluders": [dict(c) for c in colluders],
         "weights_block": snap.weights_block,
         "duration_s": round(duration_s, 1),
     }
@@ -132,6 +187,20 @@ def checks(report: Mapping[str, Any]) -> list[Check]:
                     f"honest {who} has no verified challenge",
                 )
             )
+        elif mode is CheatMode.PHANTOM_BUSY:
+            bound = (per_device or 0.0) + BOUND_TOLERANCE
+            out.append(
+                Check(
+                    f"{who}: weight <= one honest device",
+                    weight <= bound,
+                    f"{weight:.4f} <= {per_device or 0.0:.4f} + {BOUND_TOLERANCE:g}",
+                    f"phantom_busy {who} weighs {weight:.6f}, more than one honest device "
+                    f"({per_device or 0.0:.6f}) + {BOUND_TOLERANCE:g}: its "
+                    f"{_devices(miner) - 1} busy devices lifted it",
+                )
+            )
+        elif mode is CheatMode.RECEIPT_MINT:
+            out.extend(_receipt_mint_checks(report, miner, who))
         elif mode is CheatMode.SYBIL:
             bound = (per_device or 0.0) + SYBIL_TOLERANCE
             out.append(
@@ -154,7 +223,26 @@ def checks(report: Mapping[str, Any]) -> list[Check]:
                     f"cheater {who} kept weight {weight:.6f}",
                 )
             )
-            if mode in FRAUD_MODES:
+            if mode is CheatMode.LATE_EXCUSE:
+                failures = miner.get("failures") or {}
+                timeouts = int(failures.get("timeout", 0))
+                others = sorted(set(failures) - EXCUSE_AS_TIMEOUT)
+                out.append(
+                    Check(
+                        f"{who}: late excuses are timeouts",
+                        timeouts > 0 and not others and not miner["verified"],
+                        f"{_failure_text(failures)}; {miner.get('excused', 0)} excused",
+                        f"late_excuse {who} "
+                        + (
+                            f"has failures other than timeouts: {', '.join(others)}"
+                            if others
+                            else f"was verified {miner['verified']} times"
+                            if miner["verified"]
+                            else "has no timeout: no late excuse was scored as one"
+                        ),
+                    )
+                )
+            if mode in (*FRAUD_MODES, CheatMode.LATE_EXCUSE):
                 out.append(
                     Check(
                         f"{who}: no lease revenue",
@@ -175,18 +263,33 @@ def checks(report: Mapping[str, Any]) -> list[Check]:
                         else f"cheater {who} earned lease revenue {revenue or 0.0:.6f}",
                     )
                 )
-    sybil_total = sum(m["weight"] for m in report["miners"] if _mode(m) is CheatMode.SYBIL)
-    expected_honest = 1.0 - sybil_total
-    label = "honest weights sum to 1" if not sybil_total else "honest + sybil weights sum to 1"
+    bounded = [m for m in report["miners"] if _mode(m) in BOUNDED_MODES and m["weight"]]
+    bounded_total = sum(m["weight"] for m in bounded)
+    expected_honest = 1.0 - bounded_total
+    kinds = "/".join(dict.fromkeys(str(m["cheat"]) for m in bounded))
+    label = "honest weights sum to 1" if not bounded else f"honest + {kinds} weights sum to 1"
+    whose = "the sybils'" if kinds == "sybil" else f"the {kinds} miners'"
     out.append(
         Check(
             label,
             math.isclose(honest_total, expected_honest, abs_tol=WEIGHT_TOLERANCE),
-            f"{honest_total:.6f}" + (f" + {sybil_total:.6f}" if sybil_total else ""),
+            f"{honest_total:.6f}" + (f" + {bounded_total:.6f}" if bounded else ""),
             f"honest miners' weights sum to {honest_total:.6f}, not "
-            + ("1" if not sybil_total else f"1 - {sybil_total:.6f} (the sybils')"),
+            + ("1" if not bounded else f"1 - {bounded_total:.6f} ({whose})"),
         )
     )
+    validators = report.get("validators") or []
+    if len(validators) >= 2:
+        agreed = report.get("agreement")
+        out.append(
+            Check(
+                f"{len(validators)} validators agree",
+                agreed is not None and agreed >= AGREEMENT_TARGET,
+                f"min pairwise cosine {_figure(agreed)} >= {AGREEMENT_TARGET:g}",
+                f"the validators' weight vectors disagree: their smallest pairwise cosine "
+                f"similarity is {_figure(agreed, 6)}, below {AGREEMENT_TARGET:g}",
+            )
+        )
     for renter in renters:
         out.append(
             Check(
@@ -218,12 +321,78 @@ def checks(report: Mapping[str, Any]) -> list[Check]:
     return out
 
 
+#: the failure types of an answer after the deadline (a timeout; or, with several validators, a
+#: challenge that found the worker still "busy" holding another validator's late one)
+EXCUSE_AS_TIMEOUT = frozenset({"timeout", "unexplained_busy"})
+
+
+def _failure_text(failures: Mapping[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(failures.items())) or "no failures"
+
+
+def _receipt_mint_checks(
+    report: Mapping[str, Any], miner: Mapping[str, Any], who: str
+) -> list[Check]:
+    """A receipt_mint miner's lease share, in every validator's explanation, is at most its
+    colluder's stake share (plus the tolerance); and the colluder did mint something."""
+    uid = miner["uid"]
+    colluder = next((c for c in report.get("colluders") or [] if c.get("miner_uid") == uid), None)
+    if colluder is None:
+        return [
+            Check(
+                f"{who}: colluder minted receipts",
+                False,
+                "no colluder",
+                f"receipt_mint {who} has no colluding validator in the report",
+            )
+        ]
+    share = float(colluder["stake_share"])
+    bound = share + BOUND_TOLERANCE
+    seen: list[tuple[str, float | None]] = []
+    for validator in report.get("validators") or []:
+        shares = validator.get("lease_shares")
+        value = None if shares is None else float(shares.get(str(uid), 0.0))
+        seen.append((str(validator["name"]), value))
+    if not seen:  # a report without the validators' vectors: the first validator's figure
+        seen.append(("validator", miner.get("lease_share")))
+    unread = [name for name, value in seen if value is None]
+    worst_name, worst = max(
+        ((name, value) for name, value in seen if value is not None),
+        key=lambda item: item[1],
+        default=("-", 0.0),
+    )
+    billed = int(colluder.get("billed_gpu_s") or 0)
+    errors = colluder.get("errors") or {}
+    return [
+        Check(
+            f"{who}: colluder minted receipts",
+            billed > 0,
+            f"{colluder['name']}: {colluder.get('leases', 0)} lease(s), "
+            f"{colluder.get('receipts', 0)} receipts, {billed} GPU-s",
+            f"{colluder['name']} minted no receipt that bills anything for {who} "
+            f"(refusals: {_failure_text(errors)})",
+        ),
+        Check(
+            f"{who}: lease share <= colluder's stake share",
+            not unread and worst <= bound,
+            f"max {worst:.4f} ({worst_name}) <= {share:.4f} + {BOUND_TOLERANCE:g}"
+            if not unread
+            else f"unread: {', '.join(unread)}",
+            f"receipt_mint {who} has lease share {worst:.6f} in {worst_name}'s weights, more "
+            f"than {colluder['name']}'s stake share {share:.6f} + {BOUND_TOLERANCE:g}"
+            if not unread
+            else f"the explanation of {', '.join(unread)}'s final weights could not be read",
+        ),
+    ]
+
+
 def problems(report: Mapping[str, Any]) -> list[str]:
     """What went wrong with the network's verdict (the failed :func:`checks`): a cheater kept
-    weight or earned lease revenue, a model cheater was leased, a sybil out-earned an honest
-    device, honest miners do not share the vector, an honest miner was never verified, a renter's
-    job did not exit 0, or leases ran but the weights count no lease revenue. Empty when all is
-    well."""
+    weight or earned lease revenue, a model cheater was leased, a sybil or a phantom_busy miner
+    out-earned an honest device, a late excuse was not a timeout, minted receipts earned more
+    than their colluder's stake share, honest miners do not share the vector, an honest miner was
+    never verified, the validators disagree, a renter's job did not exit 0, or leases ran but
+    the weights count no lease revenue. Empty when all is well."""
     return [c.problem for c in checks(report) if not c.ok]
 
 
@@ -263,9 +432,23 @@ def render_table(report: dict[str, Any], *, names: dict[int, str] | None = None)
     table.add_column("lease revenue", justify="right")
     table.add_column("challenge share", justify="right")
     table.add_column("lease share", justify="right")
-    table.add_column("weight", justify="right", no_wrap=True)
+    validators = report.get("validators") or []
+    if len(validators) < 2:
+        table.add_column("weight", justify="right", no_wrap=True)
+    else:
+        # every validator's own vector, side by side; the figures before are the first one's
+        for v in validators:
+            table.add_column(f"weight ({v['name']})", justify="right", no_wrap=True)
+        table.caption = (
+            f"agreement (smallest pairwise cosine of the {len(validators)} vectors): "
+            f"{_figure(report.get('agreement'))}"
+        )
     for m in report["miners"]:
         kind = f"[red]{m['cheat']}[/]" if m["cheater"] else "[green]honest[/]"
+        if len(validators) < 2:
+            weights = [f"{m['weight']:.4f}"]
+        else:
+            weights = [f"{v['weights'].get(str(m['uid']), 0.0):.4f}" for v in validators]
         table.add_row(
             str(m["uid"]),
             names.get(m["uid"], ""),
@@ -278,7 +461,42 @@ def render_table(report: dict[str, Any], *, names: dict[int, str] | None = None)
             _figure(m.get("lease_revenue"), 6),
             _figure(m.get("challenge_share")),
             _figure(m.get("lease_share")),
-            f"{m['weight']:.4f}",
+            *weights,
+        )
+    return table
+
+
+def render_validators(report: Mapping[str, Any]) -> Table | None:
+    """Every validator and colluding validator: stake, share of the stake, its vector's block
+    and what a colluder minted (None with one validator and no colluder)."""
+    validators = report.get("validators") or []
+    colluders = report.get("colluders") or []
+    if len(validators) < 2 and not colluders:
+        return None
+    total = sum(float(v["stake"]) for v in validators) + sum(float(c["stake"]) for c in colluders)
+    table = Table(title="validators: each sets its own weights from its own evidence")
+    for column in ("validator", "uid", "hotkey", "stake", "stake share", "weights at", "minted"):
+        table.add_column(column, justify="right" if column in ("uid", "stake") else "left")
+    for v in validators:
+        table.add_row(
+            v["name"],
+            str(v["uid"]),
+            v["hotkey"][:8] + "…",
+            f"{v['stake']:,.0f}",
+            f"{float(v['stake']) / total:.4f}" if total else "-",
+            f"block {v['weights_block']}" if v.get("weights_block") is not None else "-",
+            "-",
+        )
+    for c in colluders:
+        table.add_row(
+            f"[red]{c['name']}[/] (colludes with uid {c.get('miner_uid')})",
+            str(c["uid"]),
+            c["hotkey"][:8] + "…",
+            f"{c['stake']:,.0f}",
+            f"{c['stake_share']:.4f}",
+            "-",
+            f"{c.get('leases', 0)} lease(s), {c.get('receipts', 0)} receipts, "
+            f"{c.get('billed_gpu_s', 0)} GPU-s",
         )
     return table
 

@@ -10,11 +10,19 @@
 5. With renters: their API keys are made (``byteleap-validator renters add``) as soon as the
    validator's database is up; after the last round every renter leases one GPU, runs a job on
    it and terminates the lease (:mod:`neurons.devnet.renters`).
-6. Then wait for the validator's next weight vector on the devchain (after the renters are done
-   and one receipt collection later) and report it, with the validator's own explanation of it
-   (lease revenue, challenge and lease shares).
+6. Then wait for every validator's next weight vector on the devchain (after the renters are
+   done and one receipt collection later) and report them, with each validator's own
+   explanation of its vector (lease revenue, challenge and lease shares), and how well the
+   validators agree.
 7. Stop every child (SIGTERM, then SIGKILL), also on Ctrl-C or an error, and remove the run
    directory unless asked to keep it.
+
+With several validators (``--validators``), each one's store is read on its own: a round is done
+when every validator has scored every honest worker that many times. With receipt_mint
+cheaters, their colluding validators are told to start (a file each) when the rounds are done,
+and the renters wait until every colluder has leased its miner's workers, so that no renter is
+given a worker that runs no jobs; the final vectors come after the validators could collect a
+minted receipt that bills something.
 """
 
 from __future__ import annotations
@@ -36,15 +44,18 @@ from typing import Any
 from rich.console import Console
 
 from byteleap.errors import ByteLeapError, TransientError
+from neurons.chain import WeightsRecord
+from neurons.devnet.colluder import read_ledger
 from neurons.devnet.observe import (
     Observed,
     Snapshot,
     scored_per_worker,
     snapshot,
     submission_for,
+    validator_view,
 )
 from neurons.devnet.observe import first_weights_after as weights_after
-from neurons.devnet.plan import DevnetOptions, Plan, build_plan
+from neurons.devnet.plan import ColluderSpec, DevnetOptions, Plan, build_plan
 from neurons.devnet.prepare import Network, prepare
 from neurons.devnet.processes import Child, ProcessGroup
 from neurons.devnet.progress import LineProgress, LiveProgress, Progress, Status
@@ -55,6 +66,7 @@ from neurons.devnet.report import (
     render_checks,
     render_renters,
     render_table,
+    render_validators,
 )
 
 #: seconds between two reads of the network's state
@@ -65,6 +77,9 @@ CHALLENGE_ROWS = 20_000
 SUBMISSION_ROWS = 10
 #: seconds the final vector's stored explanation may lag behind the vector on the chain
 EXPLANATION_WAIT_S = 10.0
+#: seconds the renters wait for the colluders to lease their miners' workers (and the final
+#: weights for a minted receipt that bills something) before the run goes on without them
+COLLUDER_WAIT_S = 30.0
 
 
 class DevnetFailed(ByteLeapError):
@@ -91,10 +106,13 @@ class Limits:
 
 
 class StoreReader:
-    """Reads the validator's store (opened on the validator's database URL once it exists)."""
+    """Reads one validator's store (opened on its database URL once it exists) and its weights
+    on the devchain (``uid``; default: the first validator's)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, uid: int | None = None, name: str = "validator") -> None:
         self.url = url
+        self.uid = uid
+        self.name = name
         self.store: Any = None
         self.last_error: str | None = None
         self._last = Observed()
@@ -121,7 +139,7 @@ class StoreReader:
 
     async def read(self, network: Network, since: datetime) -> Observed:
         chain = network.chain
-        weights = chain.weights_history(network.validator.uid)
+        weights = chain.weights_history(self.uid if self.uid is not None else network.validator.uid)
         block = chain.current_block()
         if self.store is None:
             return Observed(weights=weights, block=block)
@@ -173,13 +191,32 @@ def _blame_exited(children: list[Child]) -> DevnetFailed:
     )
 
 
-def _behind(plan: Plan, observed: Observed, needed: int) -> list[str]:
+def _behind(plan: Plan, observed: Observed, needed: int, who: str = "") -> list[str]:
     counts = scored_per_worker(observed.challenges)
     return [
-        f"{w.name} ({counts[w.pubkey]}/{needed})"
+        f"{w.name} ({counts[w.pubkey]}/{needed}{who})"
         for w in plan.honest_workers
         if counts[w.pubkey] < needed
     ]
+
+
+def colluder_report(spec: ColluderSpec, network: Network) -> dict[str, Any]:
+    """A colluding validator, for the report: its stake share and what its ledger says."""
+    identity = network.colluders[spec.name]
+    ledger = read_ledger(spec.ledger)
+    total = network.total_stake
+    return {
+        "name": spec.name,
+        "hotkey": identity.hotkey,
+        "uid": identity.uid,
+        "stake": identity.stake,
+        "stake_share": round(identity.stake / total, 6) if total else 0.0,
+        "miner_uid": network.miners[spec.miner].uid,
+        "leases": ledger.leases,
+        "receipts": ledger.receipts,
+        "billed_gpu_s": ledger.billed_gpu_s,
+        "errors": dict(ledger.errors),
+    }
 
 
 @dataclass(frozen=True)
@@ -208,38 +245,64 @@ class Devnet:
         #: what each renter did, once the renter phase is over
         self.renters: list[RenterOutcome] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        #: each validator's final weight vector, once the run has one
+        self._finals: list[WeightsRecord] = []
 
     async def run(self) -> Result:
         started = self.clock()
         since = datetime.now(UTC)
         plan = self.plan
         network = prepare(plan)
-        self.progress.note(
-            f"devchain at {plan.chain_path}; validator uid {network.validator.uid}, "
-            f"{len(plan.miners)} miners, {len(plan.workers)} workers"
+        who = ", ".join(
+            f"{validator.name} uid {identity.uid} (stake {identity.stake:,.0f})"
+            for validator, identity in zip(plan.validators, network.validators, strict=True)
         )
+        self.progress.note(
+            f"devchain at {plan.chain_path}; {who}; {len(plan.miners)} miners, "
+            f"{len(plan.workers)} workers"
+        )
+        for colluder in plan.colluders:
+            identity = network.colluders[colluder.name]
+            self.progress.note(
+                f"{colluder.name} uid {identity.uid} (stake {identity.stake:,.0f}) colludes "
+                f"with {colluder.miner}"
+            )
         stop = asyncio.Event()
-        reader = StoreReader(plan.database_url)
+        readers = [
+            StoreReader(validator.database_url, identity.uid, validator.name)
+            for validator, identity in zip(plan.validators, network.validators, strict=True)
+        ]
         group = ProcessGroup()
         try:
             with _signals(asyncio.get_running_loop(), stop):
                 # every child starts before anything here starts a thread (see processes.py)
                 for spec in plan.processes():
                     group.start(spec)
-                snap = await self._watch(plan, network, group, reader, stop, started, since)
+                snaps = await self._watch(plan, network, group, readers, stop, started, since)
             duration = self.clock() - started
             self.progress.note("stopping every process")
             self.exit_codes = group.stop()
-            snap = await self._still_picture(plan, network, reader, since, snap)
+            snaps = await self._still_pictures(plan, network, readers, since, snaps)
         finally:
             await self._cancel_tasks()
-            await reader.close()
+            for reader in readers:
+                await reader.close()
             self.progress.close()
             network.chain.close()
             self.exit_codes = group.stop()
         uids = {identity.hotkey: identity.uid for identity in network.miners.values()}
         renters = [outcome.to_dict(uids) for outcome in self.renters]
-        return Result(snap, final_report(snap, duration_s=duration, renters=renters))
+        views = [
+            validator_view(spec.name, identity, snap, final)
+            for spec, identity, snap, final in zip(
+                plan.validators, network.validators, snaps, self._finals, strict=True
+            )
+        ]
+        colluders = [colluder_report(spec, network) for spec in plan.colluders]
+        report = final_report(
+            snaps[0], duration_s=duration, renters=renters, validators=views, colluders=colluders
+        )
+        return Result(snaps[0], report)
 
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:
@@ -275,38 +338,63 @@ class Devnet:
             message = f"the renter phase failed: {exc!r}"
         return DevnetFailed(message, process=validator.name, log=validator.tail())
 
-    async def _still_picture(
-        self, plan: Plan, network: Network, reader: StoreReader, since: datetime, last: Snapshot
-    ) -> Snapshot:
-        """The final counts, read once nothing writes any more (so the tallies of every miner
-        come from one unchanging database), with the weights the run ended on."""
-        try:
-            observed = await reader.read(network, since)
-        except Exception:  # the last live snapshot is still a fair answer
-            return last
-        record = next((w for w in observed.weights if w.block == last.weights_block), None)
-        return snapshot(plan, network.miners, observed, weights=record) if record else last
+    async def _still_pictures(
+        self,
+        plan: Plan,
+        network: Network,
+        readers: list[StoreReader],
+        since: datetime,
+        last: list[Snapshot],
+    ) -> list[Snapshot]:
+        """The final counts of every validator, read once nothing writes any more (so the
+        tallies of every miner come from one unchanging database), with the weights the run
+        ended on."""
+        out = []
+        for reader, snap in zip(readers, last, strict=True):
+            try:
+                observed = await reader.read(network, since)
+            except Exception:  # the last live snapshot is still a fair answer
+                out.append(snap)
+                continue
+            record = next((w for w in observed.weights if w.block == snap.weights_block), None)
+            out.append(snapshot(plan, network.miners, observed, weights=record) if record else snap)
+        return out
+
+    def _colluders_leased(self, plan: Plan) -> bool:
+        """Whether every colluder has leased every worker of its miner."""
+        workers = {m.name: len(m.workers) for m in plan.miners}
+        return all(read_ledger(c.ledger).leases >= workers[c.miner] for c in plan.colluders)
+
+    def _first_minted(self, plan: Plan) -> float | None:
+        """When the last colluder to do so had its first billing receipt countersigned."""
+        times = [read_ledger(c.ledger).first_billed_at for c in plan.colluders]
+        return None if any(t is None for t in times) else max(t for t in times if t is not None)
 
     async def _watch(
         self,
         plan: Plan,
         network: Network,
         group: ProcessGroup,
-        reader: StoreReader,
+        readers: list[StoreReader],
         stop: asyncio.Event,
         started: float,
         since: datetime,
-    ) -> Snapshot:
+    ) -> list[Snapshot]:
         total = len(plan.processes())
         up_at: float | None = None
-        # wall clock (compared with the chain's timestamps): the final weights are the first
-        # vector submitted after the last round, after the renters (and one receipt collection
-        # more), and after the end of the first availability bucket in which every worker was
-        # online (else a miner that came up a second late could still have availability 0 in
-        # that vector)
+        # wall clock (compared with the chain's timestamps): the final weights are each
+        # validator's first vector submitted after the last round, after the renters (and one
+        # receipt collection more), after a receipt the colluders minted could be collected, and
+        # after the end of the first availability bucket in which every worker was online (else
+        # a miner that came up a second late could still have availability 0 in that vector)
         done_at: float | None = None
         counted_at: float | None = None
         rented_at: float | None = None if plan.renters else 0.0
+        # the colluders (receipt_mint): told to start after the rounds; the renters wait for
+        # their leases, and the final weights for their first billing receipt
+        colluding_since: float | None = None
+        colluded_at: float | None = None if plan.colluders else 0.0
+        minted_at: float | None = None if plan.colluders else 0.0
         keys: asyncio.Task[dict[str, str]] | None = None
         renting: asyncio.Task[list[RenterOutcome]] | None = None
         final_seen: float | None = None
@@ -317,29 +405,62 @@ class Devnet:
             if exited:
                 raise _blame_exited(exited)
             elapsed = self.clock() - started
-            await reader.ready()
-            observed = await reader.read(network, since)
-            snap = snapshot(plan, network.miners, observed)
+            for reader in readers:
+                await reader.ready()
+            observed = [await reader.read(network, since) for reader in readers]
+            snaps = [snapshot(plan, network.miners, o) for o in observed]
+            # a round counts once every validator has scored every honest worker
+            snap = replace(snaps[0], rounds_done=min(s.rounds_done for s in snaps))
+            ready = all(reader.store is not None for reader in readers)
             notes = []
-            if keys is None and plan.renters and reader.store is not None:
+            if keys is None and plan.renters and readers[0].store is not None:
                 # the validator's schema exists: its own command can add the renters now
                 keys = self._task(create_keys(plan.renters))
-            if up_at is None and reader.store is not None:
+            if up_at is None and ready:
                 if snap.workers_online == snap.workers_total:
                     up_at = elapsed
                     counted_at = bucket_end(time.time(), plan.bucket_seconds)
                     notes.append(f"network up after {elapsed:.1f} s")
                 elif elapsed > self.limits.start_s:
-                    raise self._not_up(plan, network, group, reader, snap)
+                    raise self._not_up(plan, network, group, readers, snap)
+            elif up_at is None and elapsed > self.limits.start_s:
+                raise self._not_up(plan, network, group, readers, snap)
             if done_at is None and snap.rounds_done >= plan.rounds:
                 done_at = time.time()
-                if plan.renters:
-                    notes.append(f"{plan.rounds} rounds done at {elapsed:.0f} s; renting")
-                else:
+                then = "renting" if plan.renters else "waiting for weights"
+                if plan.colluders:
+                    then = "starting the colluders"
+                notes.append(f"{plan.rounds} rounds done at {elapsed:.0f} s; {then}")
+            if done_at is not None and colluding_since is None and plan.colluders:
+                colluding_since = elapsed
+                for colluder in plan.colluders:
+                    colluder.start_file.parent.mkdir(parents=True, exist_ok=True)
+                    colluder.start_file.touch()
+            if colluding_since is not None and colluded_at is None:
+                waited = elapsed - colluding_since
+                if self._colluders_leased(plan):
+                    colluded_at = time.time()
+                    notes.append(f"the colluders leased their miners' workers at {elapsed:.0f} s")
+                elif waited > COLLUDER_WAIT_S:
+                    colluded_at = time.time()
                     notes.append(
-                        f"{plan.rounds} rounds done at {elapsed:.0f} s; waiting for weights"
+                        f"the colluders did not lease every worker within {COLLUDER_WAIT_S:.0f} s "
+                        "(see their ledgers); going on"
                     )
-            if done_at is not None and keys is not None and renting is None:
+            if minted_at is None and colluded_at is not None:
+                first = self._first_minted(plan)
+                if first is not None:
+                    minted_at = first + plan.receipt_poll_s
+                    notes.append("the colluders' first billing receipts are countersigned")
+                elif colluding_since is not None and elapsed - colluding_since > COLLUDER_WAIT_S:
+                    minted_at = 0.0
+                    notes.append("no colluder minted a billing receipt; going on")
+            if (
+                done_at is not None
+                and keys is not None
+                and colluded_at is not None
+                and renting is None
+            ):
                 renting = self._task(self._rent(plan, network, keys))
             if renting is not None and rented_at is None and renting.done():
                 if renting.cancelled() or renting.exception() is not None:
@@ -352,24 +473,45 @@ class Devnet:
                     f"{len(self.renters)} renter(s) done at {elapsed:.0f} s; waiting for the "
                     "receipts to be counted and for weights"
                 )
-            if done_at is not None and counted_at is not None and rented_at is not None:
+            if (
+                done_at is not None
+                and counted_at is not None
+                and rented_at is not None
+                and minted_at is not None
+            ):
                 counted = rented_at + plan.receipt_poll_s if plan.renters else 0.0
-                after = max(done_at, counted_at, counted)
-                final = weights_after(observed.weights, after)
-                if final is not None:
+                after = max(done_at, counted_at, counted, minted_at)
+                finals = [weights_after(o.weights, after) for o in observed]
+                if all(final is not None for final in finals):
                     final_seen = final_seen if final_seen is not None else elapsed
-                    explained = submission_for(observed.submissions, final) is not None
+                    explained = all(
+                        final is not None and submission_for(o.submissions, final) is not None
+                        for o, final in zip(observed, finals, strict=True)
+                    )
                     if explained or elapsed - final_seen > EXPLANATION_WAIT_S:
-                        snap = snapshot(plan, network.miners, observed, weights=final)
-                        self.progress.update(snap, self._status("done", elapsed, group, total))
+                        self._finals = [final for final in finals if final is not None]
+                        result = [
+                            snapshot(plan, network.miners, o, weights=final)
+                            for o, final in zip(observed, self._finals, strict=True)
+                        ]
+                        shown = replace(result[0], rounds_done=snap.rounds_done)
+                        self.progress.update(shown, self._status("done", elapsed, group, total))
                         for note in notes:
                             self.progress.note(note)
-                        return snap
+                        if len(result) > 1:
+                            blocks = ", ".join(
+                                f"{r.name} block {f.block}"
+                                for r, f in zip(readers, self._finals, strict=True)
+                            )
+                            self.progress.note(f"final weights: {blocks}")
+                        return result
             phase = (
                 "starting"
                 if up_at is None
                 else "challenging"
                 if done_at is None
+                else "colluding"
+                if colluded_at is None
                 else "renting"
                 if rented_at is None
                 else "waiting for weights"
@@ -378,7 +520,7 @@ class Devnet:
             for note in notes:
                 self.progress.note(note)
             if elapsed > self.limits.total_s:
-                raise self._too_slow(plan, group, observed, snap, done_at is not None)
+                raise self._too_slow(plan, group, readers, observed, snap, done_at is not None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=POLL_S)
 
@@ -390,18 +532,20 @@ class Devnet:
         plan: Plan,
         network: Network,
         group: ProcessGroup,
-        reader: StoreReader,
+        readers: list[StoreReader],
         snap: Snapshot,
     ) -> DevnetFailed:
         by_name = {child.name: child for child in group.children}
-        if reader.store is None:
-            child = by_name[plan.validator.name]
-            why = f": {reader.last_error}" if reader.last_error else ""
-            return DevnetFailed(
-                f"the validator's database is not readable after {self.limits.start_s:.0f} s{why}",
-                process=child.name,
-                log=child.tail(),
-            )
+        for reader in readers:
+            if reader.store is None:
+                child = by_name[reader.name]
+                why = f": {reader.last_error}" if reader.last_error else ""
+                return DevnetFailed(
+                    f"the database of {reader.name} is not readable after "
+                    f"{self.limits.start_s:.0f} s{why}",
+                    process=child.name,
+                    log=child.tail(),
+                )
         online = {m.name: m.workers_online for m in snap.miners}
         for miner in plan.miners:
             if online[miner.name] < len(miner.workers):
@@ -419,14 +563,20 @@ class Devnet:
         self,
         plan: Plan,
         group: ProcessGroup,
-        observed: Observed,
+        readers: list[StoreReader],
+        observed: list[Observed],
         snap: Snapshot,
         rounds_finished: bool,
     ) -> DevnetFailed:
         limit = f"{self.limits.total_s:.0f} s"
         validator = next(c for c in group.children if c.name == plan.validator.name)
+        several = len(readers) > 1
         if not rounds_finished:
-            behind = ", ".join(_behind(plan, observed, plan.rounds))
+            behind = ", ".join(
+                item
+                for reader, o in zip(readers, observed, strict=True)
+                for item in _behind(plan, o, plan.rounds, f" by {reader.name}" if several else "")
+            )
             message = (
                 f"not every honest worker finished {plan.rounds} rounds within {limit}; "
                 f"behind: {behind}"
@@ -436,6 +586,8 @@ class Devnet:
                 f"the validator set no weights after the last round within {limit} "
                 f"(its last submission: {snap.last_submission or 'none'})"
             )
+            if several:
+                message = f"not every validator set weights after the last round within {limit}"
         return DevnetFailed(message, process=validator.name, log=validator.tail())
 
 
@@ -504,6 +656,9 @@ def run_command(
     else:
         names = {m.uid: m.name for m in result.snapshot.miners}
         out.print(render_table(report, names=names))
+        validators = render_validators(report)
+        if validators is not None:
+            out.print(validators)
         renters = render_renters(report, names=names)
         if renters is not None:
             out.print(renters)

@@ -104,6 +104,7 @@ async def _open_store(cfg: ValidatorConfig, *, auto_upgrade: bool) -> SqlStore:
     store.receipts.min_validator_stake = cfg.leases.min_receipt_validator_stake
     store.receipts.max_prices = dict(cfg.leases.max_prices)
     store.receipts.lease_window = cfg.scoring.to_params().lease_window
+    store.claim_expiry = cfg.scoring.to_params().claim_expiry
     return store
 
 

@@ -278,6 +278,8 @@ class ValidatorDaemon:
         self.cfg = cfg
         self.hotkey = hotkey
         self.metrics = metrics or ValidatorMetrics()
+        if hasattr(store, "claim_expiry"):  # the SQL store's side of scoring.claim_expiry_days
+            store.claim_expiry = cfg.scoring.to_params().claim_expiry
         self.store: ValidatorStore = TimedStore(store, self.metrics)
         self.chain = chain
         self.wall_clock = wall_clock

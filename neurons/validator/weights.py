@@ -12,15 +12,26 @@ package's ``version_key`` and stores every attempt with its inputs:
 :class:`WeightSchedule` decides when the next attempt is due, in blocks: every
 ``weights_interval_blocks`` (default the tempo) after the last one, sooner after a transient
 failure, and never before the chain's rate limit has passed.
+
+A scoring pass is seconds of CPU at 256 miners (building every observation of the window, then
+scoring it), and the challenge timer shares the daemon's event loop (SPEC 5.5). With an
+:class:`OffLoop` (the daemon's background store: a process of its own, on PostgreSQL) the whole
+pass runs there (:func:`scoring_pass`), and so does storing the submission with its explanation
+(:func:`record_submission`): the explanation has an entry per GPU and per worker (megabytes at
+256 miners), and only its compressed JSON, as bytes, comes back to this process, with the result
+less those details.
+Without one ``compute_weights`` runs in a worker thread and the rest on the caller's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -36,6 +47,79 @@ log = structlog.get_logger("byteleap.validator.weights")
 #: sleeps between attempts of one submission when the chain fails (not when it refuses)
 RETRY_DELAYS_S = (2.0, 8.0, 30.0)
 
+T = TypeVar("T")
+
+
+class OffLoop(Protocol):
+    """Somewhere away from this process's event loop to run store work (the daemon's
+    ``BackgroundStore``: a process with an event loop and connections of its own)."""
+
+    async def run(self, job: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """``await job(store, *args)`` there, on its own store: ``job`` is a module-level
+        coroutine function and ``args`` are picklable."""
+        ...
+
+
+def weigh(now: datetime, params: ScoringParams, inputs: ScoringInputs) -> WeightResult:
+    """The pure part of a scoring pass (GPU ownership, scores, weights) on ``inputs``."""
+    return compute_weights(
+        now=now,
+        params=params,
+        challenges=inputs.challenges,
+        gpu_claims=inputs.gpu_claims,
+        lease_intervals=inputs.lease_intervals,
+        lease_usage=inputs.lease_usage,
+        availability_counts=inputs.availability_counts,
+        miners=inputs.miners,
+        verified_hours=inputs.verified_hours,
+    )
+
+
+def explanation(result: WeightResult, inputs: ScoringInputs) -> dict[str, Any]:
+    """What is stored with a submission: the scorer's explanation and the uid map."""
+    return {**result.to_dict(), "uids": dict(inputs.uids)}
+
+
+async def scoring_pass(
+    store: ValidatorStore,
+    now: datetime,
+    params: ScoringParams,
+    uids: Mapping[str, int] | None,
+) -> tuple[ScoringInputs, WeightResult, bytes]:
+    """A background-store job: ``scoring_inputs`` and :func:`weigh`.
+
+    What comes back is small where it has to be rebuilt object by object: the inputs without
+    their observations (the uid map is all a submission needs), the result without its per-GPU
+    and per-worker details (``MinerExplanation.gpus``, ``availability_detail``), and the full
+    :func:`explanation` as compressed JSON (bytes: copied, not rebuilt), for
+    :func:`record_submission`."""
+    inputs = _scored(await store.scoring_inputs(now, params), uids)
+    result = weigh(now, params, inputs)
+    record = zlib.compress(json.dumps(explanation(result, inputs)).encode(), 1)
+    summary = ScoringInputs(
+        now=inputs.now,
+        params=inputs.params,
+        miners=inputs.miners,
+        uids=dict(inputs.uids),
+        challenges=(),
+        gpu_claims=(),
+        availability_counts=(),
+    )
+    lighter = {
+        hotkey: replace(m, gpus=(), availability_detail=None) for hotkey, m in result.miners.items()
+    }
+    return summary, replace(result, miners=lighter), record
+
+
+async def record_submission(
+    store: ValidatorStore, submission: WeightSubmission, record: bytes
+) -> int:
+    """A background-store job: store ``submission`` with the explanation ``record`` (from
+    :func:`scoring_pass`)."""
+    return await store.record_weights(
+        replace(submission, inputs=json.loads(zlib.decompress(record)))
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class WeightVector:
@@ -45,14 +129,18 @@ class WeightVector:
     inputs: ScoringInputs
     #: uid -> weight, zeros left out; empty when every score is 0
     by_uid: dict[int, float]
+    #: the stored explanation as compressed JSON, when the pass ran off the loop: ``result``
+    #: then lacks the per-GPU and per-worker details, which only this carries
+    record: bytes | None = None
 
     @property
     def reason(self) -> str | None:
         return self.result.reason
 
     def record_inputs(self) -> dict[str, Any]:
-        """What is stored with the submission: the scorer's explanation and the uid map."""
-        return {**self.result.to_dict(), "uids": dict(self.inputs.uids)}
+        """The scorer's explanation and the uid map (without per-GPU and per-worker details
+        when the pass ran off the loop; what is stored then is :attr:`record`)."""
+        return explanation(self.result, self.inputs)
 
 
 def by_uid(weights: Mapping[str, float], uids: Mapping[str, int]) -> dict[int, float]:
@@ -76,8 +164,11 @@ class WeightSetter:
         metrics: ValidatorMetrics | None = None,
         version_key: int | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        off_loop: OffLoop | None = None,
     ) -> None:
         self.store = store
+        #: where the scoring pass runs; None: ``compute_weights`` in a worker thread
+        self.off_loop = off_loop
         self.chain = chain
         self.params = params
         self.wall_clock = wall_clock
@@ -91,31 +182,15 @@ class WeightSetter:
         """The vector the validator would set at ``now``.
 
         ``uids`` (hotkey -> uid, e.g. from a fresh metagraph) replaces the stored miners: exactly
-        those hotkeys are scored. By default the store's registered miners are."""
-        now = now or self.wall_clock()
-        inputs = await self.store.scoring_inputs(now, self.params)
-        if uids is not None:
-            inputs = ScoringInputs(
-                now=inputs.now,
-                params=inputs.params,
-                miners=tuple(sorted(uids)),
-                uids=dict(uids),
-                challenges=inputs.challenges,
-                gpu_claims=inputs.gpu_claims,
-                availability_counts=inputs.availability_counts,
-                lease_intervals=inputs.lease_intervals,
-                lease_usage=inputs.lease_usage,
-            )
-        result = compute_weights(
-            now=now,
-            params=self.params,
-            challenges=inputs.challenges,
-            gpu_claims=inputs.gpu_claims,
-            lease_intervals=inputs.lease_intervals,
-            lease_usage=inputs.lease_usage,
-            availability_counts=inputs.availability_counts,
-            miners=inputs.miners,
-        )
+        those hotkeys are scored. By default the store's registered miners are. With an
+        :class:`OffLoop` the vector's ``inputs`` keep the uid map but not the observations, and
+        its ``result`` lacks the per-GPU and per-worker details (see :func:`scoring_pass`)."""
+        at = now or self.wall_clock()
+        if self.off_loop is not None:
+            inputs, result, record = await self.off_loop.run(scoring_pass, at, self.params, uids)
+            return WeightVector(result, inputs, by_uid(result.weights, inputs.uids), record)
+        inputs = _scored(await self.store.scoring_inputs(at, self.params), uids)
+        result = await asyncio.to_thread(weigh, at, self.params, inputs)
         return WeightVector(result, inputs, by_uid(result.weights, inputs.uids))
 
     async def submit(self, stop: asyncio.Event | None = None) -> Attempt:
@@ -137,7 +212,10 @@ class WeightSetter:
         else:
             attempt = await self._send(vector, base, stop)
         submission = attempt.submission
-        submission_id = await self.store.record_weights(submission)
+        if self.off_loop is not None and vector.record is not None:
+            submission_id = await self.off_loop.run(record_submission, submission, vector.record)
+        else:
+            submission_id = await self.store.record_weights(submission)
         self.metrics.weights.labels(status=submission.status).inc()
         if submission.status == "set":
             self.metrics.last_weights_time.set(now.timestamp())
@@ -188,6 +266,13 @@ class WeightSetter:
             return Attempt(WeightSubmission(status="set", block=receipt.block, **base))
 
 
+def _scored(inputs: ScoringInputs, uids: Mapping[str, int] | None) -> ScoringInputs:
+    """``inputs`` with exactly the hotkeys of ``uids`` scored, when given."""
+    if uids is None:
+        return inputs
+    return replace(inputs, miners=tuple(sorted(uids)), uids=dict(uids))
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One stored submission, and what it tells the schedule."""
@@ -234,8 +319,13 @@ class WeightSchedule:
 __all__ = [
     "RETRY_DELAYS_S",
     "Attempt",
+    "OffLoop",
     "WeightSchedule",
     "WeightSetter",
     "WeightVector",
     "by_uid",
+    "explanation",
+    "record_submission",
+    "scoring_pass",
+    "weigh",
 ]

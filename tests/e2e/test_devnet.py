@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from byteleap.protocol.common import MAX_GPUS
 from neurons.devnet.cheats import EXPECTED_FAILURES, CheatMode
 from neurons.devnet.plan import DevnetOptions, build_plan
 from neurons.devnet.processes import read_tail
@@ -142,7 +143,7 @@ def test_the_devnet_counts_one_shared_device_once_and_never_pays_a_cpu_posing_as
     per_device = min(m["weight"] / m["devices"] for m in honest)
     for miner in sybils:
         assert miner["weight"] <= per_device + 0.02, (miner, per_device)
-        assert set(miner["failures"]) <= {"timeout"}, miner
+        assert set(miner["failures"]) <= EXPECTED_FAILURES[CheatMode.SYBIL], miner
         assert miner["uid"] not in leased, (miner, report["renters"])
     assert sum(m["failures"].get("timeout", 0) for m in sybils) >= 1, sybils
     total = sum(m["weight"] for m in miners)
@@ -155,6 +156,92 @@ def test_the_devnet_counts_one_shared_device_once_and_never_pays_a_cpu_posing_as
     assert ledger, "the shared device served no claim"
 
 
+def test_two_validators_agree_and_neither_excuses_nor_busy_claims_nor_minted_receipts_pay(
+    tmp_path: Path,
+) -> None:
+    """SPEC 5.5 with two validators (stakes 10,000 and 5,000), each with its own database
+    (two workers per miner and three rounds: enough challenges per miner that the validators'
+    samples tell the same story):
+
+    - late_excuse: a worker that says "busy" to every challenge, after its deadline. Every such
+      answer is a timeout, and the miner ends with weight 0;
+    - phantom_busy: a worker listing the most devices one worker may list, always busy, beside
+      an honest companion. The busy devices earn nothing and do not lift the miner above one
+      honest device;
+    - receipt_mint: honest workers, but a colluding validator (stake 1,000) leases them to
+      nobody and mints receipts the miner countersigns. They earn the miner at most the
+      colluder's share of the validators' stake of the lease pool;
+
+    and the two validators' weight vectors agree (cosine similarity >= 0.95)."""
+    run_dir = tmp_path / "run"
+    argv = [
+        *(sys.executable, "-c", "from neurons.cli import main; main()"),
+        *("devnet", "--json", "--validators", "2", "--miners", "2", "--workers", "2"),
+        *("--cheat", "late_excuse", "--cheat", "phantom_busy", "--cheat", "receipt_mint"),
+        *("--rounds", "3", "--renters", "1", "--run-dir", str(run_dir), "--timeout", "240"),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=devnet_env())
+    logs = "\n".join(
+        f"--- {log.name}\n{read_tail(log, 15)}" for log in sorted((run_dir / "logs").glob("*.log"))
+    )
+    assert done.stdout.strip(), f"no report\n{done.stderr[-3000:]}\n{logs}"
+    report = json.loads(done.stdout)
+    context = f"{json.dumps(report, indent=1)}\n{done.stderr[-3000:]}"
+
+    miners = report["miners"]
+    honest = [m for m in miners if not m["cheater"]]
+    by_cheat = {m["cheat"]: m for m in miners if m["cheater"]}
+    assert len(honest) == 2 and set(by_cheat) == {"late_excuse", "phantom_busy", "receipt_mint"}
+    late, busy, mint = (by_cheat[c] for c in ("late_excuse", "phantom_busy", "receipt_mint"))
+
+    # two validators with different stakes, each with a vector of its own, and they agree
+    validators = report["validators"]
+    assert [v["name"] for v in validators] == ["validator", "validator-2"], context
+    assert [v["stake"] for v in validators] == [10_000.0, 5_000.0]
+    assert all(v["weights_block"] for v in validators), context
+    assert len({v["hotkey"] for v in validators}) == 2
+    assert report["agreement"] is not None and report["agreement"] >= 0.95, context
+
+    def weight(validator: dict, miner: dict) -> float:
+        return float(validator["weights"].get(str(miner["uid"]), 0.0))
+
+    for miner in honest:
+        assert miner["verified"] >= 1, (miner, context)
+        assert all(weight(v, miner) > 0 for v in validators), (miner, context)
+
+    # a late excuse is a timeout: never verified, never paid
+    assert late["verified"] == 0 and late["failures"].get("timeout", 0) >= 1, context
+    assert set(late["failures"]) <= EXPECTED_FAILURES[CheatMode.LATE_EXCUSE], context
+    assert all(weight(v, late) == 0 for v in validators), context
+
+    # busy devices earn nothing and do not lift the miner above its one honest device
+    assert busy["devices"] == 1 + MAX_GPUS
+    assert busy["failures"].get("unexplained_busy", 0) >= 1, context
+    for validator in validators:
+        per_device = min(weight(validator, m) / m["devices"] for m in honest)
+        assert weight(validator, busy) <= per_device + 0.02, (validator, context)
+
+    # minted receipts: countersigned and counted, but worth at most the colluder's stake share
+    (colluder,) = report["colluders"]
+    assert colluder["miner_uid"] == mint["uid"], context
+    assert colluder["stake"] == 1_000.0
+    assert colluder["stake_share"] == pytest.approx(1_000 / 16_000)
+    assert colluder["leases"] == mint["devices"] == 2, context  # one lease per worker
+    assert colluder["billed_gpu_s"] > 0, context
+    for validator in validators:
+        shares = validator["lease_shares"]
+        assert shares is not None, (validator, context)
+        assert shares.get(str(mint["uid"]), 0.0) <= colluder["stake_share"] + 0.02, context
+
+    # the renter leased through the first validator and got an honest worker
+    (renter,) = report["renters"]
+    assert renter["exit_code"] == 0, context
+    assert renter["miner_uid"] in {m["uid"] for m in honest}, context
+    assert renter["miner_uid"] != mint["uid"]
+
+    assert done.returncode == 0, f"{context}\n{logs}"
+
+
 def test_a_process_that_fails_to_start_stops_the_devnet_with_its_log(tmp_path: Path) -> None:
     """The validator is replaced by a command that dies at once: the devnet says which process
     failed, shows the end of its log, and leaves no process behind."""
@@ -163,7 +250,7 @@ def test_a_process_that_fails_to_start_stops_the_devnet_with_its_log(tmp_path: P
     )
     argv = (sys.executable, "-c", "import sys; print('no database here'); sys.exit(3)")
     broken = replace(plan.validator, process=replace(plan.validator.process, argv=argv))
-    plan = replace(plan, validator=broken)
+    plan = replace(plan, validators=(broken,))
     devnet = Devnet(plan, NoProgress())
     with pytest.raises(DevnetFailed) as failed:
         asyncio.run(devnet.run())

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,9 +25,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from byteleap.chain import Endpoint, MetagraphView, NeuronView
+from byteleap.challenge.params import CPU_DEFAULT
 from byteleap.config import ValidatorConfig
 from byteleap.config.miner import MinerApiSection, WorkerServerSection
+from byteleap.config.validator import DEFAULT_MAX_PRICES
+from byteleap.errors import Outcome
 from byteleap.leases.receipts import (
+    MAX_PRICE_MICROS,
     Receipt,
     SignedReceipt,
     canonical_bytes,
@@ -37,6 +42,7 @@ from byteleap.leases.receipts import (
 from byteleap.protocol import codec
 from byteleap.protocol.validator_api import ReceiptPage
 from byteleap.scoring import ScoringParams, compute_weights
+from byteleap.scoring.leases import ReceiptUsage
 from neurons.chain import DevChain, DevChainClient, DevChainParams
 from neurons.common.miner_client import MinerClient, verify_hotkey_signature
 from neurons.miner.api import create_app
@@ -53,7 +59,11 @@ from neurons.validator.receipts import (
     permitted_validators,
 )
 from neurons.validator.store import (
+    ChallengeOpen,
+    ChallengeVerdict,
+    GpuSnapshot,
     SqlStore,
+    WorkerSnapshot,
     create_engine,
     current_revision,
     downgrade_engine,
@@ -329,8 +339,52 @@ def revenue_and_shares(inputs: Any) -> dict[str, tuple[float, float]]:
         lease_usage=inputs.lease_usage,
         availability_counts=inputs.availability_counts,
         miners=inputs.miners,
+        verified_hours=inputs.verified_hours,
     )
     return {h: (m.lease_revenue, m.lease_share) for h, m in result.miners.items()}
+
+
+H200 = "NVIDIA H200"
+#: what this validator verified itself, before the leases began: miner -> worker -> GPUs
+GENUINE_GPUS = {
+    "miner1": {WORKER_1: ["GPU-a1a1-0", "GPU-a1a1-1"], WORKER_3: ["GPU-c3c3-0"]},
+    "miner2": {WORKER_2: ["GPU-b2b2-0"]},
+}
+#: the stake shares of the metagraph's validators (val_a 5000, val_b 3000)
+SHARE_A, SHARE_B = 5000 / 8000, 3000 / 8000
+
+
+async def verify(
+    store: SqlStore, miner_hotkey: str, worker: str, uuids: list[str], at: datetime
+) -> None:
+    """This validator challenged ``uuids`` of ``worker`` at ``at`` and they passed."""
+    cid = f"v-{worker[:4]}-{int(at.timestamp())}"
+    await store.open_challenge(
+        ChallengeOpen(
+            challenge_id=cid, miner_hotkey=miner_hotkey, worker_pubkey=worker,
+            gpu_uuids=tuple(uuids), gpu_models=dict.fromkeys(uuids, H200), params=CPU_DEFAULT,
+            seed=bytes(32), dispatched_at=at, deadline_at=at + timedelta(seconds=30),
+        )
+    )  # fmt: skip
+    await store.close_challenges(
+        [ChallengeVerdict(cid, u, at, Outcome.VERIFIED, throughput_flops=1e12, elapsed_s=1.0)
+         for u in uuids]
+    )  # fmt: skip
+
+
+async def verify_genuine(ids: Ids, store: SqlStore, at: datetime | None = None) -> None:
+    """Every GPU of the genuine leases verified (an hour before lease 1 began, by default), and
+    miner2's worker in this validator's inventory as an H200 (capped at 7.0 per GPU-hour);
+    miner1's GPUs are not in it, so they are ``unknown`` (capped at 2.0)."""
+    at = at or datetime.fromtimestamp(BASE - HOUR, UTC)
+    await store.record_inventory(
+        at, ids["miner2"],
+        [WorkerSnapshot(WORKER_2, "idle", (GpuSnapshot("GPU-b2b2-0", H200, 143771, "9.0"),))],
+        bucket_seconds=300,
+    )  # fmt: skip
+    for name, workers in GENUINE_GPUS.items():
+        for worker, uuids in workers.items():
+            await verify(store, ids[name], worker, uuids, at)
 
 
 @pytest.fixture(name="two_urls", params=ENGINES)
@@ -361,6 +415,7 @@ async def test_two_validators_fed_the_same_receipts_agree_on_lease_scores(
             store = await open_store(url, auto_upgrade=True)
             stack.push_async_callback(store.close)
             await store.sync_miners(NOW, neurons(ids, miners.ports))
+            await verify_genuine(ids, store)
             metrics = ValidatorMetrics()
             summary = await collector(ids, store, me, metrics, page_size=3).collect_all()
             assert summary.failed == {}
@@ -392,10 +447,11 @@ async def test_two_validators_fed_the_same_receipts_agree_on_lease_scores(
 
         assert results["val_a"] == results["val_b"]
         got = results["val_a"]
-        total = sum(REVENUE.values())
         for name, revenue in REVENUE.items():
             assert got[ids[name]][0] == pytest.approx(revenue)
-            assert got[ids[name]][1] == pytest.approx(revenue / total)
+        # val_a's pool (5/8) is all L1's; val_b's (3/8) is split 4.5 (L2) to 1.0 (L3)
+        assert got[ids["miner1"]][1] == pytest.approx(SHARE_A + SHARE_B * 1.0 / 5.5)
+        assert got[ids["miner2"]][1] == pytest.approx(SHARE_B * 4.5 / 5.5)
         for name in ("val_a", "val_b", "outsider"):
             assert got[ids[name]] == (0.0, 0.0)
 
@@ -405,8 +461,10 @@ async def test_replayed_receipts_are_duplicates_and_earn_nothing_more(
 ) -> None:
     async with running_miners(ids, tmp_path) as miners:
         await store.sync_miners(NOW, neurons(ids, miners.ports))
+        await verify_genuine(ids, store)
         await collector(ids, store, "val_a").collect_all()
         before = revenue_and_shares(await store.scoring_inputs(NOW, ScoringParams()))
+        assert before[ids["miner1"]][0] == pytest.approx(REVENUE["miner1"])
         async with store.engine.begin() as conn:  # forget how far we read: everything again
             await conn.execute(sa.delete(ReceiptCursor))
         metrics = ValidatorMetrics()
@@ -422,6 +480,7 @@ async def test_a_validator_that_loses_its_permit_stops_counting_until_it_regains
 ) -> None:
     async with running_miners(ids, tmp_path) as miners:
         await store.sync_miners(NOW, neurons(ids, miners.ports))
+        await verify_genuine(ids, store)
         await collector(ids, store, "val_a").collect_all()
         params = ScoringParams()
         full = revenue_and_shares(await store.scoring_inputs(NOW, params))
@@ -432,6 +491,7 @@ async def test_a_validator_that_loses_its_permit_stops_counting_until_it_regains
         lost = revenue_and_shares(inputs)
         assert lost[ids["miner2"]][0] == 0.0  # L2 was sold by val_b only
         assert lost[ids["miner1"]][0] == pytest.approx(14.0)  # L3 (val_b) no longer counts
+        assert lost[ids["miner1"]][1] == pytest.approx(1.0)  # val_a now holds all the stake
         assert {i.worker_id for i in inputs.lease_intervals} == {WORKER_1}
         assert len(await store.receipts.receipts()) == GENUINE_COUNT  # kept, not deleted
 
@@ -498,6 +558,7 @@ async def test_the_chain_of_a_lease_is_checked_against_stored_neighbours(
 
 async def test_a_receipt_of_an_open_lease_closes_after_the_grace(ids: Ids, store: SqlStore) -> None:
     await store.sync_miners(NOW, neurons(ids, {"miner1": 1}))
+    await verify(store, ids["miner1"], WORKER_1, ["GPU-a1a1-0"], NOW - timedelta(hours=3))
     last_end = NOW_S - HOUR
     r = receipt(ids, seller="val_a", miner="miner1", lease="G", seq=1, start=last_end - HOUR,
                 end=last_end, price_micros=1, worker=WORKER_1)  # fmt: skip
@@ -545,6 +606,7 @@ async def test_the_daemon_collects_receipts_of_every_served_miner(
             )
             try:
                 await daemon.start()
+                await verify_genuine(ids, store)
                 summary = await daemon.collect_receipts()
                 assert store.receipts.min_validator_stake == 4000.0
                 # val_b (3000) is under the configured stake: L2 and L3 are not counted
@@ -561,6 +623,74 @@ async def test_the_daemon_collects_receipts_of_every_served_miner(
     finally:
         await store.close()
         chain.close()
+
+
+WORKER_FAKE = "dd" * 32
+
+
+def colluding_neurons(ids: Ids) -> list[NeuronView]:
+    """The metagraph of :func:`neurons`, but "outsider" holds a permit with a small stake: a
+    colluder that signs whatever miner2 countersigns."""
+    return [
+        dataclasses.replace(n, stake=100.0, validator_permit=True)
+        if n.hotkey == ids["outsider"] else n
+        for n in neurons(ids, {})
+    ]  # fmt: skip
+
+
+def minted(ids: Ids, lease: str, worker: str, uuids: list[str]) -> list[SignedReceipt]:
+    """A week of hourly receipts at the protocol's maximum price, sold by the colluder to miner2."""
+    start = NOW_S - 7 * 24 * HOUR
+    chain = [
+        Receipt(
+            netuid=NETUID, lease_id=lease, seq=i + 1, kind="hourly",
+            validator_hotkey=ids["outsider"], miner_hotkey=ids["miner2"], worker_pubkey=worker,
+            gpu_uuids=uuids, gpus=len(uuids), price_per_gpu_hour_micros=MAX_PRICE_MICROS,
+            period_start=start + i * HOUR, period_end=start + (i + 1) * HOUR,
+            issued_at=start + (i + 1) * HOUR,
+        )
+        for i in range(7 * 24)
+    ]  # fmt: skip
+    return [sign(ids, r) for r in chain]
+
+
+async def test_a_low_stake_colluder_gains_at_most_its_stake_share(
+    ids: Ids, store: SqlStore
+) -> None:
+    """The attack: a permit holder with 100 of 8100 stake mints a week of max-price receipts
+    for miner2. For GPUs nobody verified they earn nothing and freeze no challenge record; for
+    miner2's one verified GPU they are capped at its model's price and earn at most the
+    colluder's stake share of the lease pool."""
+    await store.sync_miners(NOW, colluding_neurons(ids))
+    await verify_genuine(ids, store)
+    await store.receipts.store_page(NOW, lease_1(ids) + lease_2(ids) + lease_3(ids))
+    params = ScoringParams()
+    honest = revenue_and_shares(await store.scoring_inputs(NOW, params))
+    total = 5000 + 3000 + 100
+    share_out = 100 / total
+
+    fake = minted(ids, "mint-fake", WORKER_FAKE, [f"FAKE-{i}" for i in range(8)])
+    assert set(await store.receipts.store_page(NOW, fake)) == {StoreOutcome.STORED}
+    inputs = await store.scoring_inputs(NOW, params)
+    assert revenue_and_shares(inputs) == honest  # never verified: worth nothing
+    assert WORKER_FAKE not in {i.worker_id for i in inputs.lease_intervals}
+    caps = {u.gpu_price_caps for u in inputs.lease_usage if isinstance(u, ReceiptUsage)
+            and u.validator_hotkey == ids["outsider"]}  # fmt: skip
+    assert caps == {(DEFAULT_MAX_PRICES["default"],) * 8}  # not in the inventory: "unknown"
+
+    real = minted(ids, "mint-real", WORKER_2, ["GPU-b2b2-0"])
+    await store.receipts.store_page(NOW, real)
+    attacked = revenue_and_shares(await store.scoring_inputs(NOW, params))
+    m2_before, m2_after = honest[ids["miner2"]], attacked[ids["miner2"]]
+    assert m2_after[1] - m2_before[1] <= share_out + 1e-12
+    # the colluder's pool is all miner2's, less the 1.5 hours val_b (more stake) sold first:
+    # they count once, for val_b, and stay in the colluder's denominator
+    week = 7 * 24
+    assert m2_after[1] == pytest.approx(m2_before[1] + share_out * (week - 1.5) / week)
+    # priced at the H200 cap (7.0), not at the protocol's maximum
+    assert m2_after[0] == pytest.approx(4.5 + 7.0 * (week - 1.5))
+    # miner1, which the colluder did not bill, does not move at all
+    assert attacked[ids["miner1"]] == honest[ids["miner1"]]
 
 
 async def test_the_cursor_table_migrates_up_and_down(database_url: str) -> None:

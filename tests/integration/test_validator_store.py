@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from byteleap.chain import Endpoint, NeuronView
 from byteleap.challenge.params import CPU_DEFAULT
+from byteleap.config.validator import DEFAULT_MAX_PRICES
 from byteleap.errors import Outcome, StorageError
+from byteleap.leases.receipts import Receipt, canonical_bytes
 from byteleap.scoring import (
     AvailabilityObservation,
     ScoringParams,
@@ -29,6 +31,7 @@ from byteleap.scoring import (
     compute_weights,
     count_availability,
 )
+from byteleap.scoring.leases import ReceiptUsage
 from neurons.validator.store import (
     ChallengeOpen,
     ChallengeVerdict,
@@ -40,6 +43,7 @@ from neurons.validator.store import (
     open_store,
     upgrade_engine,
 )
+from neurons.validator.store.records import ScoringInputs
 from neurons.validator.store.schema import Lease, LeaseReceipt, Renter
 from tests.support.store import (  # noqa: F401  (the *_fixture names are fixtures)
     ENGINES,
@@ -102,11 +106,16 @@ async def by_worker(store: SqlStore, now: datetime) -> dict[tuple[str, str], obj
 
 
 async def counts_at(store: SqlStore, now: datetime, params: ScoringParams) -> list[tuple]:
+    """The store's counts with every healthy GPU-bucket, counted or not (these tests have no
+    verified challenges: the verification rule has tests of its own below)."""
     inputs = await store.scoring_inputs(now, params)
     return [
-        (c.miner_hotkey, c.worker_id, c.gpus, c.online_buckets, c.gpu_buckets)
+        (
+            c.miner_hotkey, c.worker_id, c.gpus, c.online_buckets,
+            c.gpu_buckets + c.unverified_gpu_buckets,
+        )
         for c in inputs.availability_counts
-    ]
+    ]  # fmt: skip
 
 
 def scorer_counts(
@@ -179,10 +188,10 @@ async def test_datetimes_are_aware_utc_whatever_zone_goes_in(store: SqlStore) ->
 
 async def test_first_seen_gpu_claims_survive_later_claimants(store: SqlStore) -> None:
     await store.sync_miners(T0, [neuron(1, HOTKEY_A), neuron(2, HOTKEY_B)])
-    t1, t2, t3 = (T0 + timedelta(minutes=m) for m in (10, 20, 30))
+    t1, t2, t3, t4 = (T0 + timedelta(minutes=m) for m in (10, 20, 30, 40))
     await store.record_inventory(T0, HOTKEY_A, [worker(1, "GPU-X", "GPU-A")], bucket_seconds=BUCKET)
     await store.record_inventory(t1, HOTKEY_B, [worker(2, "GPU-X", "GPU-B")], bucket_seconds=BUCKET)
-    # the owner drops the GPU from its list, and its second worker reports it too
+    # the owner moves the GPU from its first worker to its third (a re-keyed worker): still its
     await store.record_inventory(
         t2, HOTKEY_A, [worker(1, "GPU-A"), worker(3, "GPU-X")], bucket_seconds=BUCKET
     )
@@ -190,21 +199,28 @@ async def test_first_seen_gpu_claims_survive_later_claimants(store: SqlStore) ->
 
     rows = await by_worker(store, t3)
     assert rows[(HOTKEY_B, pubkey(2))].conflicted_gpus == {"GPU-X"}
-    assert rows[(HOTKEY_A, pubkey(3))].conflicted_gpus == {"GPU-X"}  # the same miner, later
+    assert rows[(HOTKEY_A, pubkey(3))].conflicted_gpus == frozenset()  # moved, not lost
     assert rows[(HOTKEY_A, pubkey(1))].conflicted_gpus == frozenset()
     assert [g.uuid for g in rows[(HOTKEY_A, pubkey(1))].gpus] == ["GPU-A"]
 
-    claims = {
-        (c.gpu_uuid, c.miner_hotkey, c.worker_id): c.first_seen
-        for c in (await store.scoring_inputs(t3, ScoringParams())).gpu_claims
-    }
+    inputs = await store.scoring_inputs(t3, ScoringParams())
+    claims = {(c.gpu_uuid, c.miner_hotkey, c.worker_id): (c.first_seen, c.last_seen)
+              for c in inputs.gpu_claims}  # fmt: skip
     assert claims == {
-        ("GPU-X", HOTKEY_A, pubkey(1)): T0,
-        ("GPU-A", HOTKEY_A, pubkey(1)): T0,
-        ("GPU-X", HOTKEY_B, pubkey(2)): t1,
-        ("GPU-B", HOTKEY_B, pubkey(2)): t1,
-        ("GPU-X", HOTKEY_A, pubkey(3)): t2,
+        ("GPU-X", HOTKEY_A, pubkey(1)): (T0, T0),
+        ("GPU-A", HOTKEY_A, pubkey(1)): (T0, t2),
+        ("GPU-X", HOTKEY_B, pubkey(2)): (t1, t3),
+        ("GPU-B", HOTKEY_B, pubkey(2)): (t1, t3),
+        ("GPU-X", HOTKEY_A, pubkey(3)): (t2, t2),
     }
+    # the same UUID on two of the owner's workers in one poll: one card, one copy counts
+    await store.record_inventory(
+        t4, HOTKEY_A, [worker(1, "GPU-A", "GPU-X"), worker(3, "GPU-X")], bucket_seconds=BUCKET
+    )
+    rows = await by_worker(store, t4)
+    assert rows[(HOTKEY_A, pubkey(1))].conflicted_gpus == frozenset()
+    assert rows[(HOTKEY_A, pubkey(3))].conflicted_gpus == {"GPU-X"}
+    assert rows[(HOTKEY_B, pubkey(2))].conflicted_gpus == {"GPU-X"}
 
 
 async def test_workers_absent_from_a_poll_go_offline(store: SqlStore) -> None:
@@ -338,18 +354,37 @@ async def test_availability_matches_the_scorer_on_a_worked_week(store: SqlStore)
             at += step
             i += 1
     await poll(first - timedelta(hours=1), HOTKEY_B, 3, 4)  # before the horizon: not counted
+    # A's worker is verified now and then (B's never is): its GPUs count within 24 h of each
+    for i, hours_ago in enumerate((180, 100, 60, 59.5, 10)):
+        at = now - timedelta(hours=hours_ago)
+        await store.open_challenge(challenge(f"v{i}", HOTKEY_A, 1, ("GPU-5A-miner-1-0",), at))
+        passed = verdict(f"v{i}", "GPU-5A-miner-1-0", at, Outcome.VERIFIED, 1e12)
+        await store.close_challenge(passed)
 
     assert await counts_at(store, now, params) == scorer_counts(polls, now, params)
     inputs = await store.scoring_inputs(now, params)
+    assert list(inputs.worker_verified_hours) == [(HOTKEY_A, pubkey(1))]
+    split = count_availability(
+        polls, params, now, verified_hours=inputs.worker_verified_hours,
+        lease_intervals=inputs.lease_intervals,
+    )  # fmt: skip
+    assert list(inputs.availability_counts) == split
+    a, b = split
+    assert a.gpu_buckets > 0 and a.unverified_gpu_buckets > 0
+    assert b.gpu_buckets == 0 and b.unverified_gpu_buckets > 0
     from_store = compute_weights(
         now=now, params=params, availability_counts=inputs.availability_counts,
         miners=inputs.miners,
     )  # fmt: skip
-    from_polls = compute_weights(now=now, params=params, availability=polls, miners=inputs.miners)
+    from_polls = compute_weights(
+        now=now, params=params, availability=polls, miners=inputs.miners,
+        worker_verified_hours=inputs.worker_verified_hours,
+    )  # fmt: skip
     assert {h: m.availability for h, m in from_store.miners.items()} == {
         h: m.availability for h, m in from_polls.miners.items()
     }
     assert 0.0 < from_store.miners[HOTKEY_A].availability < 1.0
+    assert from_store.miners[HOTKEY_B].availability == 0.0
 
 
 @pytest.mark.parametrize("bucket_seconds", [420, 7200, 60])
@@ -645,6 +680,11 @@ async def test_scoring_inputs_read_leases_and_receipts(store: SqlStore) -> None:
     seller = NeuronView(9, "5Val", "cold-5Val", 10.0, True)
     await store.sync_miners(T0, [neuron(1, HOTKEY_A), seller])
     leased_at = now - timedelta(hours=30)
+    # this validator's inventory: GPU-1 and GPU-2 are H100s (capped at 5.0 per GPU-hour)
+    await store.record_inventory(
+        leased_at - timedelta(hours=3), HOTKEY_A, [worker(1, "GPU-1"), worker(2, "GPU-2")],
+        bucket_seconds=BUCKET,
+    )  # fmt: skip
     async with store.engine.begin() as conn:
         renter = await conn.execute(
             sa.insert(Renter).values(name="lab", key_hash="h" * 64, created_at=T0)
@@ -668,24 +708,65 @@ async def test_scoring_inputs_read_leases_and_receipts(store: SqlStore) -> None:
                 },
             ],
         )  # fmt: skip
-        receipt = {
-            "lease_id": "lease-1", "miner_hotkey": HOTKEY_A, "validator_hotkey": "5Val",
-            "gpus": 1, "price_per_gpu_hour": 2.0, "payload": b"{}", "validator_signature": b"v",
-            "miner_signature": b"m", "received_at": now,
-        }  # fmt: skip
+
+        def row(
+            lease: str,
+            seq: int,
+            start: datetime,
+            end: datetime,
+            *,
+            price: float = 2.0,
+            worker_n: int = 1,
+            uuids: tuple[str, ...] = ("GPU-1",),
+            validator: str = "5Val",
+        ) -> dict[str, object]:
+            signed = Receipt(
+                netuid=1,
+                lease_id=lease,
+                seq=seq,
+                kind="start" if seq == 0 else "hourly",
+                validator_hotkey=validator,
+                miner_hotkey=HOTKEY_A,
+                worker_pubkey=pubkey(worker_n),
+                gpu_uuids=list(uuids),
+                gpus=len(uuids),
+                price_per_gpu_hour_micros=round(price * 1_000_000),
+                period_start=int(start.timestamp()),
+                period_end=int(end.timestamp()),
+                issued_at=int(end.timestamp()),
+            )
+            return {
+                "lease_id": lease,
+                "miner_hotkey": HOTKEY_A,
+                "validator_hotkey": validator,
+                "seq": seq,
+                "period_start": start,
+                "period_end": end,
+                "gpus": len(uuids),
+                "price_per_gpu_hour": price,
+                "payload": canonical_bytes(signed),
+                "validator_signature": b"v",
+                "miner_signature": b"m",
+                "received_at": now,
+            }
+
+        middle = leased_at + timedelta(hours=20)
         await conn.execute(
             sa.insert(LeaseReceipt),
             [
-                {**receipt, "seq": 0, "period_start": leased_at, "period_end": leased_at},
-                {**receipt, "seq": 1, "period_start": leased_at, "period_end": now},
-                {
-                    **receipt, "seq": 0, "validator_hotkey": "5Other",
-                    "period_start": now - timedelta(days=9), "period_end": now - timedelta(days=8),
-                },
+                row("lease-1", 0, leased_at, leased_at),
+                row("lease-1", 1, leased_at, middle),
+                row("lease-1", 2, middle, now),
+                # sold far above any cap: GPU-2 is an H100 here, GPU-9 this validator never saw
+                row("lease-2", 1, now - timedelta(hours=2), now, price=50.0, worker_n=2,
+                    uuids=("GPU-2", "GPU-9")),
+                row("lease-1", 0, now - timedelta(days=9), now - timedelta(days=8),
+                    validator="5Other"),
             ],
         )  # fmt: skip
 
     inputs = await store.scoring_inputs(now, params)
+    # no GPU was verified yet: the receipts carry over no challenge record, only our own lease
     assert [(i.miner_hotkey, i.worker_id, i.start, i.end) for i in inputs.lease_intervals] == [
         (HOTKEY_A, pubkey(1), leased_at, None)
     ]
@@ -693,12 +774,48 @@ async def test_scoring_inputs_read_leases_and_receipts(store: SqlStore) -> None:
         (u.lease_id, u.gpus, u.price_per_gpu_hour, u.start, u.end) for u in inputs.lease_usage
     ) == [
         ("5Val/lease-1", 1, 2.0, leased_at, leased_at),
-        ("5Val/lease-1", 1, 2.0, leased_at, now),
+        ("5Val/lease-1", 1, 2.0, leased_at, middle),
+        ("5Val/lease-1", 1, 2.0, middle, now),
+        ("5Val/lease-2", 2, 50.0, now - timedelta(hours=2), now),
     ]
-    result = compute_weights(
-        now=now, params=params, lease_usage=inputs.lease_usage, miners=inputs.miners
+    terms = {
+        (u.lease_id, u.validator_hotkey, u.validator_share, u.gpu_uuids, u.gpu_price_caps)
+        for u in inputs.lease_usage
+        if isinstance(u, ReceiptUsage)
+    }
+    unknown_cap = DEFAULT_MAX_PRICES["default"]
+    assert terms == {
+        ("5Val/lease-1", "5Val", 1.0, ("GPU-1",), (5.0,)),
+        ("5Val/lease-2", "5Val", 1.0, ("GPU-2", "GPU-9"), (5.0, unknown_cap)),
+    }
+
+    def revenue(inputs: ScoringInputs) -> tuple[float, float]:
+        result = compute_weights(
+            now=now, params=params, lease_usage=inputs.lease_usage, miners=inputs.miners,
+            verified_hours=inputs.verified_hours,
+        )  # fmt: skip
+        m = result.miners[HOTKEY_A]
+        return m.lease_revenue, m.lease_share
+
+    assert revenue(inputs) == (0.0, 0.0)  # nothing verified, nothing earns
+
+    # GPU-1 and GPU-9 pass a challenge (on workers 1 and 2) before the lease
+    verified_at = leased_at - timedelta(hours=2)
+    await store.open_challenge(challenge("c1", HOTKEY_A, 1, ("GPU-1",), verified_at))
+    await store.close_challenge(verdict("c1", "GPU-1", verified_at, Outcome.VERIFIED, 1e12))
+    await store.open_challenge(challenge("c9", HOTKEY_A, 2, ("GPU-9",), verified_at))
+    await store.close_challenge(verdict("c9", "GPU-9", verified_at, Outcome.VERIFIED, 1e12))
+    inputs = await store.scoring_inputs(now, params)
+    # lease-1 now carries over worker 1's record; lease-2 still names an unverified GPU-2
+    assert (
+        sorted((i.miner_hotkey, i.worker_id, i.start, i.end) for i in inputs.lease_intervals)
+        == [(HOTKEY_A, pubkey(1), leased_at, None)] * 2
     )
-    assert result.miners[HOTKEY_A].lease_revenue == pytest.approx(2.0 * 30)
+    # GPU-1 at 2.0 for 30 hours; GPU-9 at the unknown cap for 2 hours, GPU-2 unverified
+    assert revenue(inputs) == pytest.approx((2.0 * 30 + unknown_cap * 2, 1.0))
+    # a week after the verification, it no longer vouches for the receipts
+    later = verified_at + params.lease_window + timedelta(hours=1)
+    assert await store.receipts.lease_intervals(later) == []
 
 
 # --------------------------------------------------------------------------- weights, pruning
@@ -738,16 +855,21 @@ async def test_prune_respects_both_retentions(store: SqlStore) -> None:
         challenge("open-old", HOTKEY_A, 1, ("GPU-1",), now - ages["ancient"])
     )
     for hours in (400, 200, 168, 1):
+        # a second worker's GPU is seen only 400 hours ago: a claim older than the retention
+        listed = [worker(1, "GPU-1")] + ([worker(2, "GPU-OLD")] if hours == 400 else [])
         await store.record_inventory(
-            now - timedelta(hours=hours), HOTKEY_A, [worker(1, "GPU-1")], bucket_seconds=BUCKET
+            now - timedelta(hours=hours), HOTKEY_A, listed, bucket_seconds=BUCKET
         )
 
     deleted = await store.prune(
         now, retention=retention, availability_retention=availability_retention
     )
     assert deleted == {
-        "challenges": 1, "weight_submissions": 1, "lease_receipts": 0, "availability": 2,
+        "challenges": 1, "weight_submissions": 1, "lease_receipts": 0, "gpus": 1,
+        "availability": 3,
     }  # fmt: skip
+    claims = (await store.scoring_inputs(now, ScoringParams())).gpu_claims
+    assert [(c.gpu_uuid, c.worker_id) for c in claims] == [("GPU-1", pubkey(1))]
     assert {r.challenge_id for r in await store.recent_challenges()} == {"recent", "open-old"}
     assert [w.submitted_at for w in await store.weight_submissions()] == [now - ages["recent"]]
     params = ScoringParams()

@@ -92,6 +92,8 @@ def test_scoring_section_maps_onto_the_scorer_parameters() -> None:
 
     assert ValidatorConfig().scoring.to_params() == ScoringParams()
     assert ValidatorConfig().scoring.availability_buckets == 2028
+    scoring = parse_config(ValidatorConfig, "scoring:\n  claim_expiry_days: 3\n", env={}).scoring
+    assert scoring.to_params().claim_expiry.days == 3
 
 
 def test_empty_sections_mean_defaults() -> None:

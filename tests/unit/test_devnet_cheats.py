@@ -1,6 +1,7 @@
 """Every devnet cheat produces evidence the exact verifier rejects for the expected reason, or
 (sybil) honest evidence served one claim after another by one shared device, or (cpu_as_gpu,
-ambiguous_model) no commit at all."""
+ambiguous_model) no commit at all, or (late_excuse) "busy" only after the deadline, or
+(phantom_busy) "busy" always, beside an honest companion."""
 
 from __future__ import annotations
 
@@ -20,23 +21,37 @@ from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.crypto import WorkerKey
 from byteleap.errors import FraudReason, VerificationFailed
 from byteleap.hardware import CPU_MODEL, UNKNOWN, identify
+from byteleap.protocol import codec
+from byteleap.protocol.common import MAX_GPUS
 from byteleap.protocol.inventory import GpuInfo, HostInfo, Inventory
 from byteleap.protocol.worker_link import (
     ChallengeDispatch,
     GpuCommit,
+    Heartbeat,
+    Hello,
+    LeaseAck,
+    LeaseStart,
     OpeningRequest,
     RevealRequest,
+    Unavailable,
+    Welcome,
 )
 from neurons.devnet.cheats import (
     AMBIGUOUS_MODEL,
+    BOUNDED_MODES,
+    COMPANION_DEVICE_MIB,
     CPU_AS_GPU_MODEL,
     DESCRIPTIONS,
+    EXCUSE_MODES,
     EXPECTED_FAILURES,
     FRAUD_MODES,
+    LATE_EXCUSE_S,
     MODEL_MODES,
     MODES,
+    PHANTOM_BUSY_CLAIMS,
     PHANTOM_MODEL,
     SYBIL_DEVICE_MIB,
+    AlwaysBusyAgent,
     Cheat,
     CheatingExecutor,
     CheatMode,
@@ -45,6 +60,7 @@ from neurons.devnet.cheats import (
     claimed_inventory,
     mode_for,
 )
+from workers.agent import ChallengeFinished, Connected, Received, Send, Tick
 from workers.backends.base import Abandoned
 from workers.backends.numpy_backend import NumpyBackend
 
@@ -62,7 +78,13 @@ def executor_for(
 ) -> tuple[CheatingExecutor, WorkerKey]:
     key = WorkerKey.from_seed(bytes([seed]) * 32)
     backend = NumpyBackend.for_worker(key.public_key, "Test CPU", threads=1, pace_flops=pace_flops)
-    claimed = claimed_devices(cheat.mode, backend.devices()[0], key.public_key, claims=cheat.claims)
+    claimed = claimed_devices(
+        cheat.mode,
+        backend.devices()[0],
+        key.public_key,
+        claims=cheat.claims,
+        companion=cheat.companion,
+    )
     executor = CheatingExecutor(
         backend,
         key,
@@ -117,9 +139,18 @@ async def verify_all(
 def test_cheaters_take_the_fraud_modes_in_turn() -> None:
     assert [mode_for(i) for i in range(6)] == [*FRAUD_MODES, FRAUD_MODES[0], FRAUD_MODES[1]]
     assert set(MODES) == set(CheatMode) == set(EXPECTED_FAILURES) == set(DESCRIPTIONS)
-    assert set(FRAUD_MODES) | set(MODEL_MODES) | {CheatMode.SYBIL} == set(MODES)
+    groups = [set(FRAUD_MODES), set(MODEL_MODES), {CheatMode.SYBIL}, set(EXCUSE_MODES)]
+    assert set().union(*groups) == set(MODES)
+    assert sum(len(g) for g in groups) == len(MODES)  # every mode in exactly one group
+    # a device that never answers, or queues claims, only ever misses: a timeout, or "busy"
+    # still holding an earlier challenge when the next epoch comes (no lease explains that)
     for mode in (CheatMode.SYBIL, *MODEL_MODES):
-        assert EXPECTED_FAILURES[mode] == {"timeout"}
+        assert EXPECTED_FAILURES[mode] == {"timeout", "unexplained_busy"}
+    # every excuse a miner makes without a lease to explain it is a missed challenge, never fraud
+    for mode in EXCUSE_MODES:
+        assert EXPECTED_FAILURES[mode] <= {"timeout", "unexplained_busy"}
+    # the modes that may earn something, each within its own bound
+    assert {CheatMode.SYBIL, CheatMode.PHANTOM_BUSY, CheatMode.RECEIPT_MINT} == BOUNDED_MODES
 
 
 async def test_fake_rows_are_caught_by_their_merkle_paths() -> None:
@@ -190,15 +221,122 @@ def test_never_commit_is_a_phantom_variant_only() -> None:
 def test_claims_and_the_device_lock_belong_to_sybil_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shared device's lock"):
         Cheat(CheatMode.SYBIL, claims=2)
-    with pytest.raises(ValueError, match="sybil only"):
+    with pytest.raises(ValueError, match="sybil and phantom_busy only"):
         Cheat(CheatMode.FAKE_ROWS, claims=2)
     with pytest.raises(ValueError, match="sybil only"):
         Cheat(CheatMode.CPU_AS_GPU, device_lock=tmp_path / "x.lock")
+    with pytest.raises(ValueError, match=f"at most {MAX_GPUS}"):
+        Cheat(CheatMode.PHANTOM_BUSY, claims=MAX_GPUS + 1)
     with pytest.raises(ValueError, match="at least one"):
         Cheat(CheatMode.SYBIL, claims=0, device_lock=tmp_path / "x.lock")
     sybil = Cheat(CheatMode.SYBIL, claims=2, device_lock=tmp_path / "x.lock")
     assert sybil.label == "sybil (2 claims)" and not sybil.silent
     assert Cheat(CheatMode.CPU_AS_GPU).silent and Cheat(CheatMode.AMBIGUOUS_MODEL).silent
+
+
+def test_the_new_modes_take_only_their_own_options() -> None:
+    busy = Cheat(CheatMode.PHANTOM_BUSY, claims=PHANTOM_BUSY_CLAIMS)
+    assert busy.always_busy and busy.label == f"phantom_busy ({PHANTOM_BUSY_CLAIMS} claims)"
+    companion = Cheat(CheatMode.PHANTOM_BUSY, companion=True)
+    assert not companion.always_busy and companion.label == "phantom_busy (honest companion)"
+    with pytest.raises(ValueError, match="companion"):
+        Cheat(CheatMode.PHANTOM_BUSY, claims=2, companion=True)
+    with pytest.raises(ValueError, match="companion"):
+        Cheat(CheatMode.SYBIL, device_lock=Path("x.lock"), companion=True)
+    late = Cheat(CheatMode.LATE_EXCUSE)
+    assert not late.silent and not late.always_busy and late.label == "late_excuse"
+    # a receipt_mint miner's workers are production workers: the cheat is its colluder's
+    with pytest.raises(ValueError, match="runs no cheating worker"):
+        Cheat(CheatMode.RECEIPT_MINT)
+
+
+# --------------------------------------------------------------------------- excuses
+
+
+async def test_a_late_excuse_says_busy_only_after_the_deadline() -> None:
+    """It computes nothing, holds the challenge until just past its deadline, then gives it
+    up: the agent answers an abandoned challenge "busy", and the validator, whose deadline ran
+    from before the worker got the challenge, sees an answer after its deadline."""
+    executor, _ = executor_for(Cheat(CheatMode.LATE_EXCUSE), clock=time.perf_counter)
+    (uuid,) = executor.devices()
+    gpu_sized = ChallengeParams(m=8192, n=8192, k=8192, v=15, stages=500)
+    dispatch = ChallengeDispatch(
+        challenge_id="c-5", seed=SEED, params=gpu_sized, gpu_uuids=[uuid], deadline_ms=300
+    )
+    began = time.perf_counter()
+    with pytest.raises(Abandoned, match="busy, after the deadline"):
+        await executor.run(dispatch, HOTKEY)
+    waited = time.perf_counter() - began
+    assert 0.3 + LATE_EXCUSE_S - 0.01 <= waited < 0.3 + LATE_EXCUSE_S + 1.0
+    assert "timeout" in EXPECTED_FAILURES[CheatMode.LATE_EXCUSE]
+
+
+async def test_a_late_excuse_gives_up_at_once_when_stopped() -> None:
+    executor, _ = executor_for(Cheat(CheatMode.LATE_EXCUSE), clock=time.perf_counter)
+    (uuid,) = executor.devices()
+    dispatch = ChallengeDispatch(
+        challenge_id="c-6", seed=SEED, params=PARAMS, gpu_uuids=[uuid], deadline_ms=60_000
+    )
+    task = asyncio.create_task(executor.run(dispatch, HOTKEY))
+    await asyncio.sleep(0.1)
+    executor.stop()
+    with pytest.raises(Abandoned):
+        await asyncio.wait_for(task, 2)
+
+
+def busy_agent() -> tuple[AlwaysBusyAgent, list[str]]:
+    key = WorkerKey.from_seed(bytes([8]) * 32)
+    real = NumpyBackend.for_worker(key.public_key, "Test CPU").devices()[0]
+    claimed = claimed_devices(
+        CheatMode.PHANTOM_BUSY, real, key.public_key, claims=PHANTOM_BUSY_CLAIMS
+    )
+    inventory = claimed_inventory(Inventory(host=host(), gpus=[], backends=["numpy"]), claimed)
+    agent = AlwaysBusyAgent(key, inventory, agent_version="0.1.0")
+    hello = Hello(nonce=bytes(range(32)), miner_hotkey=HOTKEY, heartbeat_interval_s=5.0)
+    agent.handle(Connected(0.0))
+    agent.handle(Received(codec.encode(hello), 0.0))
+    agent.handle(Received(codec.encode(Welcome(session_id="s1")), 0.0))
+    return agent, [d.uuid for d in claimed]
+
+
+def sent(instructions: list[object]) -> list[object]:
+    return [i.message for i in instructions if isinstance(i, Send)]
+
+
+def test_a_phantom_busy_worker_is_always_busy_and_never_computes() -> None:
+    agent, uuids = busy_agent()
+    assert len(uuids) == len(set(uuids)) == PHANTOM_BUSY_CLAIMS == MAX_GPUS
+    assert all(uuid.startswith("CPU-") for uuid in uuids)
+    # its heartbeats say busy, with nothing running; its inventory lists every claimed device
+    (beat,) = [m for m in sent(agent.handle(Tick(10.0))) if isinstance(m, Heartbeat)]
+    assert beat.state == "busy" and agent.running is None
+    assert [gpu.uuid for gpu in agent.inventory.gpus] == uuids
+    # a challenge is refused as busy at once: no RunChallenge, nothing kept to reveal
+    challenge = ChallengeDispatch(
+        challenge_id="c-7", seed=SEED, params=PARAMS, gpu_uuids=uuids[:2], deadline_ms=5_000
+    )
+    out = agent.handle(Received(codec.encode(challenge), 11.0))
+    assert sent(out) == [Unavailable(challenge_id="c-7", leased=False)]
+    assert len(out) == 1 and agent.running is None and not agent.kept
+    assert agent.handle(ChallengeFinished("c-7", abandoned=True)) == []  # nothing was running
+    # a lease is taken like an honest worker's, and then it says leased
+    start = LeaseStart(lease_id="l-1", gpu_uuids=uuids[:1], ends_at=2_000_000_000)
+    acks = sent(agent.handle(Received(codec.encode(start), 12.0)))
+    assert LeaseAck(lease_id="l-1", accepted=True) in acks
+    assert agent.state == "leased"
+    out = agent.handle(Received(codec.encode(challenge), 13.0))
+    assert sent(out) == [Unavailable(challenge_id="c-7", leased=True)]
+
+
+async def test_a_phantom_busy_companion_computes_honestly_on_a_small_device() -> None:
+    """The honest worker beside the busy one: every challenge verifies, and its one device is
+    too small for a renter's request, so no renter lands on a worker that runs no jobs."""
+    cheat = Cheat(CheatMode.PHANTOM_BUSY, companion=True)
+    result = await verdicts(cheat)
+    assert list(result.values()) == [4 * 16 * 4]
+    executor, _ = executor_for(cheat)
+    (device,) = executor.devices().values()
+    assert device.memory_total_bytes == COMPANION_DEVICE_MIB * 2**20
 
 
 # --------------------------------------------------------------------------- sybil
@@ -345,6 +483,12 @@ def test_claimed_devices_make_a_valid_inventory(mode: CheatMode) -> None:
     real = NumpyBackend.for_worker(key.public_key, "Test CPU").devices()[0]
     claims = 2 if mode is CheatMode.SYBIL else 1
     claimed = claimed_devices(mode, real, key.public_key, claims=claims)
+    if mode is CheatMode.PHANTOM_BUSY:
+        # the busy worker lists the most devices one worker may list, all valid and distinct
+        busy = claimed_devices(mode, real, key.public_key, claims=PHANTOM_BUSY_CLAIMS)
+        listed = claimed_inventory(Inventory(host=host(), gpus=[], backends=["numpy"]), busy)
+        assert len(listed.gpus) == PHANTOM_BUSY_CLAIMS and listed.gpus[0].uuid == real.uuid
+        assert listed.backends == ["numpy"]
     inventory = claimed_inventory(Inventory(host=host(), gpus=[], backends=["numpy"]), claimed)
     assert [gpu.uuid for gpu in inventory.gpus] == [d.uuid for d in claimed]
     gpu_modes = {CheatMode.PHANTOM_GPU, *MODEL_MODES}

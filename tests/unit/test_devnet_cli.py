@@ -1,4 +1,5 @@
-"""``byteleap devnet``: ``--cheat MODE`` (repeatable) and ``--cheaters`` reach the plan."""
+"""``byteleap devnet``: ``--cheat MODE`` (repeatable), ``--cheaters`` and ``--validators`` reach
+the plan."""
 
 from __future__ import annotations
 
@@ -57,3 +58,22 @@ def test_an_unknown_mode_is_refused_with_the_choices(asked: list[DevnetOptions])
     assert result.exit_code == 2
     assert "sybil" in result.output and "cpu_as_gpu" in result.output
     assert asked == []
+
+
+def test_validators_reach_the_options_and_default_to_one(asked: list[DevnetOptions]) -> None:
+    assert invoke().exit_code == 0
+    assert asked[-1].validators == 1
+    result = invoke("--validators", "2", "--cheat", "late_excuse", "--cheat", "phantom_busy")
+    assert result.exit_code == 0, result.output
+    assert asked[-1].validators == 2
+    assert asked[-1].cheats == (CheatMode.LATE_EXCUSE, CheatMode.PHANTOM_BUSY)
+    assert invoke("--cheat", "receipt_mint").exit_code == 0
+    assert asked[-1].cheats == (CheatMode.RECEIPT_MINT,) and asked[-1].validators == 1
+
+
+def test_too_many_or_no_validators_are_refused(asked: list[DevnetOptions]) -> None:
+    count = len(asked)
+    result = invoke("--validators", "5")
+    assert result.exit_code == 2 and "between 1 and 4" in result.output
+    assert invoke("--validators", "0").exit_code == 2
+    assert len(asked) == count

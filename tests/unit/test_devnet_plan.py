@@ -13,12 +13,18 @@ import yaml
 from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, load_config, validate_config
 from byteleap.crypto import WorkerKey
+from byteleap.protocol.common import MAX_GPUS
 from neurons.chain import DevChain
-from neurons.devnet.cheats import SYBIL_CLAIMS, CheatMode, mode_for
+from neurons.devnet.cheats import PHANTOM_BUSY_CLAIMS, SYBIL_CLAIMS, CheatMode, mode_for
+from neurons.devnet.colluder import Ledger
 from neurons.devnet.plan import (
+    COLLUDER_EPOCH_S,
+    COLLUDER_STAKE,
     DATABASE_URL_ENV,
     DEVICE_SECONDS,
     DEVNET_PRICE,
+    MAX_VALIDATORS,
+    MIN_VALIDATOR_STAKE,
     PACE_FLOPS,
     RENTER_SPEND_LIMIT,
     VALIDATOR_STAKE,
@@ -26,8 +32,10 @@ from neurons.devnet.plan import (
     DevnetOptions,
     Plan,
     build_plan,
+    validator_stake,
 )
 from neurons.devnet.prepare import prepare
+from neurons.devnet.runner import colluder_report
 from workers.keys import read_key
 
 MODELS: dict[str, type[ValidatorConfig | MinerConfig | WorkerConfig]] = {
@@ -309,3 +317,148 @@ def test_prepare_writes_every_file_and_registers_every_hotkey(tmp_path: Path) ->
         assert len(coldkeys) == 4  # every neuron has its own coldkey
     finally:
         network.chain.close()
+
+
+# --------------------------------------------------------------------------- several validators
+
+
+def test_several_validators_each_have_their_own_wallet_database_and_stake(
+    tmp_path: Path,
+) -> None:
+    plan = plan_for(tmp_path, miners=2, workers=1, cheaters=1, validators=3)
+    names = [v.name for v in plan.validators]
+    assert names == ["validator", "validator-2", "validator-3"]
+    assert plan.validator is plan.validators[0]
+    assert [p.role for p in plan.processes()[:3]] == ["validator"] * 3
+    # stakes differ, all with a permit (prepare) and above what the miners ask of a validator
+    stakes = [v.stake for v in plan.validators]
+    assert stakes == [validator_stake(i) for i in range(3)] == [10_000.0, 5_000.0, 2_500.0]
+    assert min(stakes) > MIN_VALIDATOR_STAKE
+    for miner in plan.miners:
+        assert validate_config(MinerConfig, miner.process.config).api.min_validator_stake == (
+            MIN_VALIDATOR_STAKE
+        )
+    # each its own files: config, log, data directory and SQLite database
+    configs = [validate_config(ValidatorConfig, v.process.config) for v in plan.validators]
+    for key in ("config_path", "log_path", "data_dir"):
+        assert len({getattr(v.process, key) for v in plan.validators}) == 3, key
+    urls = [v.database_url for v in plan.validators]
+    assert urls == [f"sqlite+aiosqlite:///{plan.run_dir}/data/{n}/validator.db" for n in names]
+    assert plan.database_url == urls[0]
+    assert [c.wallet.name for c in configs] == names
+    assert len({v.wallet_seed for v in plan.validators}) == 3
+    # the same tuning for all; only the first serves the renters
+    for section in ("challenge", "scoring", "miners", "leases", "chain"):
+        dumped = [getattr(c, section).model_dump() for c in configs]
+        assert dumped[1:] == dumped[:-1], section
+    assert [c.api.enabled for c in configs] == [True, False, False]
+    ports = [configs[0].api.port, *(p for m in plan.miners for p in (m.api_port, m.workers_port))]
+    assert len(ports) == len(set(ports))
+    # each device spends about as much of its time on challenges as with one validator
+    assert configs[0].challenge.interval_s == 3 * VALIDATOR_TUNING["challenge"]["interval_s"]
+
+
+def test_one_validator_keeps_the_default_tuning_and_more_than_four_are_refused(
+    tmp_path: Path,
+) -> None:
+    plan = plan_for(tmp_path)
+    assert len(plan.validators) == 1 and plan.colluders == ()
+    cfg = validate_config(ValidatorConfig, plan.validator.process.config)
+    assert cfg.challenge.interval_s == VALIDATOR_TUNING["challenge"]["interval_s"]
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        DevnetOptions(validators=0)
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        DevnetOptions(validators=MAX_VALIDATORS + 1)
+    assert validator_stake(MAX_VALIDATORS - 1) > COLLUDER_STAKE > MIN_VALIDATOR_STAKE
+
+
+def test_a_database_url_is_the_first_validators_only(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://devnet:s3cret@127.0.0.1:5432/devnet"
+    plan = plan_for(tmp_path, database_url=url, validators=2)
+    first, second = plan.validators
+    assert first.database_url == url and first.process.env == {DATABASE_URL_ENV: url}
+    assert second.process.env == {}
+    assert second.database_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_several_validators_are_registered_with_permits_and_their_stakes(tmp_path: Path) -> None:
+    plan = plan_for(
+        tmp_path, miners=1, workers=1, cheaters=0, validators=2, cheats=(CheatMode.RECEIPT_MINT,)
+    )
+    network = prepare(plan)
+    try:
+        by_hotkey = {n.hotkey: n for n in DevChain(plan.chain_path).metagraph().neurons}
+        validators = [by_hotkey[v.hotkey] for v in network.validators]
+        assert [v.stake for v in validators] == [10_000.0, 5_000.0]
+        assert all(v.validator_permit for v in validators)
+        (colluder,) = network.colluders.values()
+        assert by_hotkey[colluder.hotkey].validator_permit
+        assert by_hotkey[colluder.hotkey].stake == COLLUDER_STAKE == colluder.stake
+        assert network.total_stake == 10_000.0 + 5_000.0 + COLLUDER_STAKE
+        assert not any(by_hotkey[m.hotkey].validator_permit for m in network.miners.values())
+        # what the report says of the colluder: its stake share, and its ledger summed up
+        (spec,) = plan.colluders
+        ledger = Ledger(spec.ledger)
+        ledger.write("lease", lease_id="collusion-1", worker_pubkey="ab" * 32, gpus=1)
+        ledger.write("receipt", lease_id="collusion-1", seq=0, kind="start", seconds=0, gpus=1)
+        ledger.write("receipt", lease_id="collusion-1", seq=1, kind="hourly", seconds=5, gpus=1)
+        assert colluder_report(spec, network) == {
+            "name": "colluder-1",
+            "hotkey": colluder.hotkey,
+            "uid": colluder.uid,
+            "stake": COLLUDER_STAKE,
+            "stake_share": round(COLLUDER_STAKE / 16_000.0, 6),
+            "miner_uid": network.miners["cheater-1"].uid,
+            "leases": 1,
+            "receipts": 2,
+            "billed_gpu_s": 5,
+            "errors": {},
+        }
+    finally:
+        network.chain.close()
+
+
+# --------------------------------------------------------------------------- excuse modes
+
+
+def test_the_excuse_and_collusion_cheats_get_their_workers_and_a_colluder(
+    tmp_path: Path,
+) -> None:
+    cheats = (CheatMode.LATE_EXCUSE, CheatMode.PHANTOM_BUSY, CheatMode.RECEIPT_MINT)
+    plan = plan_for(tmp_path, miners=2, workers=2, cheaters=0, validators=2, cheats=cheats)
+    late, busy, mint = [m for m in plan.miners if m.cheat is not None]
+    assert (late.cheat, busy.cheat, mint.cheat) == cheats
+    # late_excuse: --workers cheating workers of one device each
+    assert len(late.workers) == 2
+    for worker in late.workers:
+        argv = worker.process.argv
+        assert argv[argv.index("--mode") + 1] == "late_excuse" and worker.devices == 1
+    # phantom_busy: the honest companion and one worker listing the most devices one may list
+    companion, phantom = busy.workers
+    assert companion.cheat is not None and companion.cheat.companion
+    assert "--companion" in companion.process.argv and companion.devices == 1
+    assert phantom.cheat is not None and phantom.cheat.always_busy
+    argv = phantom.process.argv
+    assert argv[argv.index("--claims") + 1] == str(PHANTOM_BUSY_CLAIMS) == str(MAX_GPUS)
+    assert busy.devices == 1 + MAX_GPUS
+    # receipt_mint: production workers that run no jobs, never counted as honest
+    for worker in mint.workers:
+        assert worker.cheat is None and "cheat_worker" not in " ".join(worker.process.argv)
+        assert validate_config(WorkerConfig, worker.process.config).jobs.runner == "none"
+    honest = {w.pubkey for m in plan.miners if m.cheat is None for w in m.workers}
+    assert {w.pubkey for w in plan.honest_workers} == honest
+    # ... and a colluding validator of its own, on the devnet's own entry point
+    (colluder,) = plan.colluders
+    assert colluder.name == "colluder-1" and colluder.miner == mint.name
+    assert colluder.stake == COLLUDER_STAKE < min(v.stake for v in plan.validators)
+    assert colluder.process in plan.processes()
+    argv = colluder.process.argv
+    assert argv[argv.index("-m") + 1] == "neurons.devnet.colluder"
+    assert argv[argv.index("--miner-endpoint") + 1] == f"127.0.0.1:{mint.api_port}"
+    assert argv[argv.index("--ledger") + 1] == str(colluder.ledger)
+    assert argv[argv.index("--start-file") + 1] == str(colluder.start_file)
+    assert colluder.ledger.parent == colluder.process.data_dir
+    cfg = validate_config(ValidatorConfig, colluder.process.config)
+    assert cfg.wallet.name == "colluder-1" and not cfg.api.enabled
+    assert cfg.challenge.interval_s == COLLUDER_EPOCH_S  # it does not bother to test
+    assert colluder.database_url not in {v.database_url for v in plan.validators}

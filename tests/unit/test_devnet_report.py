@@ -4,36 +4,45 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from byteleap.challenge.params import CPU_DEFAULT
 from byteleap.errors import Outcome
+from byteleap.protocol.common import MAX_GPUS
 from neurons.chain import WeightsRecord
 from neurons.devnet.cheats import CheatMode
 from neurons.devnet.observe import (
     Observed,
+    ValidatorView,
     first_weights_after,
     rounds_done,
     snapshot,
     submission_for,
+    validator_view,
 )
 from neurons.devnet.plan import DevnetOptions, Plan, build_plan
 from neurons.devnet.prepare import Identity
 from neurons.devnet.progress import LineProgress, Status, render
 from neurons.devnet.renters import RenterOutcome
 from neurons.devnet.report import (
+    AGREEMENT_TARGET,
+    agreement,
     checks,
+    cosine,
     final_report,
     honest_weight_per_device,
     problems,
     render_checks,
     render_renters,
     render_table,
+    render_validators,
 )
 from neurons.devnet.runner import bucket_end
 from neurons.validator.store.records import ChallengeRow, MinerTally, WeightSubmission, WorkerRow
@@ -153,11 +162,20 @@ def test_the_report_has_the_documented_shape(tmp_path: Path) -> None:
     plan, ids = small_plan(tmp_path)
     snap = snapshot(plan, ids, observed(plan, ids))
     report = json.loads(json.dumps(final_report(snap, duration_s=42.04)))
-    assert set(report) == {"miners", "renters", "weights_block", "duration_s"}
+    assert set(report) == {
+        "miners",
+        "renters",
+        "validators",
+        "agreement",
+        "colluders",
+        "weights_block",
+        "duration_s",
+    }
     assert report["weights_block"] == 40 and report["duration_s"] == 42.0
-    assert report["renters"] == []
+    assert report["renters"] == [] and report["colluders"] == []
+    assert report["validators"] == [] and report["agreement"] is None
     keys = {"uid", "hotkey", "cheater", "cheat", "verified", "failed", "failures", "weight"}
-    keys |= {"lease_revenue", "challenge_share", "lease_share", "devices"}
+    keys |= {"lease_revenue", "challenge_share", "lease_share", "devices", "excused"}
     assert all(set(m) == keys for m in report["miners"])
     honest1, honest2, cheat1, cheat2 = report["miners"]
     assert honest2["weight"] == 20_000 / 60_000 and honest2["verified"] == 2
@@ -169,6 +187,7 @@ def test_the_report_has_the_documented_shape(tmp_path: Path) -> None:
         "devices": 1,
         "verified": 3,
         "failed": 0,
+        "excused": 0,
         "failures": {},
         "lease_revenue": None,  # no stored explanation of block 40 was read
         "challenge_share": None,
@@ -451,3 +470,252 @@ def test_the_checks_table_says_what_passed_and_what_failed(tmp_path: Path) -> No
     assert "uid 3 (sybil): weight <= honest per device" in text and "FAIL" in text
     assert "uid 5 (cpu_as_gpu): never leased" in text and "pass" in text
     assert "devices" in text
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def test_cosine_compares_weight_vectors_over_the_union_of_their_uids() -> None:
+    assert cosine({1: 0.5, 2: 0.5}, {1: 0.5, 2: 0.5}) == pytest.approx(1.0)
+    assert cosine({1: 1.0, 2: 3.0}, {1: 2.0, 2: 6.0}) == pytest.approx(1.0)  # scale does not matter
+    assert cosine({1: 1.0}, {2: 1.0}) == 0.0  # disjoint uids: nothing in common
+    # a uid missing on one side counts 0 there
+    assert cosine({1: 1.0, 2: 1.0}, {1: 1.0}) == pytest.approx(1 / math.sqrt(2))
+    assert cosine({1: 0.8, 2: 0.2}, {1: 0.8, 2: 0.2, 9: 0.0}) == pytest.approx(1.0)
+    # zero vectors: two agree (neither weighs anyone), one against anything does not
+    assert cosine({}, {}) == 1.0 and cosine({1: 0.0}, {2: 0.0}) == 1.0
+    assert cosine({1: 0.0}, {1: 1.0}) == 0.0 and cosine({}, {3: 0.2}) == 0.0
+
+
+def test_agreement_is_the_smallest_pairwise_cosine() -> None:
+    a, b, c = {1: 1.0, 2: 0.0}, {1: 1.0, 2: 1.0}, {1: 0.0, 2: 1.0}
+    assert agreement([]) is None and agreement([a]) is None
+    assert agreement([a, a]) == pytest.approx(1.0)
+    assert agreement([a, b]) == pytest.approx(cosine(a, b))
+    assert agreement([a, b, c]) == 0.0  # a and c are orthogonal
+    assert agreement([b, a, c]) == agreement([c, b, a])
+
+
+def view(name: str, uid: int, stake: float, weights: dict[int, float]) -> ValidatorView:
+    return ValidatorView(
+        name=name,
+        uid=uid,
+        hotkey=f"5{name}",
+        stake=stake,
+        weights_block=40,
+        weights=weights,
+        lease_shares=None,
+    )
+
+
+def test_each_validators_vector_and_their_agreement_are_in_the_report(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    snap = snapshot(plan, ids, observed(plan, ids))
+    views = [
+        view("validator", 0, 10_000.0, {1: 0.6, 2: 0.4, 3: 0.0}),
+        view("validator-2", 9, 5_000.0, {1: 0.55, 2: 0.45}),
+    ]
+    report = json.loads(json.dumps(final_report(snap, duration_s=1.0, validators=views)))
+    first, second = report["validators"]
+    assert first == {
+        "name": "validator",
+        "hotkey": "5validator",
+        "uid": 0,
+        "stake": 10_000.0,
+        "weights_block": 40,
+        "weights": {"1": 0.6, "2": 0.4, "3": 0.0},
+        "lease_shares": None,
+    }
+    assert second["weights"] == {"1": 0.55, "2": 0.45}
+    assert report["agreement"] == round(cosine({1: 0.6, 2: 0.4}, {1: 0.55, 2: 0.45}), 6)
+    verdict = {c.what: c for c in checks(report)}
+    assert verdict["2 validators agree"].ok and problems(report) == []
+    # validators that disagree fail the run
+    views[1] = view("validator-2", 9, 5_000.0, {1: 0.1, 2: 0.9})
+    report = final_report(snap, duration_s=1.0, validators=views)
+    assert report["agreement"] < AGREEMENT_TARGET
+    (found,) = problems(report)
+    assert found.startswith("the validators' weight vectors disagree")
+    # one validator agrees with nobody: no check
+    report = final_report(snap, duration_s=1.0, validators=views[:1])
+    assert report["agreement"] is None
+    assert not any("agree" in c.what for c in checks(report))
+
+
+def test_the_table_shows_every_validators_weights_and_their_agreement(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    snap = snapshot(plan, ids, observed(plan, ids))
+    views = [
+        view("validator", 0, 10_000.0, {1: 0.6, 2: 0.4}),
+        view("validator-2", 9, 5_000.0, {1: 0.55, 2: 0.45}),
+    ]
+    report = final_report(snap, duration_s=1.0, validators=views)
+    console = Console(file=io.StringIO(), width=260)
+    console.print(render_table(report, names={1: "miner-1"}))
+    table = render_validators(report)
+    assert table is not None
+    console.print(table)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "weight (validator)" in text and "weight (validator-2)" in text
+    assert "0.5500" in text and "agreement" in text and "10,000" in text and "0.6667" in text
+    assert render_validators(final_report(snap, duration_s=1.0, validators=views[:1])) is None
+
+
+def test_a_validator_view_takes_its_vector_and_its_explained_lease_shares(tmp_path: Path) -> None:
+    plan, ids = small_plan(tmp_path)
+    record = weights(40, 1.0, {1: 40_000, 2: 20_000, 3: 0})
+    data = replace(observed(plan, ids), submissions=[explained(plan, ids)])
+    me = Identity(uid=7, hotkey="5V", coldkey="5C", stake=5_000.0)
+    shown = validator_view("validator-2", me, snapshot(plan, ids, data, weights=record), record)
+    assert (shown.uid, shown.stake, shown.weights_block) == (7, 5_000.0, 40)
+    assert shown.weights == {1: 40_000 / 60_000, 2: 20_000 / 60_000, 3: 0.0}
+    assert shown.lease_shares == {1: 1.0, 2: 0.0, 3: 0.0, 4: 0.0}
+    unexplained = validator_view("v", me, snapshot(plan, ids, observed(plan, ids)), record)
+    assert unexplained.lease_shares is None
+    assert validator_view("v", me, snapshot(plan, ids, Observed()), None).weights == {}
+
+
+# --------------------------------------------------------------------------- excuse modes
+
+
+def excuse_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
+    ports = iter(range(32_000, 32_100))
+    plan = build_plan(
+        DevnetOptions(
+            miners=2,
+            workers=1,
+            cheaters=0,
+            rounds=2,
+            validators=2,
+            cheats=(CheatMode.LATE_EXCUSE, CheatMode.PHANTOM_BUSY, CheatMode.RECEIPT_MINT),
+        ),
+        tmp_path,
+        ports=lambda: next(ports),
+        rng=random.Random(6),
+    )
+    identities = {
+        m.name: Identity(uid=i + 3, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
+        for i, m in enumerate(plan.miners)
+    }
+    return plan, identities
+
+
+def excuse_report(
+    tmp_path: Path,
+    values: dict[int, int],
+    *,
+    late: dict[str, int] | None = None,
+    late_verified: int = 0,
+    mint_shares: tuple[float | None, float | None] = (0.05, 0.05),
+    billed: int = 12,
+) -> dict[str, object]:
+    """miner-1 (uid 3), miner-2 (4), late_excuse (5), phantom_busy (6), receipt_mint (7); two
+    validators and a colluder with 1,000 of 16,000 stake (a share of 0.0625)."""
+    plan, ids = excuse_plan(tmp_path)
+    late = {"timeout": 3} if late is None else late
+    tallies = [
+        MinerTally(ids["miner-1"].hotkey, {"verified": 3}, {}),
+        MinerTally(ids["miner-2"].hotkey, {"verified": 3}, {}),
+        MinerTally(
+            ids["cheater-1"].hotkey,
+            {"verified": late_verified, "timeout": sum(late.values())},
+            late,
+        ),
+        MinerTally(
+            ids["cheater-2"].hotkey, {"verified": 3, "timeout": 40}, {"unexplained_busy": 40}
+        ),
+        MinerTally(ids["cheater-3"].hotkey, {"verified": 3}, {}),
+    ]
+    data = Observed(tallies=tallies, weights=[weights(60, 1.0, values)])
+    snap = snapshot(plan, ids, data)
+    record = weights(60, 1.0, values)
+    views = [
+        ValidatorView(
+            name=name,
+            uid=uid,
+            hotkey=f"5{name}",
+            stake=stake,
+            weights_block=60,
+            weights=record.shares(),
+            lease_shares=None if share is None else {3: 0.9, 7: share},
+        )
+        for name, uid, stake, share in (
+            ("validator", 0, 10_000.0, mint_shares[0]),
+            ("validator-2", 1, 5_000.0, mint_shares[1]),
+        )
+    ]
+    colluder = {
+        "name": "colluder-1",
+        "hotkey": "5Colluder",
+        "uid": 2,
+        "stake": 1_000.0,
+        "stake_share": 0.0625,
+        "miner_uid": 7,
+        "leases": 1,
+        "receipts": 3,
+        "billed_gpu_s": billed,
+        "errors": {} if billed else {"lease_start": 2},
+    }
+    return final_report(snap, duration_s=9.0, validators=views, colluders=[colluder])
+
+
+def test_the_excuse_and_collusion_cheats_pass_when_judged_as_spec_5_5_says(
+    tmp_path: Path,
+) -> None:
+    report = excuse_report(tmp_path, {3: 40, 4: 40, 6: 8, 7: 12})
+    assert problems(report) == []
+    verdict = {c.what: c for c in checks(report)}
+    assert verdict["uid 5 (late_excuse): weight 0"].ok
+    assert verdict["uid 5 (late_excuse): late excuses are timeouts"].ok
+    assert verdict["uid 5 (late_excuse): no lease revenue"].ok
+    assert verdict["uid 6 (phantom_busy): weight <= one honest device"].ok
+    assert verdict["uid 7 (receipt_mint): colluder minted receipts"].ok
+    mint = verdict["uid 7 (receipt_mint): lease share <= colluder's stake share"]
+    assert mint.ok and "0.0625" in mint.detail
+    assert verdict["honest + phantom_busy/receipt_mint weights sum to 1"].ok
+    assert verdict["2 validators agree"].ok
+    # with several validators a late excuse may also find the worker busy for another one
+    report = excuse_report(tmp_path, {3: 1, 4: 1}, late={"timeout": 2, "unexplained_busy": 2})
+    assert problems(report) == []
+
+
+def test_a_late_excuse_that_is_excused_or_verified_is_a_problem(tmp_path: Path) -> None:
+    # every late "busy" excused: no timeout at all (busy claims of another validator's are not
+    # the late excuse)
+    for late in ({}, {"unexplained_busy": 3}):
+        found = problems(excuse_report(tmp_path, {3: 1, 4: 1}, late=late))
+        assert found == [
+            "late_excuse uid 5 (late_excuse) has no timeout: no late excuse was scored as one"
+        ]
+    found = problems(excuse_report(tmp_path, {3: 1, 4: 1}, late={"timeout": 1, "bad_proof": 1}))
+    assert found == ["late_excuse uid 5 (late_excuse) has failures other than timeouts: bad_proof"]
+    found = problems(excuse_report(tmp_path, {3: 1, 4: 1}, late_verified=2))
+    assert found == ["late_excuse uid 5 (late_excuse) was verified 2 times"]
+    found = problems(excuse_report(tmp_path, {3: 1, 4: 1, 5: 1}))
+    assert "cheater uid 5 (late_excuse) kept weight 0.333333" in found
+
+
+def test_busy_devices_that_lift_a_miner_above_one_honest_device_are_a_problem(
+    tmp_path: Path,
+) -> None:
+    found = problems(excuse_report(tmp_path, {3: 1, 4: 1, 6: 2}))
+    assert len(found) == 1, found
+    assert found[0].startswith("phantom_busy uid 6 (phantom_busy) weighs 0.500000")
+    assert f"its {MAX_GPUS} busy devices lifted it" in found[0]
+
+
+def test_minted_receipts_worth_more_than_the_colluders_stake_are_a_problem(
+    tmp_path: Path,
+) -> None:
+    found = problems(excuse_report(tmp_path, {3: 1, 4: 1}, mint_shares=(0.05, 0.4)))
+    assert found == [
+        "receipt_mint uid 7 (receipt_mint) has lease share 0.400000 in validator-2's weights, "
+        "more than colluder-1's stake share 0.062500 + 0.02"
+    ]
+    found = problems(excuse_report(tmp_path, {3: 1, 4: 1}, mint_shares=(0.05, None)))
+    assert found == ["the explanation of validator-2's final weights could not be read"]
+    found = problems(excuse_report(tmp_path, {3: 1, 4: 1}, billed=0))
+    assert found == [
+        "colluder-1 minted no receipt that bills anything for uid 7 (receipt_mint) "
+        "(refusals: lease_start 2)"
+    ]

@@ -282,11 +282,22 @@ def test_verifier_is_called_with_each_partys_hotkey() -> None:
 
 def test_receipts_become_lease_usage_and_revenue() -> None:
     chain = [start_receipt(), receipt(seq=1)]
-    usages = [lease_usage(r) for r in chain]
+    caps = dict.fromkeys(GPUS, 2.0)
+    usages = [lease_usage(r, validator_share=0.25, price_caps=caps) for r in chain]
     assert usages[1].start == datetime.fromtimestamp(T0, UTC)
     assert usages[1].end - usages[1].start == timedelta(hours=1)
     assert usages[1].price_per_gpu_hour == 2.5 and usages[1].gpus == 2
+    assert usages[1].validator_hotkey == VALIDATOR.ss58_address
+    assert usages[1].validator_share == 0.25
+    assert usages[1].gpu_uuids == tuple(GPUS) and usages[1].gpu_price_caps == (2.0, 2.0)
+    assert lease_usage(chain[1], validator_share=1.0, price_caps=caps, lease_id="v/L").lease_id == (
+        "v/L"
+    )
+    with pytest.raises(KeyError):
+        lease_usage(chain[1], validator_share=1.0, price_caps={})
     now = datetime.fromtimestamp(T0 + 7200, UTC)
-    revenue = lease_revenue(usages, ScoringParams(), now)[MINER.ss58_address]
-    assert revenue.revenue == pytest.approx(5.0)
+    hours = {(MINER.ss58_address, g): (now - timedelta(hours=1),) for g in GPUS}
+    revenue = lease_revenue(usages, ScoringParams(), now, verified_hours=hours)[MINER.ss58_address]
+    assert revenue.revenue == pytest.approx(4.0)  # 2 GPU-hours at 2.5, capped at 2.0
     assert revenue.gpu_hours == pytest.approx(2.0)
+    assert revenue.share == pytest.approx(0.25)  # the seller's whole pool, and its share only

@@ -16,12 +16,12 @@ from byteleap.scoring import (
     ChallengeObservation,
     GpuClaim,
     LeaseInterval,
-    LeaseUsage,
     ScoringParams,
     WeightResult,
     compute_weights,
     format_explanation,
 )
+from tests.support.leases import usage
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 V, T, F, E = Outcome.VERIFIED, Outcome.TIMEOUT, Outcome.FRAUD, Outcome.EXCUSED
@@ -86,11 +86,23 @@ LEASE_INTERVALS = [
     LeaseInterval("bob", "b1", ago(6), None),
 ]
 
+# sold by validator V, the only validator (stake share 1); the GPUs are H100s, capped at 5.00
+H100_CAP = 5.0
 LEASE_USAGE = [
-    LeaseUsage("alice", "L-alice", 2.00, 2, ago(72), ago(62)),
-    LeaseUsage("bob", "L-bob-1", 3.50, 1, ago(7 * 24 + 2), ago(7 * 24 - 12)),
-    LeaseUsage("bob", "L-bob-2", 3.00, 1, ago(6), NOW),
-]
+    usage("alice", "L-alice", 2.00, 2, ago(72), ago(62), seller="V", uuids=["GPU-A0", "GPU-A1"],
+          caps=[H100_CAP] * 2),
+    usage("bob", "L-bob-1", 3.50, 1, ago(7 * 24 + 2), ago(7 * 24 - 12), seller="V",
+          uuids=["GPU-B0"], caps=[H100_CAP]),
+    usage("bob", "L-bob-2", 3.00, 1, ago(6), NOW, seller="V", uuids=["GPU-B0"], caps=[H100_CAP]),
+]  # fmt: skip
+
+# every GPU this validator verified, by the hour: every leased GPU was verified in the window
+VERIFIED_HOURS: dict[tuple[str, str], tuple[datetime, ...]] = {}
+for c in CHALLENGES:
+    if c.outcome is Outcome.VERIFIED:
+        key = (c.miner_hotkey, c.gpu_uuid)
+        hour = c.issued_at.replace(minute=0, second=0, microsecond=0)
+        VERIFIED_HOURS[key] = tuple(sorted({*VERIFIED_HOURS.get(key, ()), hour}))
 
 AVAILABILITY = [
     AvailabilityCount("alice", "a1", gpus=2, online_buckets=1521),
@@ -111,6 +123,7 @@ def result() -> WeightResult:
         lease_intervals=LEASE_INTERVALS,
         lease_usage=LEASE_USAGE,
         availability_counts=AVAILABILITY,
+        verified_hours=VERIFIED_HOURS,
     )
 
 

@@ -30,6 +30,7 @@ def test_params_defaults_match_the_spec() -> None:
     assert p.availability_horizon == timedelta(hours=169)
     assert p.availability_buckets == 2028
     assert (p.lease_weight, p.challenge_weight) == (0.7, 0.3)
+    assert p.claim_expiry == timedelta(days=7)
 
 
 def test_params_accept_yaml_style_values() -> None:
@@ -57,6 +58,7 @@ def test_params_accept_yaml_style_values() -> None:
         ({"challenge_window": 0}, "challenge_window must be positive"),
         ({"lease_window": -5}, "lease_window must be positive"),
         ({"availability_horizon": 301}, "whole number"),
+        ({"claim_expiry": 0}, "claim_expiry must be positive"),
         ({"bucket_seconds": 0}, "greater than or equal to 1"),
         ({"surprise": 1}, "Extra inputs"),
     ],
@@ -141,3 +143,11 @@ def test_counts_and_prices_are_checked() -> None:
 def test_availability_count_gpu_buckets_default() -> None:
     assert AvailabilityCount("m", "w", 3, 10).gpu_buckets == 30
     assert AvailabilityCount("m", "w", 3, 10, online_gpu_buckets=25).gpu_buckets == 25
+
+
+def test_a_claim_is_not_last_seen_before_it_was_first_seen() -> None:
+    assert GpuClaim("g", "m", "w", T0, T0).last_seen == T0
+    with pytest.raises(ValueError, match="last seen"):
+        GpuClaim("g", "m", "w", T0, T0 - timedelta(seconds=1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        GpuClaim("g", "m", "w", T0, NAIVE)

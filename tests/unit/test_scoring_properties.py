@@ -15,13 +15,14 @@ from byteleap.scoring import (
     ChallengeObservation,
     GpuClaim,
     LeaseInterval,
-    LeaseUsage,
     ScoringParams,
     WeightResult,
     challenge_scores,
     compute_weights,
     resolve_gpu_ownership,
 )
+from byteleap.scoring.leases import ReceiptUsage
+from tests.support.leases import usage, verified_at
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 P = ScoringParams()
@@ -29,13 +30,15 @@ EPS = 1e-12
 FAST = settings(max_examples=40, deadline=None)
 
 MINERS = ["m0", "m1", "m2", "m3"]
+#: the validators whose receipts count, by stake share
+SELLERS = {"v0": 0.5, "v1": 0.3, "v2": 0.2}
 
 
 @dataclasses.dataclass
 class Network:
     challenges: list[ChallengeObservation]
     claims: list[GpuClaim]
-    usage: list[LeaseUsage]
+    usage: list[ReceiptUsage]
     counts: list[AvailabilityCount]
     intervals: list[LeaseInterval]
 
@@ -47,6 +50,7 @@ class Network:
             gpu_claims=self.claims,
             lease_intervals=self.intervals,
             lease_usage=self.usage,
+            verified_hours=verified_at(self.usage, NOW - timedelta(hours=1)),
             availability_counts=self.counts,
             miners=MINERS,
         )
@@ -82,17 +86,21 @@ def network(draw: st.DrawFn) -> Network:
         )
         for _ in range(draw(st.integers(0, 6)))
     ]
-    usage = [
-        LeaseUsage(
-            draw(st.sampled_from(MINERS)),
-            f"l{i}",
-            draw(st.floats(min_value=0.0, max_value=10.0)),
-            draw(st.integers(0, 8)),
-            NOW - timedelta(hours=draw(st.floats(min_value=1.0, max_value=300.0))),
-            NOW - timedelta(hours=draw(st.floats(min_value=0.0, max_value=1.0))),
+    leases = []
+    for i in range(draw(st.integers(0, 4))):
+        seller = draw(st.sampled_from(sorted(SELLERS)))
+        leases.append(
+            usage(
+                draw(st.sampled_from(MINERS)),
+                f"l{i}",
+                draw(st.floats(min_value=0.0, max_value=10.0)),
+                draw(st.integers(0, 8)),
+                NOW - timedelta(hours=draw(st.floats(min_value=1.0, max_value=300.0))),
+                NOW - timedelta(hours=draw(st.floats(min_value=0.0, max_value=1.0))),
+                seller=seller,
+                share=SELLERS[seller],
+            )
         )
-        for i in range(draw(st.integers(0, 4)))
-    ]
     counts = [
         AvailabilityCount(m, "w0", draw(st.integers(0, 8)), draw(st.integers(0, 2028)))
         for m in MINERS
@@ -107,7 +115,7 @@ def network(draw: st.DrawFn) -> Network:
         )
         for _ in range(draw(st.integers(0, 2)))
     ]
-    return Network(challenges, claims, usage, counts, intervals)
+    return Network(challenges, claims, leases, counts, intervals)
 
 
 def assert_not_lower(before: WeightResult, after: WeightResult, miner: str) -> None:
@@ -161,7 +169,9 @@ def test_more_revenue_never_lowers_score_or_weight(
     net: Network, miner: str, price: float, gpus: int
 ) -> None:
     before = net.run()
-    extra = LeaseUsage(miner, "extra", price, gpus, NOW - timedelta(hours=3), NOW)
+    extra = usage(
+        miner, "extra", price, gpus, NOW - timedelta(hours=3), NOW, seller="v0", share=0.5
+    )
     after = dataclasses.replace(net, usage=[*net.usage, extra]).run()
     assert_not_lower(before, after, miner)
     assert after.explain(miner).lease_revenue > before.explain(miner).lease_revenue

@@ -15,12 +15,13 @@ from byteleap.scoring import (
     AvailabilityObservation,
     ChallengeObservation,
     GpuClaim,
-    LeaseUsage,
     ScoringParams,
     WeightResult,
     compute_weights,
     shares,
 )
+from byteleap.scoring.leases import ReceiptUsage
+from tests.support.leases import usage, verified_at
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
@@ -39,6 +40,11 @@ def full(*miners: str) -> list[AvailabilityCount]:
     return [AvailabilityCount(m, "w", 1, 2028) for m in miners]
 
 
+def leased(*usages: ReceiptUsage) -> dict[str, Any]:
+    """``lease_usage`` sold by one validator (share 1), with every GPU verified an hour ago."""
+    return {"lease_usage": list(usages), "verified_hours": verified_at(usages, ago(1))}
+
+
 def test_shares() -> None:
     assert shares({"a": 1.0, "b": 3.0}) == {"a": 0.25, "b": 0.75}
     assert shares({"a": 0.0, "b": 0.0}) == {"a": 0.0, "b": 0.0}
@@ -51,7 +57,7 @@ def test_score_formula_with_default_split() -> None:
     result = compute_weights(
         now=NOW,
         challenges=[verified("a", 300.0), verified("b", 100.0)],
-        lease_usage=[LeaseUsage("b", "l", 1.0, 1, ago(2), NOW)],
+        **leased(usage("b", "l", 1.0, 1, ago(2), NOW)),
         availability_counts=full("a", "b"),
     )
     a, b = result.explain("a"), result.explain("b")
@@ -78,7 +84,7 @@ def test_split_is_a_parameter() -> None:
         now=NOW,
         params=params,
         challenges=[verified("a", 1e15)],
-        lease_usage=[LeaseUsage("b", "l", 1.0, 1, ago(2), NOW)],
+        **leased(usage("b", "l", 1.0, 1, ago(2), NOW)),
         availability_counts=full("a", "b"),
     )
     assert result.weights == {"a": 0.0, "b": 1.0}
@@ -124,7 +130,7 @@ def test_zero_weight_side_is_named_in_the_reason() -> None:
     result = compute_weights(
         now=NOW,
         params=params,
-        lease_usage=[LeaseUsage("a", "l", 1.0, 1, ago(2), NOW)],
+        **leased(usage("a", "l", 1.0, 1, ago(2), NOW)),
         availability_counts=full("a"),
     )
     assert result.reason is not None and "lease_weight is 0" in result.reason
@@ -141,7 +147,7 @@ def test_miner_list_decides_who_is_scored() -> None:
     result = compute_weights(
         now=NOW,
         challenges=[verified("a", 100.0), verified("gone", 900.0)],
-        lease_usage=[LeaseUsage("gone", "l", 50.0, 8, ago(20), NOW)],
+        **leased(usage("gone", "l", 50.0, 8, ago(20), NOW)),
         availability_counts=full("a", "gone", "new"),
         miners=["a", "new"],
     )
@@ -187,12 +193,12 @@ def _scenario(rng: random.Random) -> dict[str, list[Any]]:
         for i in range(8)
         for _ in range(2)
     ]
-    usage = [
-        LeaseUsage(f"m{i}", f"l{i}", rng.uniform(0.5, 3.0), 2, ago(rng.uniform(5, 200)), ago(1))
+    leases = [
+        usage(f"m{i}", f"l{i}", rng.uniform(0.5, 3.0), 2, ago(rng.uniform(5, 200)), ago(1))
         for i in range(6)
     ]
     counts = [AvailabilityCount(f"m{i}", "w0", 2, rng.randrange(2029)) for i in range(6)]
-    return {"challenges": challenges, "gpu_claims": claims, "lease_usage": usage, "counts": counts}
+    return {"challenges": challenges, "gpu_claims": claims, "lease_usage": leases, "counts": counts}
 
 
 def _run(inputs: dict[str, list[Any]]) -> WeightResult:
@@ -200,7 +206,7 @@ def _run(inputs: dict[str, list[Any]]) -> WeightResult:
         now=NOW,
         challenges=inputs["challenges"],
         gpu_claims=inputs["gpu_claims"],
-        lease_usage=inputs["lease_usage"],
+        **leased(*inputs["lease_usage"]),
         availability_counts=inputs["counts"],
     )
 
@@ -219,7 +225,11 @@ def test_result_is_json_serialisable() -> None:
     result = _run(_scenario(random.Random(3)))
     text = json.dumps(result.to_dict(), allow_nan=False)
     data = json.loads(text)
-    assert set(data) == {"now", "params", "weights", "reason", "conflicts", "miners"}
+    assert set(data) == {
+        "now", "params", "weights", "reason", "conflicts", "miners", "lease_sellers"
+    }  # fmt: skip
+    sold = pytest.approx(sum(m["lease_revenue"] for m in data["miners"].values()))
+    assert data["lease_sellers"] == {"v": {"share": 1.0, "billed": sold, "earned": sold}}
     assert sum(data["weights"].values()) == pytest.approx(1.0)
     gpu = next(g for m in data["miners"].values() for g in m["gpus"])
     assert {"verified", "issued", "excused", "failed", "median_throughput_flops"} <= set(gpu)

@@ -231,6 +231,7 @@ EXPECTED_AT_DISPATCH = {
     "FraudError": Outcome.FRAUD,
     "VerificationFailed": Outcome.FRAUD,
     "PeerTimeout": Outcome.TIMEOUT,
+    "UnexplainedBusy": Outcome.TIMEOUT,  # busy without a known lease (SPEC 5.5)
     "WorkerFailure": Outcome.TIMEOUT,
 }
 

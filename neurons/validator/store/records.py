@@ -195,6 +195,14 @@ class ScoringInputs:
     availability_counts: tuple[AvailabilityCount, ...]
     lease_intervals: tuple[LeaseInterval, ...] = ()
     lease_usage: tuple[LeaseUsage, ...] = ()
+    #: (miner_hotkey, gpu_uuid) -> the distinct UTC hours (truncated, ascending) in which that
+    #: GPU had a verified challenge, over max(lease window, availability horizon + 24 h)
+    verified_hours: Mapping[tuple[str, str], tuple[datetime, ...]] = field(default_factory=dict)
+    #: (miner_hotkey, worker_id) -> the same per worker: the hours behind the availability rule
+    #: (a bucket counts only when its worker was verified within 24 h or was leased; SPEC 5.5)
+    worker_verified_hours: Mapping[tuple[str, str], tuple[datetime, ...]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,15 +242,18 @@ class ValidatorStore(Protocol):
         *,
         bucket_seconds: int,
     ) -> None:
-        """Store one successful poll: upsert workers and GPUs (first-seen claims kept forever),
-        mark the miner's workers absent from ``workers`` offline, and count every healthy worker
+        """Store one successful poll: upsert workers and GPUs (a claim keeps its first sighting
+        unless it lapsed: unseen for the store's claim expiry, it starts again at ``now``), mark
+        the miner's workers absent from ``workers`` offline, and count every healthy worker
         online in ``now``'s availability bucket (idempotent within a bucket)."""
 
     async def record_poll_failure(self, now: datetime, miner_hotkey: str, error: str) -> None:
         """A poll failed: the miner's workers go offline; no availability is counted."""
 
     async def workers(self, now: datetime) -> list[WorkerRow]:
-        """Every known worker of a registered miner, with what the planner needs."""
+        """Every known worker of a registered miner, with what the planner needs; its
+        ``conflicted_gpus`` follow the scorer's ownership rule at ``now`` (expired claims
+        block nobody; a miner's UUID belongs to the worker that reported it last)."""
 
     # --- challenges ----------------------------------------------------------------------
     async def open_challenge(self, challenge: ChallengeOpen) -> None:
@@ -288,8 +299,10 @@ class ValidatorStore(Protocol):
     # --- scoring and weights ---------------------------------------------------------------
     async def scoring_inputs(self, now: datetime, params: ScoringParams) -> ScoringInputs:
         """Read the observations of every window ending at ``now``: challenges from
-        ``earliest_challenge_needed``, all GPU claims of registered miners, availability counts
-        over the horizon aggregated in the database, and lease intervals/usage."""
+        ``earliest_challenge_needed`` (``ours`` set from the failure code), all GPU claims of
+        registered miners (first and last seen), the verified hours per GPU and per worker,
+        availability counts over the horizon aggregated in the database with only verified (or
+        leased) buckets counted, and lease intervals/usage."""
 
     async def record_weights(self, submission: WeightSubmission) -> int:
         """Store one submission with its inputs; returns its id."""
@@ -301,7 +314,8 @@ class ValidatorStore(Protocol):
     async def prune(
         self, now: datetime, *, retention: timedelta, availability_retention: timedelta
     ) -> dict[str, int]:
-        """Delete closed challenges and weight submissions older than ``retention`` and
+        """Delete closed challenges and weight submissions older than ``retention``, GPU claims
+        unseen for longer than ``retention`` (never sooner than the claim expiry), and
         availability older than ``availability_retention``; rows deleted per table."""
 
     async def ping(self) -> float:

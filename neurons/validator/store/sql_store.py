@@ -12,6 +12,7 @@ loads with ``COPY`` inside the same transaction (several times faster for 200,00
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import time
@@ -32,6 +33,7 @@ from byteleap.chain import NeuronView
 from byteleap.challenge.params import ChallengeParams
 from byteleap.errors import Outcome, StorageError
 from byteleap.scoring import (
+    OUR_FAILURES,
     AvailabilityCount,
     ChallengeObservation,
     GpuClaim,
@@ -41,8 +43,13 @@ from byteleap.scoring import (
     availability_bucket_range,
     bucket_index,
     earliest_challenge_needed,
+    hour_index,
+    hour_start,
     resolve_gpu_ownership,
+    verification_since,
+    worker_coverage,
 )
+from byteleap.scoring.availability import EPOCH, HOUR, BucketRanges
 from byteleap.scoring.observations import require_aware
 from neurons.validator.store import availability as avail
 from neurons.validator.store.receipts import ReceiptStore
@@ -67,6 +74,7 @@ from neurons.validator.store.schema import (
     Lease,
     LeaseReceipt,
     Miner,
+    UTCDateTime,
     WeightSubmissionRow,
     Worker,
     metadata,
@@ -83,6 +91,9 @@ ROOT_BYTES = 32
 MAX_ERROR_CHARS = 2000
 #: ``failure`` of the challenges closed by :meth:`SqlStore.close_in_flight`
 RESTART_FAILURE = "restart"
+assert RESTART_FAILURE in OUR_FAILURES, "a restart is the validator's fault, never the miner's"
+#: how long a GPU claim may go unseen before it lapses (``scoring.claim_expiry_days``)
+DEFAULT_CLAIM_EXPIRY = ScoringParams().claim_expiry
 IN_FLIGHT = ("dispatched", "committed")
 #: rows (parameter sets) per statement of the bulk writes; keys per ``IN`` of their reads
 BULK_CHUNK_ROWS = 10_000
@@ -126,6 +137,11 @@ class SqlStore:
         self._dialect = engine.dialect.name
         self._closed = False
         self._receipts = ReceiptStore(self._tx, self._dialect)
+        #: a GPU claim unseen this long has lapsed: it blocks nobody in :meth:`workers`, a new
+        #: sighting starts it again, and :meth:`prune` never deletes a claim sooner. Set it to
+        #: ``ScoringParams.claim_expiry`` (``scoring.claim_expiry_days``); the scorer takes its
+        #: own value from the params.
+        self.claim_expiry: timedelta = DEFAULT_CLAIM_EXPIRY
 
     @property
     def engine(self) -> AsyncEngine:
@@ -322,6 +338,7 @@ class SqlStore:
             if gpu_rows:
                 stmt = self._insert(gpus_t)
                 new = stmt.excluded
+                lapsed = sa.literal(now - self.claim_expiry, UTCDateTime)
                 await conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=[
@@ -329,8 +346,14 @@ class SqlStore:
                             gpus_t.c.miner_hotkey,
                             gpus_t.c.worker_pubkey,
                         ],
-                        # first_seen is never touched: the earliest claim keeps the UUID
+                        # first_seen stays (the earliest claim keeps the UUID) unless the claim
+                        # lapsed, unseen for the claim expiry: then it starts again now, so a
+                        # dormant claim cannot come back and take the UUID from a later claimant
                         set_={
+                            "first_seen": sa.case(
+                                (gpus_t.c.last_seen <= lapsed, new.first_seen),
+                                else_=gpus_t.c.first_seen,
+                            ),
                             "model": new.model,
                             "memory_mib": new.memory_mib,
                             "compute_capability": new.compute_capability,
@@ -420,7 +443,8 @@ class SqlStore:
                     .distinct()
                 )
             }
-        ownership = resolve_gpu_ownership(claims)  # the claims are registered miners' only
+        # the claims are registered miners' only; the planner applies the scorer's rule
+        ownership = resolve_gpu_ownership(claims, now=now, claim_expiry=self.claim_expiry)
         gpus: dict[tuple[str, str], list[GpuSnapshot]] = {}
         for g in present:
             gpus.setdefault((g.miner_hotkey, g.worker_pubkey), []).append(
@@ -455,16 +479,17 @@ class SqlStore:
         return out
 
     async def _claims(self, conn: AsyncConnection) -> list[GpuClaim]:
-        """Every GPU claim of a registered miner."""
+        """Every GPU claim of a registered miner, with its first and last sighting."""
         rows = await conn.execute(
             sa.select(
                 gpus_t.c.gpu_uuid,
                 gpus_t.c.miner_hotkey,
                 gpus_t.c.worker_pubkey,
                 gpus_t.c.first_seen,
+                gpus_t.c.last_seen,
             ).where(gpus_t.c.miner_hotkey.in_(_registered()))
         )
-        return [GpuClaim(r[0], r[1], r[2], r[3]) for r in rows]
+        return [GpuClaim(r[0], r[1], r[2], r[3], max(r[3], r[4])) for r in rows]
 
     # ------------------------------------------------------------------ challenges
 
@@ -710,9 +735,12 @@ class SqlStore:
             intervals = await self._lease_intervals(conn, now)
             usage = await self._lease_usage(conn, now, params)
             earliest = earliest_challenge_needed(intervals, params, now)
-            challenges = await self._challenge_observations(conn, earliest, now)
+            verified = _VerifiedHours(_verified_since(now, params))
+            challenges = await self._challenge_observations(conn, earliest, now, verified)
+            await self._verified_hours(conn, verified, min(earliest, now))
             claims = await self._claims(conn)
-            counts = await self._availability_counts(conn, now, params)
+            coverage = verified.coverage(intervals, params, now)
+            counts = await self._availability_counts(conn, now, params, coverage=coverage)
         return ScoringInputs(
             now=now,
             params=params,
@@ -723,11 +751,19 @@ class SqlStore:
             availability_counts=counts,
             lease_intervals=tuple(intervals),
             lease_usage=tuple(usage),
+            verified_hours=verified.by_gpu(),
+            worker_verified_hours=verified.by_worker(),
         )
 
     async def _challenge_observations(
-        self, conn: AsyncConnection, earliest: datetime, now: datetime
+        self,
+        conn: AsyncConnection,
+        earliest: datetime,
+        now: datetime,
+        verified: _VerifiedHours | None = None,
     ) -> tuple[ChallengeObservation, ...]:
+        """The closed challenges of registered miners dispatched in ``[earliest, now)``; their
+        verified hours (from ``verified.since`` on) go into ``verified`` on the way."""
         c = challenges_t.c
         rows = await conn.execute(
             sa.select(
@@ -737,6 +773,7 @@ class SqlStore:
                 c.dispatched_at,
                 c.outcome,
                 c.throughput_flops,
+                c.failure,
             ).where(
                 c.status == "closed",
                 c.dispatched_at >= earliest,
@@ -745,60 +782,139 @@ class SqlStore:
             )
         )
         outcomes = {o.value: o for o in Outcome}
-        verified = Outcome.VERIFIED
+        passed, excused = Outcome.VERIFIED, Outcome.EXCUSED
+        since = verified.since if verified is not None else now
+        triples = verified.triples if verified is not None else {}
         out = []
-        for hotkey, worker, uuid, issued, outcome_text, throughput in rows:
+        for hotkey, worker, uuid, issued, outcome_text, throughput, failure in rows:
             outcome = outcomes[outcome_text]
-            out.append(
-                ChallengeObservation(
-                    hotkey, worker, uuid, issued, outcome,
-                    throughput if outcome is verified else None,
-                )
-            )  # fmt: skip
+            if outcome is passed:
+                if issued >= since:  # inlined: this loop runs once per challenge row
+                    hours = triples.get((hotkey, worker, uuid))
+                    if hours is None:
+                        hours = triples[(hotkey, worker, uuid)] = set()
+                    hours.add((issued - EPOCH) // HOUR)
+                out.append(ChallengeObservation(hotkey, worker, uuid, issued, outcome, throughput))
+                continue
+            # excused for our own fault (OUR_FAILURES) never counts against the miner
+            ours = outcome is excused and failure in OUR_FAILURES
+            out.append(ChallengeObservation(hotkey, worker, uuid, issued, outcome, None, ours))
         return tuple(out)
 
+    def _hour_of(self, column: Any) -> Any:
+        """SQL for :func:`byteleap.scoring.hour_index` of a datetime column."""
+        per_hour = sa.literal_column("3600", sa.Integer)
+        if self._dialect == "postgresql":  # epoch seconds of a timestamptz: no time zone involved
+            return sa.cast(sa.func.floor(sa.extract("epoch", column) / per_hour), sa.BigInteger)
+        # stored as UTC text, which strftime('%s') reads as UTC; integer division floors (> 1970)
+        return sa.cast(sa.func.strftime("%s", column), sa.Integer) // per_hour
+
+    async def _verified_hours(
+        self, conn: AsyncConnection, verified: _VerifiedHours, until: datetime
+    ) -> None:
+        """Add the hours of verified challenges of registered miners dispatched in
+        ``[verified.since, until)`` (the part :meth:`_challenge_observations` does not read),
+        one row per distinct (miner, worker, GPU, hour), grouped by the database."""
+        if verified.since >= until:
+            return
+        c = challenges_t.c
+        hour = self._hour_of(c.dispatched_at)
+        rows = await conn.execute(
+            sa.select(c.miner_hotkey, c.worker_pubkey, c.gpu_uuid, hour)
+            .where(
+                c.outcome == Outcome.VERIFIED.value,
+                c.dispatched_at >= verified.since,
+                c.dispatched_at < until,
+                c.miner_hotkey.in_(_registered()),
+            )
+            .distinct()
+        )
+        for hotkey, worker, uuid, h in rows:
+            verified.add(hotkey, worker, uuid, int(h))
+
     async def _availability_counts(
-        self, conn: AsyncConnection, now: datetime, params: ScoringParams
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        params: ScoringParams,
+        *,
+        coverage: Mapping[tuple[str, str], BucketRanges] | None = None,
     ) -> tuple[AvailabilityCount, ...]:
+        """One count per worker over the horizon. With ``coverage`` (per worker, the bucket
+        ranges in which its GPUs count: verified within 24 h or leased, from
+        :func:`byteleap.scoring.worker_coverage`) only the healthy GPU-buckets inside it count
+        and the rest are ``unverified_gpu_buckets``; without it every healthy bucket counts.
+
+        Whole periods are summed in SQL: on PostgreSQL in the same scan, which tests each row
+        against a per-worker bitmap of the covered periods passed as one ``bigint[][]``; on
+        SQLite by a second query that range-scans the primary key per covered range. The
+        partial periods at the horizon's edges and the few periods a range covers only in part
+        (a lease that starts or ends within an hour) are cut bucket by bucket here."""
         first, stop = availability_bucket_range(now, params)
         span = avail.horizon(first, stop, params.bucket_seconds)
+        per_row = span.per_row
+        size = params.bucket_seconds
         a = avail_t.c
         w = workers_t.c
-        in_scope = (
-            a.bucket_seconds == params.bucket_seconds,
-            w.miner_hotkey.in_(_registered()),
-        )
         tallies: dict[tuple[str, str], avail.Tally] = {}
+        counted: dict[tuple[str, str], int] = {}
+        ids: dict[tuple[str, str], int] = {}
         lo, hi = span.full_periods
+        plan: _CoveragePlan | None = None
+        if coverage is not None and lo < hi and self._dialect == "postgresql":
+            # the ids first: the scan needs the bitmap
+            ids = {
+                (hotkey, worker): wid
+                for wid, hotkey, worker in await conn.execute(
+                    sa.select(w.id, w.miner_hotkey, w.worker_pubkey).where(
+                        w.miner_hotkey.in_(_registered())
+                    )
+                )
+            }
+            plan = _CoveragePlan(coverage, ids, (lo, hi), per_row)
         if lo < hi:
-            per_worker = (
-                sa.select(
-                    a.worker_id,
-                    sa.func.sum(a.online_count).label("online"),
-                    sa.func.sum(a.gpu_buckets).label("gpu_buckets"),
-                    sa.func.max(a.max_gpus).label("gpus"),
+            if plan is not None:
+                rows = await conn.execute(
+                    _TOTALS_COVERED_PG,
+                    {"size": size, "lo": lo, "hi": hi, **plan.bitmap_params()},
                 )
-                .where(a.bucket_seconds == params.bucket_seconds, a.period >= lo, a.period < hi)
-                .group_by(a.worker_id)
-                .subquery()
-            )
-            rows = await conn.execute(
-                sa.select(
-                    w.miner_hotkey,
-                    w.worker_pubkey,
-                    per_worker.c.gpus,
-                    per_worker.c.online,
-                    per_worker.c.gpu_buckets,
+            else:
+                per_worker = (
+                    sa.select(
+                        a.worker_id,
+                        sa.func.sum(a.online_count).label("online"),
+                        sa.func.sum(a.gpu_buckets).label("gpu_buckets"),
+                        sa.func.max(a.max_gpus).label("gpus"),
+                        sa.literal_column("0", sa.Integer).label("covered"),
+                    )
+                    .where(a.bucket_seconds == size, a.period >= lo, a.period < hi)
+                    .group_by(a.worker_id)
+                    .subquery()
                 )
-                .join(per_worker, per_worker.c.worker_id == w.id)
-                .where(w.miner_hotkey.in_(_registered()))
-            )
-            for hotkey, worker, gpus, online, gpu_buckets in rows:
-                tallies[(hotkey, worker)] = avail.Tally(int(gpus), int(online), int(gpu_buckets))
+                rows = await conn.execute(
+                    sa.select(
+                        w.id,
+                        w.miner_hotkey,
+                        w.worker_pubkey,
+                        per_worker.c.gpus,
+                        per_worker.c.online,
+                        per_worker.c.gpu_buckets,
+                        per_worker.c.covered,
+                    )
+                    .join(per_worker, per_worker.c.worker_id == w.id)
+                    .where(w.miner_hotkey.in_(_registered()))
+                )
+            for wid, hotkey, worker, gpus, online, gpu_buckets, covered_sum in rows:
+                key = (hotkey, worker)
+                ids[key] = wid
+                tallies[key] = avail.Tally(int(gpus), int(online), int(gpu_buckets))
+                if plan is not None and covered_sum:
+                    counted[key] = int(covered_sum)
         edges = span.edge_periods()
         if edges:
             edge_rows = await conn.execute(
                 sa.select(
+                    w.id,
                     w.miner_hotkey,
                     w.worker_pubkey,
                     a.period,
@@ -809,25 +925,90 @@ class SqlStore:
                 )
                 .select_from(avail_t)
                 .join(workers_t, w.id == a.worker_id)
-                .where(*in_scope, a.period.in_(list(edges)))
+                .where(
+                    a.bucket_seconds == size,
+                    w.miner_hotkey.in_(_registered()),
+                    a.period.in_(list(edges)),
+                )
             )
-            for hotkey, worker, period, online_mask, seen_mask, bucket_gpus, seen_gpus in edge_rows:
+            for (
+                wid,
+                hotkey,
+                worker,
+                period,
+                online_mask,
+                seen_mask,
+                bucket_gpus,
+                seen_gpus,
+            ) in edge_rows:
                 key = (hotkey, worker)
                 tally = tallies.get(key) or avail.Tally()
-                if avail.fold_edge(
-                    tally, edges[period], online_mask, seen_mask, bucket_gpus, seen_gpus
-                ):
+                inside = edges[period]
+                if avail.fold_edge(tally, inside, online_mask, seen_mask, bucket_gpus, seen_gpus):
                     tallies[key] = tally
-        return tuple(
-            AvailabilityCount(
-                miner_hotkey=hotkey,
-                worker_id=worker,
-                gpus=t.gpus,
-                online_buckets=t.online_buckets,
-                online_gpu_buckets=t.online_gpu_buckets,
+                    ids[key] = wid
+                    if coverage is not None and key in coverage:
+                        mask = online_mask & inside & _period_mask(coverage[key], period, per_row)
+                        counted[key] = counted.get(key, 0) + _gpu_buckets_in(mask, bucket_gpus)
+        if coverage is not None and lo < hi:
+            if plan is None:  # SQLite: the covered whole periods by a second query
+                plan = _CoveragePlan(coverage, ids, (lo, hi), per_row)
+                await self._covered_whole_periods(conn, size, plan, counted)
+            await self._covered_partial_periods(conn, size, plan, coverage, counted)
+        out = []
+        for key, t in sorted(tallies.items()):
+            online = t.online_gpu_buckets
+            counts = online if coverage is None else counted.get(key, 0)
+            out.append(
+                AvailabilityCount(
+                    miner_hotkey=key[0],
+                    worker_id=key[1],
+                    gpus=t.gpus,
+                    online_buckets=t.online_buckets,
+                    online_gpu_buckets=counts,
+                    unverified_gpu_buckets=online - counts,
+                )
             )
-            for (hotkey, worker), t in sorted(tallies.items())
-        )
+        return tuple(out)
+
+    async def _covered_whole_periods(
+        self, conn: AsyncConnection, size: int, plan: _CoveragePlan, counted: dict[Any, int]
+    ) -> None:
+        """Add the healthy GPU-buckets of the whole periods ``plan`` covers (SQLite): each
+        range is a primary-key range scan of ``(worker_id, bucket_seconds, period)``."""
+        for chunk in _chunks(plan.whole, BULK_CHUNK_ROWS):
+            ranges = json.dumps([list(r) for r in chunk])
+            rows = await conn.execute(_COVERED_SQLITE, {"ranges": ranges, "size": size})
+            for wid, gpu_buckets in rows:
+                key = plan.keys[wid]
+                counted[key] = counted.get(key, 0) + int(gpu_buckets)
+
+    async def _covered_partial_periods(
+        self,
+        conn: AsyncConnection,
+        size: int,
+        plan: _CoveragePlan,
+        coverage: Mapping[tuple[str, str], BucketRanges],
+        counted: dict[tuple[str, str], int],
+    ) -> None:
+        """Add the covered buckets of the whole periods a range covers only in part."""
+        a = avail_t.c
+        per_row = plan.per_row
+        for pairs in _chunks(plan.partial, BULK_CHUNK_KEYS):
+            rows = await conn.execute(
+                sa.select(a.worker_id, a.period, a.online_mask, a.bucket_gpus).where(
+                    a.bucket_seconds == size,
+                    a.worker_id.in_(sorted({wid for wid, _ in pairs})),
+                    a.period.in_(sorted({period for _, period in pairs})),
+                )
+            )
+            chosen = set(pairs)
+            for wid, period, online_mask, bucket_gpus in rows:
+                if (wid, period) not in chosen:
+                    continue
+                key = plan.keys[wid]
+                mask = online_mask & _period_mask(coverage[key], period, per_row)
+                counted[key] = counted.get(key, 0) + _gpu_buckets_in(mask, bucket_gpus)
 
     async def _lease_intervals(self, conn: AsyncConnection, now: datetime) -> list[LeaseInterval]:
         """This validator's own leases, and every counted validator's leases from receipts (a
@@ -913,6 +1094,10 @@ class SqlStore:
             deleted["weight_submissions"] = int(result.rowcount)
             result = await conn.execute(receipts_t.delete().where(receipts_t.c.period_end < cutoff))
             deleted["lease_receipts"] = int(result.rowcount)
+            # a claim unseen that long has lapsed anyway (never sooner than the claim expiry)
+            unseen = now - max(retention, self.claim_expiry)
+            result = await conn.execute(gpus_t.delete().where(gpus_t.c.last_seen < unseen))
+            deleted["gpus"] = int(result.rowcount)
             sizes = (await conn.execute(sa.select(avail_t.c.bucket_seconds).distinct())).scalars()
             deleted["availability"] = 0
             for size in list(sizes):
@@ -939,6 +1124,192 @@ class SqlStore:
             return
         self._closed = True
         await self._engine.dispose()
+
+
+#: bits of one ``bigint`` of the coverage bitmap (the sign bit stays clear)
+_BITMAP_BITS = 63
+
+#: the per-worker sums over the whole periods of the horizon, with the healthy GPU-buckets of
+#: the periods a worker's coverage bitmap marks (``:bitmap[worker_id - :base][word]``, bit
+#: ``(period - :lo) % 63`` of word ``(period - :lo) / 63 + 1``; a worker outside the bitmap
+#: reads NULL: nothing covered). One scan, no join: a subscript of a fixed-width array is O(1).
+_TOTALS_COVERED_PG = sa.text(
+    "SELECT w.id, w.miner_hotkey, w.worker_pubkey, t.gpus, t.online, t.gpu_buckets, t.covered "
+    "FROM (SELECT a.worker_id, SUM(a.online_count) AS online, SUM(a.gpu_buckets) AS gpu_buckets,"
+    " MAX(a.max_gpus) AS gpus, SUM(CASE WHEN ((CAST(:bitmap AS BIGINT[]))"
+    "[a.worker_id - :base][(a.period - :lo) / 63 + 1] >> CAST((a.period - :lo) % 63 AS INTEGER))"
+    " & 1 = 1 THEN a.gpu_buckets ELSE 0 END) AS covered"
+    " FROM availability AS a WHERE a.bucket_seconds = :size AND a.period >= :lo"
+    " AND a.period < :hi GROUP BY a.worker_id) AS t "
+    "JOIN workers AS w ON w.id = t.worker_id "
+    "WHERE w.miner_hotkey IN (SELECT hotkey FROM miners WHERE registered)"
+)
+#: the healthy GPU-buckets of the rows inside each (worker id, first period, stop period) range
+#: given as JSON, per worker (SQLite: each range a primary-key range scan)
+_COVERED_SQLITE = sa.text(
+    "SELECT a.worker_id, SUM(a.gpu_buckets) FROM "
+    "(SELECT json_extract(value, '$[0]') AS wid, json_extract(value, '$[1]') AS p0, "
+    "json_extract(value, '$[2]') AS p1 FROM json_each(:ranges)) AS cov "
+    "JOIN availability AS a ON a.worker_id = cov.wid AND a.bucket_seconds = :size "
+    "AND a.period >= cov.p0 AND a.period < cov.p1 GROUP BY a.worker_id"
+)
+assert (Availability.__tablename__, Worker.__tablename__, Miner.__tablename__) == (
+    "availability",
+    "workers",
+    "miners",
+)
+assert _BITMAP_BITS == 63  # the literal 63 in _TOTALS_COVERED_PG
+
+
+class _CoveragePlan:
+    """Workers' coverage cut into the horizon's whole periods ``[lo, hi)``: ``whole`` ranges
+    ``(worker id, first period, stop period)`` of periods covered from end to end, and
+    ``partial`` ``(worker id, period)`` pairs of periods a range covers only in part."""
+
+    __slots__ = ("keys", "lo", "partial", "per_row", "periods", "whole")
+
+    def __init__(
+        self,
+        coverage: Mapping[tuple[str, str], BucketRanges],
+        ids: Mapping[tuple[str, str], int],
+        periods: tuple[int, int],
+        per_row: int,
+    ) -> None:
+        lo, hi = periods
+        self.lo, self.per_row, self.periods = lo, per_row, hi - lo
+        self.keys: dict[int, tuple[str, str]] = {}
+        self.whole: list[tuple[int, int, int]] = []
+        partial: set[tuple[int, int]] = set()
+        for key, ranges in coverage.items():
+            wid = ids.get(key)
+            if wid is None:
+                continue  # no availability stored for this worker: nothing to count
+            self.keys[wid] = key
+            for b0, b1 in ranges:
+                p0, p1 = max(lo, -(-b0 // per_row)), min(hi, b1 // per_row)
+                if p0 < p1:
+                    self.whole.append((wid, p0, p1))
+                for period in (b0 // per_row, (b1 - 1) // per_row):
+                    inside = period * per_row >= b0 and (period + 1) * per_row <= b1
+                    if lo <= period < hi and not inside:
+                        partial.add((wid, period))
+        self.partial = sorted(partial)
+
+    def bitmap_params(self) -> dict[str, Any]:
+        """``bitmap`` (one row of 63-bit words per worker id from ``base + 1`` on, a bit per
+        whole period covered) and ``base`` for :data:`_TOTALS_COVERED_PG`."""
+        words = max(1, -(-self.periods // _BITMAP_BITS))
+        if not self.whole:
+            return {"bitmap": [[0] * words], "base": 0}
+        base = min(wid for wid, _, _ in self.whole) - 1
+        top = max(wid for wid, _, _ in self.whole)
+        bitmap = [[0] * words for _ in range(top - base)]
+        for wid, p0, p1 in self.whole:
+            row = bitmap[wid - base - 1]
+            begin, end = p0 - self.lo, p1 - self.lo
+            for word in range(begin // _BITMAP_BITS, (end - 1) // _BITMAP_BITS + 1):
+                low = max(begin - word * _BITMAP_BITS, 0)
+                high = min(end - word * _BITMAP_BITS, _BITMAP_BITS)
+                row[word] |= ((1 << high) - 1) & ~((1 << low) - 1)
+        return {"bitmap": bitmap, "base": base}
+
+
+def _verified_since(now: datetime, params: ScoringParams) -> datetime:
+    """Where verified hours are read from: the availability horizon's first hour less 24 h,
+    or the lease window's first hour, whichever is earlier."""
+    lease_start = hour_start(hour_index(now - params.lease_window))
+    return min(verification_since(now, params), lease_start)
+
+
+class _VerifiedHours:
+    """Collects the hours (:func:`byteleap.scoring.hour_index`) of verified challenges
+    dispatched from ``since`` on, per (miner, worker, GPU); read per GPU and per worker."""
+
+    __slots__ = ("_workers", "since", "triples")
+
+    def __init__(self, since: datetime) -> None:
+        self.since = since
+        #: (miner_hotkey, worker_id, gpu_uuid) -> hours
+        self.triples: dict[tuple[str, str, str], set[int]] = {}
+        self._workers: dict[tuple[str, str], set[int]] | None = None
+
+    def add(self, hotkey: str, worker: str, uuid: str, hour: int) -> None:
+        hours = self.triples.get((hotkey, worker, uuid))
+        if hours is None:
+            hours = self.triples[(hotkey, worker, uuid)] = set()
+        hours.add(hour)
+
+    def _merged(self, by_worker: bool) -> dict[tuple[str, str], set[int]]:
+        out: dict[tuple[str, str], set[int]] = {}
+        for (hotkey, worker, uuid), hours in self.triples.items():
+            key = (hotkey, worker) if by_worker else (hotkey, uuid)
+            held = out.get(key)
+            if held is None:
+                out[key] = set(hours)
+            else:
+                held |= hours
+        return out
+
+    @property
+    def workers(self) -> dict[tuple[str, str], set[int]]:
+        if self._workers is None:
+            self._workers = self._merged(by_worker=True)
+        return self._workers
+
+    def coverage(
+        self, intervals: Sequence[LeaseInterval], params: ScoringParams, now: datetime
+    ) -> dict[tuple[str, str], BucketRanges]:
+        """Per worker, the buckets of the horizon in which its GPUs count."""
+        leases: dict[tuple[str, str], list[LeaseInterval]] = {}
+        for iv in intervals:
+            leases.setdefault((iv.miner_hotkey, iv.worker_id), []).append(iv)
+        out: dict[tuple[str, str], BucketRanges] = {}
+        workers = self.workers
+        for key in workers.keys() | leases.keys():
+            ranges = worker_coverage(workers.get(key, ()), leases.get(key, ()), params, now)
+            if ranges:
+                out[key] = ranges
+        return out
+
+    @staticmethod
+    def _as_times(
+        hours: Mapping[tuple[str, str], set[int]],
+    ) -> dict[tuple[str, str], tuple[datetime, ...]]:
+        starts: dict[int, datetime] = {}
+        out = {}
+        for key, indexes in hours.items():
+            times = []
+            for h in sorted(indexes):
+                at = starts.get(h)
+                if at is None:
+                    at = starts[h] = hour_start(h)
+                times.append(at)
+            out[key] = tuple(times)
+        return out
+
+    def by_gpu(self) -> dict[tuple[str, str], tuple[datetime, ...]]:
+        return self._as_times(self._merged(by_worker=False))
+
+    def by_worker(self) -> dict[tuple[str, str], tuple[datetime, ...]]:
+        return self._as_times(self.workers)
+
+
+def _period_mask(ranges: BucketRanges, period: int, per_row: int) -> int:
+    """Bits of the period's buckets that lie in ``ranges``."""
+    start, end = period * per_row, (period + 1) * per_row
+    mask = 0
+    for b0, b1 in ranges:
+        lo, hi = max(b0, start), min(b1, end)
+        if lo < hi:
+            mask |= ((1 << (hi - start)) - 1) & ~((1 << (lo - start)) - 1)
+    return mask
+
+
+def _gpu_buckets_in(mask: int, bucket_gpus: str) -> int:
+    """The healthy GPUs of a row's buckets selected by ``mask``."""
+    if not mask:
+        return 0
+    return sum(g for slot, g in enumerate(avail.slot_values(bucket_gpus)) if mask >> slot & 1)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -1111,4 +1482,4 @@ if TYPE_CHECKING:  # mypy proves that the implementation keeps the contract's si
         return store
 
 
-__all__ = ["RESTART_FAILURE", "SqlStore"]
+__all__ = ["DEFAULT_CLAIM_EXPIRY", "RESTART_FAILURE", "SqlStore"]

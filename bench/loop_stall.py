@@ -1,0 +1,596 @@
+"""The validator's event loop while it polls the largest inventories and scores 256 miners: the
+longest stall, before and after moving that work off the loop (SPEC 5.5), measured side by side.
+
+    python bench/loop_stall.py              # 16 miners at the limits, scoring at 256 miners
+    python bench/loop_stall.py --quick      # 2 miners at the limits, a smaller scoring network
+    python bench/loop_stall.py --json out.json   # also write the figures as JSON
+
+The challenge timer runs on the daemon's event loop, so no poll or scoring work may block that
+loop for more than 50 ms. A **lag monitor** (a task that sleeps 5 ms and records how late it
+wakes) runs on the validator's loop throughout; each phase reports its longest stall and p99.
+
+- **The miners**: one stub HTTP server in a process of its own (its CPU is not the validator's)
+  serves ``GET /inventory`` for N miner hotkeys, each at the protocol's limits: ``MAX_WORKERS``
+  workers of ``MAX_GPUS`` H100s, as a miner encodes them (real NVML-style UUIDs and names). It
+  does not check the btauth/1 signatures; the validator signs with a real key all the same.
+- **The network**: a scratch PostgreSQL database holds 256 miners (the N polled ones among them,
+  their endpoint the stub) with one-GPU workers, 169 hours of availability and a day of
+  challenges each (24 per GPU), filled directly in SQL; the polled miners' inventories come on
+  top, recorded by the polls.
+- **After** (the code as it is): the real ``ValidatorDaemon`` with its defaults, on that
+  database: ``poll_once()`` (every miner polled with ``miners.max_concurrency`` in flight, each
+  inventory decoded, checked and recorded, then ``workers()`` for the gauges, which resolves GPU
+  ownership) and ``weights.compute()`` (the scoring pass: ``scoring_inputs`` then
+  ``compute_weights``). On PostgreSQL the daemon runs both in its ``BackgroundStore``, a
+  process of its own; the start-up heap is frozen out of the collector as ``run_validator``
+  does.
+- **Before** (the code as it was, kept here as the reference path): the same steps in the same
+  order on the daemon's loop: ``MinerClient.inventory()`` (which decodes on the loop), the
+  snapshots, ``record_inventory`` and ``workers()`` on the daemon's store; then
+  ``scoring_inputs`` and the same pure scoring inline; nothing frozen.
+- **Phases**, each before and after: one poll round of the N miners; one scoring pass; both at
+  once. Each poll round is a fresh 5-minute bucket, after an unmeasured first round that inserts
+  the rows (later rounds update them, as a running validator does).
+
+PostgreSQL comes from ``--database-url``, else ``BYTELEAP_TEST_DATABASE_URL``, else
+``postgresql://postgres@127.0.0.1:5432/postgres``; a scratch database is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+from bittensor.sp_core import Keypair
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from byteleap.config import ValidatorConfig
+from byteleap.protocol.common import MAX_GPUS, MAX_INVENTORY_BYTES, MAX_WORKERS
+from byteleap.scoring import ScoringParams, availability_bucket_range
+from neurons.validator.daemon import ValidatorDaemon, freeze_startup_heap
+from neurons.validator.poller import pollable, snapshot
+from neurons.validator.store import SqlStore, open_store
+from neurons.validator.store.availability import buckets_per_row
+from neurons.validator.store.records import MinerRow, ValidatorStore
+from neurons.validator.weights import weigh
+
+NOW = datetime(2026, 12, 5, 12, 7, 30, tzinfo=UTC)
+MODEL = "NVIDIA H100 80GB HBM3"
+CHALLENGES_PER_WORKER = 24
+#: the lag monitor's sleep
+PERIOD_S = 0.005
+TARGET_MS = 50.0
+PARAMS = ScoringParams()
+console = Console() if sys.stdout.isatty() else Console(width=150)
+
+# The miners: one asyncio HTTP/1.1 server in its own process. It builds each miner's inventory
+# once (a miner's own encoder: codec.encode), then answers every GET /inventory with the body of
+# the hotkey the request is addressed to (btauth/1's X-Bittensor-Receiver header).
+STUB_SCRIPT = r"""
+import asyncio, json, sys, time
+from byteleap.protocol import codec
+from byteleap.protocol.validator_api import GpuSummary, InventoryResponse, WorkerSummary
+
+hotkeys, workers, gpus = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+
+def body(index, hotkey):
+    listed = [
+        WorkerSummary.model_construct(
+            worker_pubkey=f"{index:08x}{w:056x}", state="idle", last_heartbeat=time.time(),
+            agent_version="0.1.0", backends=["numpy", "cupy"],
+            gpus=[GpuSummary.model_construct(
+                uuid=f"GPU-{index:04x}{w:04x}-{g:04x}-4000-8000-{index * 65536 + w:012x}",
+                name="NVIDIA H100 80GB HBM3", memory_total_mib=81559, compute_capability="9.0",
+            ) for g in range(gpus)],
+        )
+        for w in range(workers)
+    ]
+    return codec.encode(InventoryResponse.model_construct(
+        type="inventory_response", protocol_version=1, miner_hotkey=hotkey, workers=listed))
+
+bodies = {hotkey: body(i, hotkey) for i, hotkey in enumerate(hotkeys)}
+served = [0]
+
+async def handle(reader, writer):
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            headers = {}
+            for line in head.decode("latin-1").split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            data = bodies.get(headers.get("x-bittensor-receiver", ""))
+            if data is None:
+                writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            else:
+                served[0] += 1
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-byteleap-frame\r\n"
+                             b"content-length: %d\r\n\r\n" % len(data))
+                writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        return
+    finally:
+        writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    sizes = sorted({len(b) for b in bodies.values()})
+    print(json.dumps({"port": server.sockets[0].getsockname()[1], "bytes": sizes}), flush=True)
+    while (await asyncio.to_thread(sys.stdin.readline)).strip() == "report":
+        print(json.dumps({"served": served[0]}), flush=True)
+    server.close()
+
+asyncio.run(main())
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to measure, and how much."""
+
+    database_url: str
+    #: miners polled, each serving the largest allowed inventory
+    polled: int = 16
+    workers_per_miner: int = MAX_WORKERS
+    gpus_per_worker: int = MAX_GPUS
+    #: the scoring network: miners, and one-GPU workers in all
+    scoring_miners: int = 256
+    scoring_workers: int = 8000
+    quick: bool = False
+
+
+def quick_settings(database_url: str) -> Settings:
+    return Settings(database_url, polled=2, scoring_workers=1000, quick=True)
+
+
+def hotkey(i: int) -> str:
+    return f"5Bench{i:05d}"
+
+
+# --------------------------------------------------------------------------- the lag monitor
+
+
+class LagMonitor:
+    """A task that sleeps :data:`PERIOD_S` and records how late it wakes, in seconds."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            await asyncio.sleep(PERIOD_S)
+            self.lags.append(max(0.0, time.perf_counter() - started - PERIOD_S))
+
+    async def __aenter__(self) -> LagMonitor:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(PERIOD_S * 4)  # running before the work starts
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+    def figures(self) -> dict[str, float]:
+        lags = sorted(self.lags)
+        p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        return {
+            "samples": len(lags),
+            "longest_ms": lags[-1] * 1e3,
+            "p99_ms": p99 * 1e3,
+            "p50_ms": statistics.median(lags) * 1e3,
+            "over_target": sum(1 for lag in lags if lag * 1e3 > TARGET_MS),
+        }
+
+
+async def measured(work: Callable[[], Awaitable[Any]] | Awaitable[Any]) -> dict[str, Any]:
+    """Run ``work`` under a lag monitor: its wall and CPU seconds and the loop's stalls."""
+    cpu = time.process_time()
+    async with LagMonitor() as monitor:
+        started = time.perf_counter()
+        await (work if isinstance(work, Awaitable) else work())
+        wall = time.perf_counter() - started
+    return {"wall_s": wall, "cpu_s": time.process_time() - cpu, **monitor.figures()}
+
+
+# --------------------------------------------------------------------------- the network
+
+
+async def fill(dsn: str, settings: Settings, endpoint: str) -> None:
+    """256 miners (the first ``polled`` serving ``endpoint``) with one-GPU workers, a week of
+    hourly availability rows and a day of closed challenges, straight in SQL."""
+    first, stop = availability_bucket_range(NOW, PARAMS)
+    per_row = buckets_per_row(PARAMS.bucket_seconds)
+    lo, hi = first // per_row, (stop - 1) // per_row
+    full = (1 << per_row) - 1
+    now = f"'{NOW.isoformat()}'::timestamptz"
+    ones = "01" * per_row
+    miners, workers = settings.scoring_miners, settings.scoring_workers
+    statements = [
+        f"""INSERT INTO miners (hotkey, uid, coldkey, stake, validator_permit, endpoint,
+                registered, first_synced, last_synced)
+            SELECT '5Bench' || lpad(i::text, 5, '0'), i, 'cold' || i, 100, false,
+                CASE WHEN i < {settings.polled} THEN '{endpoint}' END, true, {now}, {now}
+            FROM generate_series(0, {miners - 1}) AS i""",
+        f"""INSERT INTO workers (id, miner_hotkey, worker_pubkey, state, online, first_seen,
+                last_seen)
+            SELECT i + 1, '5Bench' || lpad((i % {miners})::text, 5, '0'),
+                'f' || lpad(to_hex(i), 63, '0'), 'idle', true, {now} - interval '200 hours', {now}
+            FROM generate_series(0, {workers - 1}) AS i""",
+        f"""INSERT INTO gpus (gpu_uuid, miner_hotkey, worker_pubkey, model, memory_mib,
+                first_seen, last_seen, present)
+            SELECT 'GPU-' || lpad(to_hex(w.id - 1), 8, '0') || '-fill', w.miner_hotkey,
+                w.worker_pubkey, '{MODEL}', 81559, w.first_seen, {now}, true
+            FROM workers w""",
+        f"""INSERT INTO availability (worker_id, bucket_seconds, period, online_mask,
+                online_count, gpu_buckets, seen_mask, max_gpus, bucket_gpus, seen_gpus)
+            SELECT w.id, {PARAMS.bucket_seconds}, p.period, {full}, {per_row}, {per_row},
+                {full}, 1, '{ones}', '{ones}'
+            FROM workers w CROSS JOIN generate_series({lo}, {hi}) AS p(period)""",
+        f"""INSERT INTO challenges (challenge_id, gpu_uuid, miner_hotkey, worker_pubkey,
+                gpu_model, m, n, k, v, stages, seed, dispatched_at, deadline_at, committed_at,
+                roots, closed_at, status, outcome, failure, throughput_flops, elapsed_s)
+            SELECT 'c' || g.gpu_uuid || '-' || s.i, g.gpu_uuid, g.miner_hotkey, g.worker_pubkey,
+                g.model, 8192, 8192, 8192, 15, 64, '\\x00'::bytea,
+                {now} - s.i * interval '1 hour', {now} - s.i * interval '1 hour',
+                {now} - s.i * interval '1 hour', NULL, {now} - s.i * interval '1 hour', 'closed',
+                CASE WHEN (s.i + length(g.gpu_uuid)) % 20 = 0 THEN 'timeout' ELSE 'verified' END,
+                NULL, 4.0e14, 1.4
+            FROM gpus g CROSS JOIN generate_series(0, {CHALLENGES_PER_WORKER - 1}) AS s(i)""",
+        "SELECT setval(pg_get_serial_sequence('workers', 'id'), (SELECT max(id) FROM workers))",
+    ]
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            for sql in statements:
+                await conn.execute(sql)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+class Stub:
+    """The miners' stub server (``STUB_SCRIPT``) in its own process."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, sizes: list[int]) -> None:
+        self.process, self.port, self.sizes = process, port, sizes
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Stub:
+        hotkeys = [hotkey(i) for i in range(settings.polled)]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", STUB_SCRIPT, json.dumps(hotkeys),
+            str(settings.workers_per_miner), str(settings.gpus_per_worker),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        first = json.loads(await process.stdout.readline())
+        return cls(process, int(first["port"]), list(first["bytes"]))
+
+    async def served(self) -> int:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(b"report\n")
+        await self.process.stdin.drain()
+        return int(json.loads(await self.process.stdout.readline())["served"])
+
+    async def stop(self) -> None:
+        if self.process.returncode is None and self.process.stdin is not None:
+            self.process.stdin.write(b"stop\n")
+            try:
+                await self.process.stdin.drain()
+                await asyncio.wait_for(self.process.wait(), 10)
+            except (TimeoutError, ConnectionError):
+                self.process.kill()
+                await self.process.wait()
+
+
+class NoChain:
+    """Neither a poll nor a scoring pass talks to the chain."""
+
+    async def close(self) -> None:
+        return None
+
+
+class Clock:
+    """The daemon's wall clock: each poll round is a bucket of its own."""
+
+    def __init__(self) -> None:
+        self.now = NOW - timedelta(hours=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def next_bucket(self) -> None:
+        self.now += timedelta(seconds=PARAMS.bucket_seconds)
+
+
+# --------------------------------------------------------------------------- before and after
+
+
+async def poll_before(daemon: ValidatorDaemon, store: ValidatorStore) -> None:
+    """The poll round as the code was: each inventory decoded by ``MinerClient.inventory()`` on
+    the loop, its snapshots built and recorded there, then ``workers()`` read there."""
+    targets = pollable(await store.miners(), daemon.hotkey)
+    gate = asyncio.Semaphore(daemon.cfg.miners.max_concurrency)
+    timeout = daemon.cfg.miners.request_timeout_s
+
+    async def one(miner: MinerRow) -> None:
+        assert miner.endpoint is not None
+        async with gate:
+            client = daemon.connect(miner.hotkey, miner.endpoint, timeout)
+            try:
+                inventory = await asyncio.wait_for(client.inventory(), timeout + 1.0)
+            finally:
+                await client.aclose()
+            assert inventory.miner_hotkey == miner.hotkey
+            workers = [snapshot(w) for w in inventory.workers]
+            await store.record_inventory(
+                daemon.wall_clock(), miner.hotkey, workers, bucket_seconds=PARAMS.bucket_seconds
+            )
+
+    await asyncio.gather(*(one(m) for m in targets))
+    await store.workers(daemon.wall_clock())
+
+
+async def poll_after(daemon: ValidatorDaemon) -> None:
+    summary = await daemon.poll_once()
+    if summary.failed:
+        raise RuntimeError(f"polls failed: {summary.failed}")
+
+
+async def score_before(store: ValidatorStore) -> int:
+    """The scoring pass as the code was: ``scoring_inputs`` and the same pure scoring
+    (:func:`weigh`), both on the loop."""
+    inputs = await store.scoring_inputs(NOW, PARAMS)
+    return len(weigh(NOW, PARAMS, inputs).weights)
+
+
+async def score_after(daemon: ValidatorDaemon) -> int:
+    vector = await daemon.weights.compute(NOW)
+    return len(vector.result.weights)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+async def scratch_database(dsn: str) -> str:
+    name = f"byteleap_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_database(dsn: str, name: str) -> None:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def run_phases(
+    settings: Settings, daemon: ValidatorDaemon, store: SqlStore, clock: Clock
+) -> dict[str, dict[str, Any]]:
+    def polled(fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+        async def round_() -> None:
+            clock.next_bucket()
+            await fn()
+
+        return round_
+
+    def both(
+        poll: Callable[[], Awaitable[Any]], score: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[Any]]:
+        async def run() -> None:
+            await asyncio.gather(polled(poll)(), score())
+
+        return run
+
+    before_poll, after_poll = (lambda: poll_before(daemon, store)), (lambda: poll_after(daemon))
+    before_score, after_score = (lambda: score_before(store)), (lambda: score_after(daemon))
+    # the noise floor: the loop doing nothing (this machine's other processes still run)
+    phases: dict[str, dict[str, Any]] = {"idle": {"after": await measured(asyncio.sleep(2.0))}}
+    for name, before, after in (
+        ("poll", polled(before_poll), polled(after_poll)),
+        ("scoring", before_score, after_score),
+        ("both", both(before_poll, before_score), both(after_poll, after_score)),
+    ):
+        console.print(f"{name}: before ...")
+        gc.unfreeze()  # the code as it was froze nothing
+        phases[name] = {"before": await measured(before)}
+        console.print(f"{name}: after ...")
+        freeze_startup_heap()  # as run_validator does after start-up
+        phases[name]["after"] = await measured(after)
+    return phases
+
+
+async def measure(settings: Settings) -> dict[str, Any]:
+    dsn = make_url(settings.database_url).set(drivername="postgresql")
+    dsn_text = dsn.render_as_string(hide_password=False)
+    name = await scratch_database(dsn_text)
+    stub: Stub | None = None
+    store: SqlStore | None = None
+    daemon: ValidatorDaemon | None = None
+    figures: dict[str, Any] = {
+        "quick": settings.quick,
+        "scale": {
+            "polled_miners": settings.polled,
+            "workers_per_miner": settings.workers_per_miner,
+            "gpus_per_worker": settings.gpus_per_worker,
+            "scoring_miners": settings.scoring_miners,
+            "scoring_workers": settings.scoring_workers,
+            "challenges": settings.scoring_workers * CHALLENGES_PER_WORKER,
+        },
+        "limits": {
+            "max_workers": MAX_WORKERS,
+            "max_gpus_per_worker": MAX_GPUS,
+            "max_inventory_bytes": MAX_INVENTORY_BYTES,
+        },
+        "target_ms": TARGET_MS,
+        "period_ms": PERIOD_S * 1e3,
+        "cores": os.cpu_count(),
+        "load_before": os.getloadavg()[0],
+    }
+    try:
+        console.print(f"stub miners: building {settings.polled} inventories ...")
+        stub = await Stub.start(settings)
+        figures["inventory_bytes"] = max(stub.sizes)
+        db_url = dsn.set(drivername="postgresql+asyncpg", database=name)
+        store = await open_store(db_url.render_as_string(hide_password=False), auto_upgrade=True)
+        console.print("filling the scoring network ...")
+        started = time.perf_counter()
+        await fill(dsn.set(database=name).render_as_string(hide_password=False), settings, stub.url)
+        figures["fill_s"] = time.perf_counter() - started
+        clock = Clock()
+        validator = Keypair.create_from_seed(bytes([7]) * 32)
+        daemon = ValidatorDaemon(
+            ValidatorConfig(),
+            signer=validator,
+            hotkey=validator.ss58_address,
+            store=store,
+            chain=NoChain(),  # type: ignore[arg-type]
+            wall_clock=clock,
+        )
+        figures["background_store"] = daemon.background is not None
+        console.print("first poll round (inserts every row; not measured) ...")
+        clock.next_bucket()
+        started = time.perf_counter()
+        await poll_after(daemon)
+        figures["first_round_s"] = time.perf_counter() - started
+        figures["phases"] = await run_phases(settings, daemon, store, clock)
+        figures["requests_served"] = await stub.served()
+        listed = await store.workers(NOW)
+        figures["workers_listed"] = len(listed)
+        figures["gpus_listed"] = sum(len(w.gpus) for w in listed)
+        figures["weights"] = await score_after(daemon)
+        async with store.engine.connect() as conn:
+            figures["postgresql"] = (await conn.exec_driver_sql("SHOW server_version")).scalar()
+    finally:
+        if daemon is not None:
+            await daemon.shutdown()
+        if store is not None:
+            await store.close()
+        if stub is not None:
+            await stub.stop()
+        await drop_database(dsn_text, name)
+    figures["load_after"] = os.getloadavg()[0]
+    figures["libraries"] = {lib: version(lib) for lib in ("sqlalchemy", "asyncpg", "pydantic")}
+    figures["python"] = sys.version.split()[0]
+    return figures
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def worst_after(figures: dict[str, Any]) -> float:
+    """The longest stall of the code as it is, over every phase with work in it."""
+    return float(max(p["after"]["longest_ms"] for p in figures["phases"].values() if "before" in p))
+
+
+def report(figures: dict[str, Any]) -> None:
+    sc = figures["scale"]
+    console.print(
+        f"{sc['polled_miners']} miners polled, each {sc['workers_per_miner']:,} workers × "
+        f"{sc['gpus_per_worker']} GPUs ({figures['inventory_bytes'] / 2**20:.2f} MiB a body); "
+        f"scoring {sc['scoring_miners']} miners, {sc['scoring_workers']:,} one-GPU workers and "
+        f"{sc['challenges']:,} challenges besides; lag monitor every {figures['period_ms']:g} ms"
+    )
+    table = Table(title="event-loop stalls, before → after")
+    for column in ("phase", "longest stall", "p99", "p50", f"stalls > {TARGET_MS:g} ms",
+                   "wall", "validator CPU"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for name, phase in figures["phases"].items():
+        a = phase["after"]
+        b = phase.get("before")
+        if b is None:  # the noise floor
+            table.add_row(
+                f"{name} (nothing runs)", f"{a['longest_ms']:,.1f} ms", f"{a['p99_ms']:,.1f} ms",
+                f"{a['p50_ms']:,.2f} ms", str(a["over_target"]), f"{a['wall_s']:,.2f} s", "",
+            )  # fmt: skip
+            continue
+        table.add_row(
+            name,
+            f"{b['longest_ms']:,.1f} → [bold]{a['longest_ms']:,.1f} ms[/]",
+            f"{b['p99_ms']:,.1f} → {a['p99_ms']:,.1f} ms",
+            f"{b['p50_ms']:,.2f} → {a['p50_ms']:,.2f} ms",
+            f"{b['over_target']} → {a['over_target']}",
+            f"{b['wall_s']:,.2f} → {a['wall_s']:,.2f} s",
+            f"{b['cpu_s']:,.2f} → {a['cpu_s']:,.2f} s",
+        )
+    console.print(table)
+    console.print(
+        f"load average (1 min) before / after the run: {figures['load_before']:.2f} / "
+        f"{figures['load_after']:.2f} on {figures['cores']} cores"
+    )
+    worst = worst_after(figures)
+    verdict = "PASS" if worst <= TARGET_MS else "FAIL"
+    console.print(f"target: longest stall <= {TARGET_MS:g} ms -> {worst:,.1f} ms: {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BYTELEAP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL server where a scratch database may be created (libpq URL)",
+    )
+    parser.add_argument("--miners", type=int, help="miners polled (default 16; --quick: 2)")
+    parser.add_argument("--workers-per-miner", type=int, help=f"default {MAX_WORKERS}")
+    parser.add_argument("--gpus-per-worker", type=int, help=f"default {MAX_GPUS}")
+    parser.add_argument(
+        "--scoring-workers", type=int, help="one-GPU workers of the scoring network (8000)"
+    )
+    parser.add_argument("--quick", action="store_true", help="2 miners, 1,000 scoring workers")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    args = parser.parse_args()
+    settings = quick_settings(args.database_url) if args.quick else Settings(args.database_url)
+    overrides = {
+        "polled": args.miners,
+        "workers_per_miner": args.workers_per_miner,
+        "gpus_per_worker": args.gpus_per_worker,
+        "scoring_workers": args.scoring_workers,
+    }
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings up
+    figures = asyncio.run(measure(settings))
+    report(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
