@@ -29,8 +29,11 @@ wakes) runs on the validator's loop throughout; each phase reports its longest s
   snapshots, ``record_inventory`` and ``workers()`` on the daemon's store; then
   ``scoring_inputs`` and the same pure scoring inline; nothing frozen.
 - **Phases**, each before and after: one poll round of the N miners; one scoring pass; both at
-  once. Each poll round is a fresh 5-minute bucket, after an unmeasured first round that inserts
-  the rows (later rounds update them, as a running validator does).
+  once; and "idle", the loop doing nothing (the floor this machine's other processes set). Each
+  poll round is a fresh 5-minute bucket, after an unmeasured first round that inserts the rows
+  (later rounds update them, as a running validator does). Every "after" phase runs first, then
+  every "before" phase, with a pause between phases, so that the database's own after-work
+  (checkpoints, autovacuum) of a slow phase is not charged to the next.
 
 PostgreSQL comes from ``--database-url``, else ``BYTELEAP_TEST_DATABASE_URL``, else
 ``postgresql://postgres@127.0.0.1:5432/postgres``; a scratch database is created and dropped.
@@ -77,6 +80,8 @@ CHALLENGES_PER_WORKER = 24
 #: the lag monitor's sleep
 PERIOD_S = 0.005
 TARGET_MS = 50.0
+#: seconds between phases, unmeasured, for the database to settle
+SETTLE_S = 2.0
 PARAMS = ScoringParams()
 console = Console() if sys.stdout.isatty() else Console(width=150)
 
@@ -422,17 +427,24 @@ async def run_phases(
     before_score, after_score = (lambda: score_before(store)), (lambda: score_after(daemon))
     # the noise floor: the loop doing nothing (this machine's other processes still run)
     phases: dict[str, dict[str, Any]] = {"idle": {"after": await measured(asyncio.sleep(2.0))}}
-    for name, before, after in (
+    work = (
         ("poll", polled(before_poll), polled(after_poll)),
         ("scoring", before_score, after_score),
         ("both", both(before_poll, before_score), both(after_poll, after_score)),
-    ):
-        console.print(f"{name}: before ...")
-        gc.unfreeze()  # the code as it was froze nothing
-        phases[name] = {"before": await measured(before)}
+    )
+    # every "after" phase first, then every "before" phase: a "before" phase leaves the
+    # database busy for a while (checkpoints, autovacuum after its writes), and on a small
+    # machine that would be charged to whichever phase came next
+    freeze_startup_heap()  # as run_validator does after start-up
+    for name, _, after in work:
         console.print(f"{name}: after ...")
-        freeze_startup_heap()  # as run_validator does after start-up
-        phases[name]["after"] = await measured(after)
+        await asyncio.sleep(SETTLE_S)
+        phases[name] = {"after": await measured(after)}
+    gc.unfreeze()  # the code as it was froze nothing
+    for name, before, _ in work:
+        console.print(f"{name}: before ...")
+        await asyncio.sleep(SETTLE_S)
+        phases[name]["before"] = await measured(before)
     return phases
 
 
