@@ -49,7 +49,7 @@ from neurons.miner.auth import ValidatorGate
 from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
 from neurons.miner.store import MinerStore
-from workers.agent import WorkerAgent
+from byteleap.sessions.worker_agent import WorkerAgent
 from workers.backends.numpy_backend import NumpyBackend
 from workers.backends.select import advertise_devices
 from workers.compute import ChallengeExecutor

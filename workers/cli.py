@@ -22,7 +22,7 @@ from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.cli_support import ConfigOption, add_check_config, fail, load_or_exit
 from byteleap.config import WorkerConfig
 from byteleap.errors import ByteLeapError, ConfigError
-from workers.agent import WorkerAgent
+from byteleap.sessions.worker_agent import WorkerAgent
 from workers.backends.base import ComputeBackend
 from workers.backends.select import advertise_devices, choose_backend
 from workers.compute import ChallengeExecutor

@@ -20,7 +20,7 @@ from byteleap.protocol.worker_link import (
     RevealRequest,
     RowOpening,
 )
-from workers.agent import MAX_KEPT_RUNS
+from byteleap.sessions.worker_agent import MAX_KEPT_RUNS
 from workers.backends.base import Abandoned, ComputeBackend, Device
 
 

@@ -1,4 +1,4 @@
-"""The worker daemon: an asyncio shell around :class:`workers.agent.WorkerAgent`.
+"""The worker daemon: an asyncio shell around :class:`byteleap.sessions.worker_agent.WorkerAgent`.
 
 It only moves bytes and runs what the agent asks for: open the websocket (reconnecting with
 jittered exponential backoff), feed received frames and clock ticks to the agent, send what it
@@ -34,7 +34,7 @@ from byteleap.protocol.worker_link import (
     JobSubmit,
     RevealRequest,
 )
-from workers.agent import (
+from byteleap.sessions.worker_agent import (
     CancelJobs,
     ChallengeFinished,
     CloseLink,

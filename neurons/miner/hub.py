@@ -2,8 +2,9 @@
 
 Workers dial out to the miner (so they work behind NAT). This module only moves bytes: every
 decision about a session (who may register, which state it is in, which reply answers which
-request, when a session is lost or abusive) is :class:`~neurons.miner.registry.WorkerRegistry`'s,
-and whether a key may join at all is :class:`~neurons.miner.authorized.AuthorizedKeys`'s.
+request, when a session is lost or abusive) is
+:class:`~byteleap.sessions.miner_registry.WorkerRegistry`'s, and whether a key may join at all
+is :class:`~neurons.miner.authorized.AuthorizedKeys`'s.
 
 One connection::
 
@@ -82,9 +83,7 @@ from byteleap.protocol.worker_link import (
     Unavailable,
     Welcome,
 )
-from neurons.miner.authorized import AuthorizedKeys
-from neurons.miner.hub_metrics import HubMetrics
-from neurons.miner.registry import (
+from byteleap.sessions.miner_registry import (
     CLOSE_POLICY,
     CloseSession,
     FailRequest,
@@ -94,6 +93,8 @@ from neurons.miner.registry import (
     Verdict,
     WorkerRegistry,
 )
+from neurons.miner.authorized import AuthorizedKeys
+from neurons.miner.hub_metrics import HubMetrics
 
 log = structlog.get_logger("byteleap.miner.hub")
 

@@ -44,9 +44,9 @@ from byteleap.protocol.worker_link import (
     RevealRequest,
     Welcome,
 )
+from byteleap.sessions.miner_registry import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_REPLACED
 from neurons.miner.authorized import AuthorizedKeys, token_hash
 from neurons.miner.hub import WorkerHub
-from neurons.miner.registry import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_REPLACED
 from tests.support.worker import MINER_HOTKEY, running_worker
 from tests.support.worker import inventory as make_inventory
 

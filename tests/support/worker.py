@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from byteleap.crypto import WorkerKey
 from byteleap.protocol.inventory import GpuInfo, HostInfo, Inventory
-from workers.agent import WorkerAgent
+from byteleap.sessions.worker_agent import WorkerAgent
 from workers.backends.numpy_backend import NumpyBackend
 from workers.backends.select import advertise_devices
 from workers.compute import ChallengeExecutor

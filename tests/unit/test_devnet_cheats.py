@@ -60,7 +60,7 @@ from neurons.devnet.cheats import (
     claimed_inventory,
     mode_for,
 )
-from workers.agent import ChallengeFinished, Connected, Received, Send, Tick
+from byteleap.sessions.worker_agent import ChallengeFinished, Connected, Received, Send, Tick
 from workers.backends.base import Abandoned
 from workers.backends.numpy_backend import NumpyBackend
 

@@ -20,8 +20,7 @@ from byteleap.protocol.worker_link import (
     Reveal,
     Unavailable,
 )
-from neurons.miner.authorized import AuthorizedKeys, parse_keys_text, token_hash
-from neurons.miner.registry import (
+from byteleap.sessions.miner_registry import (
     CLOSE_GOING_AWAY,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_REPLACED,
@@ -33,6 +32,7 @@ from neurons.miner.registry import (
     Verdict,
     WorkerRegistry,
 )
+from neurons.miner.authorized import AuthorizedKeys, parse_keys_text, token_hash
 from tests.support.worker import inventory
 
 KEY_A = bytes(range(32))

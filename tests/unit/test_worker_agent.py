@@ -36,8 +36,7 @@ from byteleap.protocol.worker_link import (
     Unavailable,
     Welcome,
 )
-from tests.support.worker import MINER_HOTKEY, inventory
-from workers.agent import (
+from byteleap.sessions.worker_agent import (
     CancelJobs,
     ChallengeFinished,
     CloseLink,
@@ -55,6 +54,7 @@ from workers.agent import (
     Tick,
     WorkerAgent,
 )
+from tests.support.worker import MINER_HOTKEY, inventory
 
 GPU = "GPU-11111111-2222-3333-4444-555555555555"
 HELLO = Hello(nonce=bytes(range(32)), miner_hotkey=MINER_HOTKEY, heartbeat_interval_s=5.0)

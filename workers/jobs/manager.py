@@ -1,7 +1,8 @@
 """The worker's jobs: which exist, what state each is in, and the answers to the miner's queries.
 
-The agent (``workers.agent``) decides whether a job request may be served at all (the worker
-must hold that lease; the runner must not be 'none') and hands it here with the lease's GPUs.
+The agent (``byteleap.sessions.worker_agent``) decides whether a job request may be served at
+all (the worker must hold that lease; the runner must not be 'none') and hands it here with the
+lease's GPUs.
 The manager lives in the runtime, not on the link, so jobs keep running and keep their state
 while the link to the miner is down; a lease stop cancels them.
 

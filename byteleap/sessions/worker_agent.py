@@ -56,6 +56,7 @@ from byteleap.protocol.worker_link import (
     RowOpening,
     Unavailable,
     Welcome,
+    WorkerState,
 )
 
 #: job requests other than a submit: answered by the job manager for any lease
@@ -254,7 +255,7 @@ class WorkerAgent:
     # ------------------------------------------------------------------ public surface
 
     @property
-    def state(self) -> str:
+    def state(self) -> WorkerState:
         if self.lease is not None:
             return "leased"
         return "busy" if self.running is not None else "idle"
