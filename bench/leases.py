@@ -43,20 +43,20 @@ from byteleap.protocol.validator_api import (
     LeaseStartRequest,
 )
 from byteleap.protocol.worker_link import JobSpec
+from byteleap.sessions.worker_agent import WorkerAgent
+from daemonkit.logs import configure_logging
 from neurons.common.miner_client import MinerClient, verify_hotkey_signature
 from neurons.miner.api import create_app
 from neurons.miner.auth import ValidatorGate
 from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
 from neurons.miner.store import MinerStore
-from byteleap.sessions.worker_agent import WorkerAgent
 from workers.backends.numpy_backend import NumpyBackend
 from workers.backends.select import advertise_devices
 from workers.compute import ChallengeExecutor
 from workers.inventory import collect_inventory
 from workers.jobs.manager import JobManager
 from workers.jobs.subprocess_runner import SubprocessRunner
-from workers.logs import configure_logging
 from workers.runtime import LinkSettings, WorkerRuntime
 
 T0 = 1_800_000_000

@@ -52,7 +52,7 @@ from byteleap.config import MinerConfig
 from byteleap.protocol.worker_link import ChallengeDispatch
 from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
-from workers.logs import configure_logging
+from daemonkit.logs import configure_logging
 
 configure_logging("WARNING")  # logs go to stderr; stdout carries the measurements
 

@@ -19,10 +19,11 @@ import byteleap
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
 from byteleap.challenge.timing import peak_for
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
-from byteleap.cli_support import ConfigOption, add_check_config, fail, load_or_exit
 from byteleap.config import WorkerConfig
 from byteleap.errors import ByteLeapError, ConfigError
 from byteleap.sessions.worker_agent import WorkerAgent
+from daemonkit.cli import ConfigOption, add_check_config, fail, load_or_exit
+from daemonkit.logs import configure_logging
 from workers.backends.base import ComputeBackend
 from workers.backends.select import advertise_devices, choose_backend
 from workers.compute import ChallengeExecutor
@@ -31,7 +32,6 @@ from workers.inventory.gpus import load_nvml
 from workers.jobs import DockerRunner, make_runner
 from workers.jobs.manager import JobManager
 from workers.keys import read_key, write_key
-from workers.logs import configure_logging
 from workers.metrics import WorkerMetrics
 from workers.runtime import LinkSettings, WorkerRuntime
 

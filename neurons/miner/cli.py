@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from byteleap.chain import ChainPort, NotRegistered
-from byteleap.cli_support import ConfigOption, add_check_config, fail, load_or_exit
 from byteleap.config import MinerConfig
 from byteleap.errors import ByteLeapError
+from daemonkit.cli import ConfigOption, add_check_config, fail, load_or_exit
 
 app = typer.Typer(
     name="byteleap-miner",
@@ -47,9 +47,9 @@ def _root(ctx: typer.Context, config: ConfigOption = None) -> None:
 @app.command()
 def run(config: ConfigOption = None) -> None:
     """Serve workers and validators until SIGINT/SIGTERM."""
+    from daemonkit.logs import configure_logging
     from neurons.chain import open_chain
     from neurons.miner.daemon import run_miner
-    from workers.logs import configure_logging
 
     cfg = load_or_exit(MinerConfig, config)
     configure_logging(cfg.logging.level, cfg.logging.format)

@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from byteleap.chain import ChainPort, NotRegistered
-from byteleap.cli_support import ConfigOption, add_check_config, fail, load_or_exit
 from byteleap.config import ValidatorConfig
 from byteleap.errors import ByteLeapError, ChainError, ConfigError, StorageError
 from byteleap.scoring import format_explanation
+from daemonkit.cli import ConfigOption, add_check_config, fail, load_or_exit
 
 if TYPE_CHECKING:
     from neurons.validator.store import SqlStore
@@ -121,9 +121,9 @@ def _root(ctx: typer.Context, config: ConfigOption = None) -> None:
 @app.command()
 def run(config: ConfigOption = None) -> None:
     """Challenge workers, score miners and set weights until SIGINT/SIGTERM."""
+    from daemonkit.logs import configure_logging
     from neurons.chain import open_chain
     from neurons.validator.daemon import run_validator
-    from workers.logs import configure_logging
 
     cfg = load_or_exit(ValidatorConfig, config)
     configure_logging(cfg.logging.level, cfg.logging.format)

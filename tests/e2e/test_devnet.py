@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from byteleap.protocol.common import MAX_GPUS
-from neurons.devnet.cheats import EXPECTED_FAILURES, CheatMode
-from neurons.devnet.plan import DevnetOptions, build_plan
-from neurons.devnet.processes import read_tail
-from neurons.devnet.progress import NoProgress
-from neurons.devnet.renters import ARTIFACT, expected_stdout
-from neurons.devnet.runner import Devnet, DevnetFailed
+from devnet.cheats import EXPECTED_FAILURES, CheatMode
+from devnet.plan import DevnetOptions, build_plan
+from devnet.processes import read_tail
+from devnet.progress import NoProgress
+from devnet.renters import ARTIFACT, expected_stdout
+from devnet.runner import Devnet, DevnetFailed
 from neurons.validator.renter.keys import KEY_PREFIX
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def devnet_env() -> dict[str, str]:
 def test_the_devnet_catches_every_cheater_and_pays_the_honest_miners(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     argv = [
-        *(sys.executable, "-c", "from neurons.cli import main; main()"),
+        *(sys.executable, "-c", "from devnet.cli import main; main()"),
         *("devnet", "--json", "--miners", "2", "--workers", "1", "--cheaters", "2"),
         *("--rounds", "2", "--renters", "1", "--run-dir", str(run_dir), "--timeout", "240"),
     ]
@@ -100,7 +100,7 @@ def test_the_devnet_counts_one_shared_device_once_and_never_pays_a_cpu_posing_as
     H200 and a CPU claiming an ambiguous model, next to two honest miners."""
     run_dir = tmp_path / "run"
     argv = [
-        *(sys.executable, "-c", "from neurons.cli import main; main()"),
+        *(sys.executable, "-c", "from devnet.cli import main; main()"),
         *("devnet", "--json", "--miners", "2", "--workers", "1", "--rounds", "2"),
         *("--cheat", "sybil", "--cheat", "cpu_as_gpu", "--cheat", "ambiguous_model"),
         *("--renters", "1", "--run-dir", str(run_dir), "--timeout", "240"),
@@ -175,7 +175,7 @@ def test_two_validators_agree_and_neither_excuses_nor_busy_claims_nor_minted_rec
     and the two validators' weight vectors agree (cosine similarity >= 0.95)."""
     run_dir = tmp_path / "run"
     argv = [
-        *(sys.executable, "-c", "from neurons.cli import main; main()"),
+        *(sys.executable, "-c", "from devnet.cli import main; main()"),
         *("devnet", "--json", "--validators", "2", "--miners", "2", "--workers", "2"),
         *("--cheat", "late_excuse", "--cheat", "phantom_busy", "--cheat", "receipt_mint"),
         *("--rounds", "3", "--renters", "1", "--run-dir", str(run_dir), "--timeout", "240"),

@@ -26,7 +26,7 @@ def run_module(module: str, *args: str, env: dict[str, str] | None = None):
 
 
 def byteleap(*args: str) -> subprocess.CompletedProcess[str]:
-    return run_module("neurons.cli", *args)
+    return run_module("devnet.cli", *args)
 
 
 def test_challenge_reference_prints_the_frozen_roots() -> None:

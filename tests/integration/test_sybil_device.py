@@ -3,7 +3,7 @@
 Everything is real but the chain (a devchain file): two miner daemons on 127.0.0.1, the validator's
 daemon object driving one epoch (``challenge_round``), its signed HTTP client, the verifier's
 process pool and a ``SqlStore`` on SQLite. The sybil is three real cheating-worker *processes*
-(``python -m neurons.devnet.cheat_worker --mode sybil``), two behind one miner and one behind the
+(``python -m devnet.cheat_worker --mode sybil``), two behind one miner and one behind the
 other, each claiming one CPU device of its own. Every claim is computed honestly, but all three
 share one simulated device: a file lock held for each whole paced run, so the device serves them
 one after another. An honest worker, paced to the same speed, runs next to them.
@@ -38,8 +38,8 @@ from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig
 from byteleap.crypto import WorkerKey
 from byteleap.errors import Outcome
+from devnet.cheats import SharedDevice
 from neurons.chain import DevChain, DevChainClient, DevChainParams
-from neurons.devnet.cheats import SharedDevice
 from neurons.miner.daemon import MinerDaemon
 from neurons.validator.daemon import ValidatorDaemon
 from neurons.validator.store import SqlStore, open_store
@@ -259,7 +259,7 @@ def sybil_workers(
             config_file.write_text(yaml.safe_dump(config))
             log = root / f"{name}.log"
             argv = [
-                *(sys.executable, "-m", "neurons.devnet.cheat_worker", "run"),
+                *(sys.executable, "-m", "devnet.cheat_worker", "run"),
                 *("-c", str(config_file), "--mode", "sybil", "--claims", "1"),
                 *("--device-lock", str(lock)),
             ]

@@ -36,7 +36,8 @@ from byteleap.protocol.worker_link import (
     Unavailable,
     Welcome,
 )
-from neurons.devnet.cheats import (
+from byteleap.sessions.worker_agent import ChallengeFinished, Connected, Received, Send, Tick
+from devnet.cheats import (
     AMBIGUOUS_MODEL,
     BOUNDED_MODES,
     COMPANION_DEVICE_MIB,
@@ -60,7 +61,6 @@ from neurons.devnet.cheats import (
     claimed_inventory,
     mode_for,
 )
-from byteleap.sessions.worker_agent import ChallengeFinished, Connected, Received, Send, Tick
 from workers.backends.base import Abandoned
 from workers.backends.numpy_backend import NumpyBackend
 

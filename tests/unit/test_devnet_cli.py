@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import neurons.devnet.runner as runner
-from neurons.cli import app
-from neurons.devnet.cheats import CheatMode
-from neurons.devnet.plan import DevnetOptions
+import devnet.runner as runner
+from devnet.cheats import CheatMode
+from devnet.cli import app
+from devnet.plan import DevnetOptions
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from byteleap.protocol.validator_api import (
     SignedReceipt,
     WorkerSummary,
 )
-from neurons.devnet.colluder import (
+from devnet.colluder import (
     Ledger,
     ReceiptMint,
     endpoint_url,

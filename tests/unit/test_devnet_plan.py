@@ -14,10 +14,9 @@ from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, load_config, validate_config
 from byteleap.crypto import WorkerKey
 from byteleap.protocol.common import MAX_GPUS
-from neurons.chain import DevChain
-from neurons.devnet.cheats import PHANTOM_BUSY_CLAIMS, SYBIL_CLAIMS, CheatMode, mode_for
-from neurons.devnet.colluder import Ledger
-from neurons.devnet.plan import (
+from devnet.cheats import PHANTOM_BUSY_CLAIMS, SYBIL_CLAIMS, CheatMode, mode_for
+from devnet.colluder import Ledger
+from devnet.plan import (
     COLLUDER_EPOCH_S,
     COLLUDER_STAKE,
     DATABASE_URL_ENV,
@@ -34,8 +33,9 @@ from neurons.devnet.plan import (
     build_plan,
     validator_stake,
 )
-from neurons.devnet.prepare import prepare
-from neurons.devnet.runner import colluder_report
+from devnet.prepare import prepare
+from devnet.runner import colluder_report
+from neurons.chain import DevChain
 from workers.keys import read_key
 
 MODELS: dict[str, type[ValidatorConfig | MinerConfig | WorkerConfig]] = {
@@ -97,12 +97,12 @@ def test_cheaters_take_the_modes_in_turn_and_only_they_cheat(tmp_path: Path) -> 
     for miner in honest:
         for worker in miner.workers:
             assert worker.cheat is None
-            assert "neurons.devnet.cheat_worker" not in worker.process.argv
+            assert "devnet.cheat_worker" not in worker.process.argv
     for miner in cheaters:
         for worker in miner.workers:
             assert worker.cheat is not None and worker.cheat.mode is miner.cheat
             argv = worker.process.argv
-            assert argv[argv.index("-m") + 1] == "neurons.devnet.cheat_worker"
+            assert argv[argv.index("-m") + 1] == "devnet.cheat_worker"
             assert argv[argv.index("--mode") + 1] == miner.cheat.value
     phantom = next(m for m in cheaters if m.cheat is CheatMode.PHANTOM_GPU)
     assert [w.cheat.never_commit for w in phantom.workers if w.cheat] == [False, True]
@@ -453,7 +453,7 @@ def test_the_excuse_and_collusion_cheats_get_their_workers_and_a_colluder(
     assert colluder.stake == COLLUDER_STAKE < min(v.stake for v in plan.validators)
     assert colluder.process in plan.processes()
     argv = colluder.process.argv
-    assert argv[argv.index("-m") + 1] == "neurons.devnet.colluder"
+    assert argv[argv.index("-m") + 1] == "devnet.colluder"
     assert argv[argv.index("--miner-endpoint") + 1] == f"127.0.0.1:{mint.api_port}"
     assert argv[argv.index("--ledger") + 1] == str(colluder.ledger)
     assert argv[argv.index("--start-file") + 1] == str(colluder.start_file)

@@ -20,9 +20,9 @@ import pytest
 
 from byteleap.config import ValidatorConfig, validate_config
 from byteleap.config.validator import LeasesSection
-from neurons.devnet.plan import RENTER_SPEND_LIMIT, DevnetOptions, Plan, build_plan
-from neurons.devnet.prepare import write_configs
-from neurons.devnet.renters import (
+from devnet.plan import RENTER_SPEND_LIMIT, DevnetOptions, Plan, build_plan
+from devnet.prepare import write_configs
+from devnet.renters import (
     ARTIFACT,
     ApiError,
     Renter,

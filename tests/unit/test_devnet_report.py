@@ -16,9 +16,8 @@ from rich.console import Console
 from byteleap.challenge.params import CPU_DEFAULT
 from byteleap.errors import Outcome
 from byteleap.protocol.common import MAX_GPUS
-from neurons.chain import WeightsRecord
-from neurons.devnet.cheats import CheatMode
-from neurons.devnet.observe import (
+from devnet.cheats import CheatMode
+from devnet.observe import (
     Observed,
     ValidatorView,
     first_weights_after,
@@ -27,11 +26,11 @@ from neurons.devnet.observe import (
     submission_for,
     validator_view,
 )
-from neurons.devnet.plan import DevnetOptions, Plan, build_plan
-from neurons.devnet.prepare import Identity
-from neurons.devnet.progress import LineProgress, Status, render
-from neurons.devnet.renters import RenterOutcome
-from neurons.devnet.report import (
+from devnet.plan import DevnetOptions, Plan, build_plan
+from devnet.prepare import Identity
+from devnet.progress import LineProgress, Status, render
+from devnet.renters import RenterOutcome
+from devnet.report import (
     AGREEMENT_TARGET,
     agreement,
     checks,
@@ -44,7 +43,8 @@ from neurons.devnet.report import (
     render_table,
     render_validators,
 )
-from neurons.devnet.runner import bucket_end
+from devnet.runner import bucket_end
+from neurons.chain import WeightsRecord
 from neurons.validator.store.records import ChallengeRow, MinerTally, WeightSubmission, WorkerRow
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

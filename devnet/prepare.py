@@ -1,4 +1,4 @@
-"""Put a :class:`~neurons.devnet.plan.Plan` on disk: wallets, worker keys, configs, the devchain.
+"""Put a :class:`~devnet.plan.Plan` on disk: wallets, worker keys, configs, the devchain.
 
 After :func:`prepare`, every process of the plan can start: its config file exists, its wallet or
 key file is where the config says, and every hotkey is registered on the devchain (a miner whose
@@ -16,8 +16,8 @@ from pathlib import Path
 import bittensor as bt
 import yaml
 
+from devnet.plan import NeuronSpec, Plan, ValidatorSpec
 from neurons.chain import DevChain
-from neurons.devnet.plan import NeuronSpec, Plan, ValidatorSpec
 
 
 @dataclass(frozen=True)

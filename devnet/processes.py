@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from neurons.devnet.plan import ProcessSpec
+from devnet.plan import ProcessSpec
 
 #: seconds the children get to exit after SIGTERM before they are killed
 STOP_GRACE_S = 10.0

@@ -1,4 +1,7 @@
-"""``byteleap``: the umbrella command (``devnet``, ``challenge reference``, ``version``)."""
+"""``byteleap``: the umbrella command (``devnet``, ``challenge reference``, ``version``).
+
+It lives in the devnet package because ``byteleap devnet`` starts every daemon, while no daemon
+package may import the devnet (import-linter). Its other subcommands need only the pure core."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from rich.console import Console
 import byteleap
 from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import run_reference
-from neurons.devnet.cheats import CheatMode
+from devnet.cheats import CheatMode
 
 app = typer.Typer(
     name="byteleap",
@@ -107,8 +110,8 @@ def devnet(
     miner no more than an honest miner's weight per device; a receipt_mint miner's lease share no
     more than its colluder's stake share), the honest miners are paid and the validators agree,
     1 when the network did not run or judged wrongly, 130 when interrupted."""
-    from neurons.devnet.plan import DevnetOptions
-    from neurons.devnet.runner import run_command
+    from devnet.plan import DevnetOptions
+    from devnet.runner import run_command
 
     cheats = tuple(cheat or ())
     try:

@@ -21,10 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from byteleap.errors import Outcome
+from devnet.cheats import CheatMode
+from devnet.plan import Plan
+from devnet.prepare import Identity
 from neurons.chain import WeightsRecord
-from neurons.devnet.cheats import CheatMode
-from neurons.devnet.plan import Plan
-from neurons.devnet.prepare import Identity
 from neurons.validator.store.records import (
     ChallengeRow,
     MinerTally,

@@ -19,12 +19,12 @@ The JSON (``byteleap devnet --json``, on stdout)::
 figures for the reported weight vector (``null`` when its explanation could not be read).
 ``weight`` is the miner's share of the validator's weight vector on the devchain (the u16 values
 normalised to sum 1). ``renters`` lists what each simulated renter did
-(:meth:`neurons.devnet.renters.RenterOutcome.to_dict`). The miners' figures are the first
+(:meth:`devnet.renters.RenterOutcome.to_dict`). The miners' figures are the first
 validator's; ``validators`` lists every validator's own vector (weights by uid, and the lease
 shares of its explanation), and ``agreement`` is the smallest cosine similarity of any two of
 those vectors (:func:`agreement`; ``null`` with one validator). ``colluders`` lists each
 receipt_mint cheater's colluding validator: its stake, its share of all validators' stake, and the
-leases and receipts it made (:func:`neurons.devnet.colluder.read_ledger`).
+leases and receipts it made (:func:`devnet.colluder.read_ledger`).
 
 The verdict (:func:`checks`) depends on the cheat:
 
@@ -61,8 +61,8 @@ from typing import Any
 
 from rich.table import Table
 
-from neurons.devnet.cheats import BOUNDED_MODES, FRAUD_MODES, MODEL_MODES, CheatMode
-from neurons.devnet.observe import Snapshot, ValidatorView
+from devnet.cheats import BOUNDED_MODES, FRAUD_MODES, MODEL_MODES, CheatMode
+from devnet.observe import Snapshot, ValidatorView
 
 #: honest weights must sum to 1 within this
 WEIGHT_TOLERANCE = 1e-6

@@ -1,4 +1,7 @@
-"""Pieces every daemon's command line shares: the ``--config`` option and ``check-config``."""
+"""The typer/rich glue every command line shares: the ``--config`` option, ``check-config``
+and printing an error before exiting with a code.
+
+It lives in the shell, not in the pure core: ``byteleap/`` imports no terminal or CLI library."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A receipt_mint cheater's colluding validator, for ``byteleap devnet`` only.
 
-    python -m neurons.devnet.colluder run -c colluder.yaml --miner-endpoint 127.0.0.1:PORT \
+    python -m devnet.colluder run -c colluder.yaml --miner-endpoint 127.0.0.1:PORT \
         --ledger RUN_DIR/data/colluder-1/minted.jsonl --start-file RUN_DIR/data/colluder-1/start
 
 It is the real validator: the same config model, wallet, store, devchain and
@@ -45,7 +45,6 @@ from typing import Annotated, Any, Protocol
 import structlog
 import typer
 
-from byteleap.cli_support import ConfigOption, fail, load_or_exit
 from byteleap.config import ValidatorConfig
 from byteleap.errors import ByteLeapError
 from byteleap.leases.receipts import MICROS
@@ -57,6 +56,7 @@ from byteleap.protocol.validator_api import (
     ReceiptKind,
     ReceiptSubmitResponse,
 )
+from daemonkit.cli import ConfigOption, fail, load_or_exit
 
 log = structlog.get_logger("byteleap.devnet.colluder")
 
@@ -377,10 +377,10 @@ def run(
     """Run the validator, and lease the miner's workers to nobody and mint their receipts."""
     import bittensor as bt
 
+    from daemonkit.logs import configure_logging
     from neurons.chain import open_chain
     from neurons.validator.daemon import ValidatorDaemon
     from neurons.validator.store import open_store
-    from workers.logs import configure_logging
 
     cfg = load_or_exit(ValidatorConfig, config)
     configure_logging(cfg.logging.level, cfg.logging.format)

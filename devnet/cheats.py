@@ -3,7 +3,7 @@
 A cheating worker is the real worker (``WorkerAgent`` and ``WorkerRuntime`` from ``workers/``)
 with :class:`CheatingExecutor` in place of the honest ``ChallengeExecutor``. Nothing in the
 production worker knows about cheating: the devnet starts these workers through its own entry
-point (:mod:`neurons.devnet.cheat_worker`).
+point (:mod:`devnet.cheat_worker`).
 
 Every mode claims compute or hardware it does not have, and every one must be caught by the
 validator's exact verification, by its deadline or by its model catalogue:
@@ -39,7 +39,7 @@ phantom_busy    one worker lists as many CPU devices as the protocol     ``unexp
                 is busy; it never computes. An honest companion worker   phantom earns nothing;
                 runs beside it on the same miner                         the companion verifies
 receipt_mint    honest workers, but a colluding low-stake validator      its receipts count
-                (:mod:`neurons.devnet.colluder`) leases them without any only in proportion to
+                (:mod:`devnet.colluder`) leases them without any only in proportion to
                 renter and mints usage receipts the miner countersigns   the colluder's stake
 =============== ======================================================== =======================
 
@@ -97,7 +97,7 @@ from byteleap.protocol.worker_link import (
     Unavailable,
 )
 from byteleap.protocol.worker_link import RowOpening as WireOpening
-from workers.agent import MAX_KEPT_RUNS, Instruction, Send, WorkerAgent
+from byteleap.sessions.worker_agent import MAX_KEPT_RUNS, Instruction, Send, WorkerAgent
 from workers.backends.base import Abandoned, ComputeBackend, Device
 from workers.backends.select import CPU_DEVICE_INDEX
 from workers.compute import ChallengeExecutor

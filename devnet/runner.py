@@ -9,7 +9,7 @@
    timeout; an excused challenge says nothing about a worker).
 5. With renters: their API keys are made (``byteleap-validator renters add``) as soon as the
    validator's database is up; after the last round every renter leases one GPU, runs a job on
-   it and terminates the lease (:mod:`neurons.devnet.renters`).
+   it and terminates the lease (:mod:`devnet.renters`).
 6. Then wait for every validator's next weight vector on the devchain (after the renters are
    done and one receipt collection later) and report them, with each validator's own
    explanation of its vector (lease revenue, challenge and lease shares), and how well the
@@ -44,9 +44,8 @@ from typing import Any
 from rich.console import Console
 
 from byteleap.errors import ByteLeapError, TransientError
-from neurons.chain import WeightsRecord
-from neurons.devnet.colluder import read_ledger
-from neurons.devnet.observe import (
+from devnet.colluder import read_ledger
+from devnet.observe import (
     Observed,
     Snapshot,
     scored_per_worker,
@@ -54,13 +53,13 @@ from neurons.devnet.observe import (
     submission_for,
     validator_view,
 )
-from neurons.devnet.observe import first_weights_after as weights_after
-from neurons.devnet.plan import ColluderSpec, DevnetOptions, Plan, build_plan
-from neurons.devnet.prepare import Network, prepare
-from neurons.devnet.processes import Child, ProcessGroup
-from neurons.devnet.progress import LineProgress, LiveProgress, Progress, Status
-from neurons.devnet.renters import RenterFailed, RenterOutcome, create_keys, rent_all
-from neurons.devnet.report import (
+from devnet.observe import first_weights_after as weights_after
+from devnet.plan import ColluderSpec, DevnetOptions, Plan, build_plan
+from devnet.prepare import Network, prepare
+from devnet.processes import Child, ProcessGroup
+from devnet.progress import LineProgress, LiveProgress, Progress, Status
+from devnet.renters import RenterFailed, RenterOutcome, create_keys, rent_all
+from devnet.report import (
     final_report,
     problems,
     render_checks,
@@ -68,6 +67,7 @@ from neurons.devnet.report import (
     render_table,
     render_validators,
 )
+from neurons.chain import WeightsRecord
 
 #: seconds between two reads of the network's state
 POLL_S = 0.5

@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 
 from byteleap.errors import ByteLeapError
-from neurons.devnet.plan import RenterSpec
-from neurons.devnet.processes import child_environment
+from devnet.plan import RenterSpec
+from devnet.processes import child_environment
 
 #: how long a lease is booked for: the renter terminates it long before
 LEASE_HOURS = 0.05

@@ -1,14 +1,14 @@
 """The devnet's cheating worker.
 
-    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode fake_rows
-    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode sybil --claims 2 \
+    python -m devnet.cheat_worker run -c worker.yaml --mode fake_rows
+    python -m devnet.cheat_worker run -c worker.yaml --mode sybil --claims 2 \
         --device-lock RUN_DIR/devices/sybil-1.lock
-    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode phantom_busy --claims 16
-    python -m neurons.devnet.cheat_worker run -c worker.yaml --mode phantom_busy --companion
+    python -m devnet.cheat_worker run -c worker.yaml --mode phantom_busy --claims 16
+    python -m devnet.cheat_worker run -c worker.yaml --mode phantom_busy --companion
 
 It reads the same config file as ``byteleap-worker`` (``compute.pace_flops`` included: its NumPy
 device is paced like an honest devnet worker's) and runs the same agent and runtime; only the
-executor lies (:mod:`neurons.devnet.cheats`), and for ``phantom_busy`` the agent, which says
+executor lies (:mod:`devnet.cheats`), and for ``phantom_busy`` the agent, which says
 "busy" whatever it is doing. It is started by ``byteleap devnet`` and is not
 installed as a command: the production worker has no way to cheat.
 """
@@ -25,10 +25,12 @@ import typer
 from rich.console import Console
 
 import byteleap
-from byteleap.cli_support import ConfigOption, fail, load_or_exit
 from byteleap.config import WorkerConfig
 from byteleap.errors import ByteLeapError
-from neurons.devnet.cheats import (
+from byteleap.sessions.worker_agent import WorkerAgent
+from daemonkit.cli import ConfigOption, fail, load_or_exit
+from daemonkit.logs import configure_logging
+from devnet.cheats import (
     AlwaysBusyAgent,
     Cheat,
     CheatingExecutor,
@@ -36,12 +38,10 @@ from neurons.devnet.cheats import (
     claimed_devices,
     claimed_inventory,
 )
-from workers.agent import WorkerAgent
 from workers.backends.numpy_backend import NumpyBackend
 from workers.backends.select import cpu_name
 from workers.inventory import collect_inventory
 from workers.keys import read_key
-from workers.logs import configure_logging
 from workers.runtime import LinkSettings, WorkerRuntime
 
 app = typer.Typer(

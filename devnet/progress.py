@@ -1,6 +1,6 @@
 """The devnet's progress on stderr: a live rich view on a terminal, plain lines elsewhere.
 
-Both take the same :class:`~neurons.devnet.observe.Snapshot` updates. The live view redraws a
+Both take the same :class:`~devnet.observe.Snapshot` updates. The live view redraws a
 table (per miner: workers online, verified, fraud by reason, timeouts, excused, lease revenue,
 current weight) with the newest verdicts under it. The line view, for logs and CI, prints only
 what changed: processes up, workers online, each finished round, each new kind of failure, each
@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from neurons.devnet.observe import MinerState, Snapshot
+from devnet.observe import MinerState, Snapshot
 
 
 @dataclass(frozen=True)

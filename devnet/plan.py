@@ -2,7 +2,7 @@
 
 :func:`build_plan` is pure apart from the port source and the randomness it is given: it writes
 nothing and starts nothing, so tests can check a plan (configs validate, ports are distinct,
-cheat modes are assigned) without a network. :mod:`neurons.devnet.prepare` puts a plan on disk.
+cheat modes are assigned) without a network. :mod:`devnet.prepare` puts a plan on disk.
 
 Every config is built as a dict and validated with the process's own config model before it is
 used, so a renamed or removed key fails here, naming the key, instead of in a child process.
@@ -55,8 +55,7 @@ from pydantic import BaseModel
 from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, validate_config
 from byteleap.crypto import WorkerKey
-from neurons.chain import DEVCHAIN_PREFIX, DevChainParams
-from neurons.devnet.cheats import (
+from devnet.cheats import (
     HONEST_WORKER_MODES,
     PHANTOM_BUSY_CLAIMS,
     SYBIL_CLAIMS,
@@ -64,6 +63,7 @@ from neurons.devnet.cheats import (
     CheatMode,
     mode_for,
 )
+from neurons.chain import DEVCHAIN_PREFIX, DevChainParams
 
 Role = Literal["validator", "miner", "worker"]
 PortSource = Callable[[], int]
@@ -174,7 +174,7 @@ class DevnetOptions:
 
     miners: int = 3
     workers: int = 2
-    #: cheating miners in the fraud modes, taken in turn (:func:`neurons.devnet.cheats.mode_for`)
+    #: cheating miners in the fraud modes, taken in turn (:func:`devnet.cheats.mode_for`)
     cheaters: int = 2
     rounds: int = 3
     #: the validator's database; None means SQLite in the run directory
@@ -261,7 +261,7 @@ class ValidatorSpec(NeuronSpec):
 class ColluderSpec(ValidatorSpec):
     """A receipt_mint cheater's colluding validator: the real validator runtime plus a loop
     that leases the cheater's workers without any renter and mints receipts for them
-    (:mod:`neurons.devnet.colluder`)."""
+    (:mod:`devnet.colluder`)."""
 
     #: the name of the cheating miner it colludes with
     miner: str = ""
@@ -517,7 +517,7 @@ def build_plan(
                     # a phantom_busy miner's first worker is the honest one beside the busy one
                     companion=mode is CheatMode.PHANTOM_BUSY and j == 0,
                 )
-                argv = (sys.executable, "-m", "neurons.devnet.cheat_worker")
+                argv = (sys.executable, "-m", "devnet.cheat_worker")
             process = spec(name, "worker", argv, config, WORKER_ENV)
             if cheat is not None:
                 process = replace(process, argv=(*process.argv, *cheat_argv(cheat)))
@@ -612,13 +612,13 @@ def _colluder(
 ) -> ColluderSpec:
     """The colluding validator of receipt_mint cheater ``miner``: a validator config with the
     same tuning but rare epochs (it does not bother to test), started through the devnet-only
-    :mod:`neurons.devnet.colluder`, which finds the miner on the devchain by its endpoint."""
+    :mod:`devnet.colluder`, which finds the miner on the devchain by its endpoint."""
     data = run_dir / "data" / name
     ledger, start_file = data / "minted.jsonl", data / "start"
     colluder_config = config(name, api={"enabled": False}, database={})
     colluder_config["challenge"]["interval_s"] = COLLUDER_EPOCH_S
     parsed = checked(ValidatorConfig, colluder_config, f"colluder {name}")
-    argv = (sys.executable, "-m", "neurons.devnet.colluder")
+    argv = (sys.executable, "-m", "devnet.colluder")
     process = spec(name, "validator", argv, colluder_config)
     extra = (
         *("--miner-endpoint", f"127.0.0.1:{miner_api_port}"),
