@@ -67,6 +67,7 @@ from neurons.validator.store import (
     open_store,
 )
 from neurons.validator.store.availability import buckets_per_row, slot_text
+from neurons.validator.store.availability_counts import availability_counts
 from neurons.validator.store.schema import Availability, Challenge, Gpu, Miner, Worker
 
 NOW = datetime(2026, 11, 22, 12, 7, 30, tzinfo=UTC)  # mid-hour: both horizon edges are partial
@@ -340,7 +341,7 @@ async def scoring_pass(store: SqlStore, repeats: int) -> dict[str, Any]:
 
     async def availability_only() -> Any:
         async with store.engine.connect() as conn:
-            return await store._availability_counts(conn, NOW, PARAMS)
+            return await availability_counts(conn, store.dialect, NOW, PARAMS)
 
     t_avail = min([(await timed(availability_only))[0] for _ in range(repeats)])
     t_workers = min([(await timed(lambda: store.workers(NOW)))[0] for _ in range(repeats)])

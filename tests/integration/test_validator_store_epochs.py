@@ -27,7 +27,8 @@ from neurons.validator.store import (
     downgrade_engine,
     upgrade_engine,
 )
-from neurons.validator.store import sql_store as sql_store_module
+from neurons.validator.store import challenge_rows as challenge_rows_module
+from neurons.validator.store import challenges as challenges_module
 from tests.support.store import (  # noqa: F401  (the *_fixture names are fixtures)
     database_url_fixture,
     store_fixture,
@@ -202,9 +203,9 @@ async def test_open_challenges_in_many_chunks(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunk sizes far below the batch: every row and worker still lands, once."""
-    monkeypatch.setattr(sql_store_module, "BULK_CHUNK_ROWS", 7)
-    monkeypatch.setattr(sql_store_module, "BULK_COPY_ROWS", 5)
-    monkeypatch.setattr(sql_store_module, "BULK_CHUNK_KEYS", 3)
+    monkeypatch.setattr(challenges_module, "BULK_CHUNK_ROWS", 7)
+    monkeypatch.setattr(challenge_rows_module, "BULK_COPY_ROWS", 5)
+    monkeypatch.setattr(challenges_module, "BULK_CHUNK_KEYS", 3)
     workers = {n: (MINER_A if n % 2 else MINER_B, 3) for n in range(1, 21)}
     await setup_workers(store, workers)
     batch = [

@@ -1,9 +1,9 @@
 """Renters, the leases this validator sold, and the receipts it issued: the lease side of the store.
 
-:class:`LeaseStore` runs on the engine (and the error handling) of a :class:`SqlStore`
-(``store.leases``), so every method is one short transaction and every database failure is a
-:class:`~byteleap.errors.StorageError`. It is separate from the scoring store because only the
-renter API and the lease manager use it.
+:class:`LeaseStore` runs on the engine (and the error handling) of a store
+(:class:`~neurons.validator.store.base.StoreBase`; ``SqlStore.leases``), so every method is one
+short transaction and every database failure is a :class:`~byteleap.errors.StorageError`. It is
+separate from the scoring store because only the renter API and the lease manager use it.
 
 Lease statuses:
 
@@ -39,7 +39,7 @@ from neurons.validator.store.schema import (
 )
 
 if TYPE_CHECKING:
-    from neurons.validator.store.sql_store import SqlStore
+    from neurons.validator.store.base import StoreBase
 
 LeaseStatus = Literal["pending", "active", "ended", "lost", "failed"]
 #: statuses that hold a worker (it is neither offered nor challenged)
@@ -166,11 +166,8 @@ def _at(seconds: int) -> datetime:
 class LeaseStore:
     """Renters, leases and own receipts on the engine of ``store`` (see the module docstring)."""
 
-    def __init__(self, store: SqlStore) -> None:
-        self._store = store
-
-    def _tx(self, what: str) -> Any:
-        return self._store._tx(what)
+    def __init__(self, store: StoreBase) -> None:
+        self._tx = store.transaction
 
     # ------------------------------------------------------------------ renters
 
