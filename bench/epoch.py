@@ -92,10 +92,10 @@ from byteleap.protocol.validator_api import (
     evidence_payload,
 )
 from byteleap.protocol.worker_link import GpuCommit, OpeningRequest, RowOpening
+from byteleap.sessions.round_planner import EpochPlan, EpochPlanner, PlannedChallenge, deadline_ms
 from neurons.common.miner_client import EpochArrival, MinerClient
 from neurons.validator.challenger import Challenger
 from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.planner import EpochPlan, EpochPlanner, PlannedChallenge, deadline_ms
 from neurons.validator.store import ChallengeOpen, ChallengeVerdict, SqlStore, open_store
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 from neurons.validator.verification import Verifier, VerifyJob, verify_job

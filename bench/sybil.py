@@ -73,7 +73,7 @@ from byteleap.scoring import (
     challenge_scores,
     resolve_gpu_ownership,
 )
-from neurons.validator.planner import EpochPlanner, PlannedChallenge
+from byteleap.sessions.round_planner import EpochPlanner, PlannedChallenge
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
 TERA = 1e12

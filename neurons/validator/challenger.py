@@ -65,10 +65,10 @@ from byteleap.protocol.validator_api import (
     OpeningsResponse,
 )
 from byteleap.protocol.worker_link import OpeningRequest
+from byteleap.sessions.round_planner import EpochPlan, PlannedChallenge, deadline_ms
 from neurons.common.miner_client import EpochArrival
 from neurons.validator.excuses import ExcuseWatch
 from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.planner import EpochPlan, PlannedChallenge, deadline_ms
 from neurons.validator.store.records import ChallengeOpen, ChallengeVerdict, ValidatorStore
 from neurons.validator.verification import Verifier, VerifyJob, VerifyReport
 from neurons.validator.verify_budget import VerifyBudget

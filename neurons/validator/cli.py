@@ -308,7 +308,7 @@ def scores(
 
 def _device_notes(cfg: ValidatorConfig, workers: list[Any]) -> dict[str, dict[str, str]]:
     """worker -> GPU -> why it is left out of epochs (or sized as unknown)."""
-    from neurons.validator.planner import device_notes
+    from byteleap.sessions.round_planner import device_notes
 
     out: dict[str, dict[str, str]] = {}
     for worker in workers:

@@ -69,12 +69,12 @@ from byteleap.challenge.sizing import (
 from byteleap.config import ValidatorConfig
 from byteleap.errors import ByteLeapError, ConfigError, Outcome, StorageError
 from byteleap.hardware import identify
+from byteleap.sessions.round_planner import EpochPlan, EpochPlanner, WorkerKey
 from neurons.common.miner_client import MinerClient
 from neurons.validator.chain_sync import MetagraphSync
 from neurons.validator.challenger import Challenger, ChallengeResult, EpochReport
 from neurons.validator.leasing.manager import LeaseManager
 from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.planner import EpochPlan, EpochPlanner, WorkerKey
 from neurons.validator.poller import InventoryLimits, Poller, PollSummary
 from neurons.validator.receipts import CollectionSummary, ReceiptClientFactory, ReceiptCollector
 from neurons.validator.renter import RenterApiSettings, create_renter_app

@@ -42,11 +42,11 @@ from byteleap.crypto import WorkerKey
 from byteleap.errors import StorageError
 from byteleap.leases.receipts import Receipt, check_chain, verify_signatures
 from byteleap.protocol.validator_api import SignedReceipt
+from byteleap.sessions.round_planner import Skip
 from neurons.chain import DevChainClient
 from neurons.common.miner_client import verify_hotkey_signature
 from neurons.validator.daemon import ValidatorDaemon
 from neurons.validator.leasing.manager import LeaseManager
-from neurons.validator.planner import Skip
 from neurons.validator.renter import RenterApiSettings, create_renter_app, hash_key, new_key
 from neurons.validator.renter.server import RenterApiServer
 from neurons.validator.store import SqlStore, create_engine, open_store, upgrade_engine

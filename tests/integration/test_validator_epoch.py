@@ -31,9 +31,9 @@ from byteleap.protocol.validator_api import (
     OpeningsResponse,
 )
 from byteleap.protocol.worker_link import GpuCommit, RowOpening
+from byteleap.sessions.round_planner import EpochPlan, EpochPlanner
 from neurons.common.miner_client import EpochArrival
 from neurons.validator.challenger import Challenger, EpochReport
-from neurons.validator.planner import EpochPlan, EpochPlanner
 from neurons.validator.store import SqlStore, open_store
 from neurons.validator.store.records import (
     ChallengeVerdict,

@@ -13,7 +13,7 @@ from byteleap.challenge.params import GPU_DEFAULT, ChallengeParams
 from byteleap.challenge.sizing import CalibrationSettings, ExpectedRates, calibrate
 from byteleap.config.validator import ChallengeSection
 from byteleap.hardware import CATALOGUE, CPU_MODEL, UNKNOWN, slowest_backend_flops
-from neurons.validator.planner import (
+from byteleap.sessions.round_planner import (
     EpochPlan,
     EpochPlanner,
     Skip,
@@ -307,7 +307,7 @@ def test_planned_challenges_carry_what_the_dispatch_needs() -> None:
 
 
 def test_device_notes_tell_the_operator_why_a_gpu_is_left_out() -> None:
-    from neurons.validator.planner import device_notes
+    from byteleap.sessions.round_planner import device_notes
 
     liar = gpu(1, H100, memory=24576)
     ambiguous = gpu(2, "NVIDIA GeForce RTX 3090 H200", memory=24576, cc="8.6")

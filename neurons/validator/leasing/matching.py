@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from byteleap.hardware import CATALOGUE, CPU_MODEL, UNKNOWN
-from neurons.validator.planner import identify_gpu
+from byteleap.sessions.round_planner import identify_gpu
 from neurons.validator.store.leases import Verification
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 

@@ -24,8 +24,14 @@ from byteleap.scoring import (
     LeaseUsage,
     ScoringParams,
 )
+from byteleap.sessions.round_records import (
+    ChallengeOpen,
+    ChallengeVerdict,
+    GpuSnapshot,
+    WorkerRow,
+    WorkerState,
+)
 
-WorkerState = Literal["idle", "busy", "leased"]
 #: a challenge row's life: dispatched -> committed -> closed (with an Outcome)
 ChallengeStatus = Literal["dispatched", "committed", "closed"]
 WeightStatus = Literal["set", "dry_run", "failed", "skipped"]
@@ -51,19 +57,6 @@ class MinerRow:
 
 
 @dataclass(frozen=True, slots=True)
-class GpuSnapshot:
-    """One GPU of a worker, as an inventory poll reported it."""
-
-    uuid: str
-    model: str
-    memory_mib: int
-    #: CUDA compute capability as the worker reports it (``"major.minor"``, e.g. ``"9.0"``);
-    #: None when it was not reported. One that contradicts the model catalogue makes the GPU
-    #: unverifiable (SPEC 4.5).
-    compute_capability: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class WorkerSnapshot:
     """One worker, as an inventory poll reported it."""
 
@@ -72,64 +65,6 @@ class WorkerSnapshot:
     gpus: tuple[GpuSnapshot, ...]
     #: the worker answered heartbeats recently enough for the miner to list it
     healthy: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRow:
-    """A worker as the challenge planner sees it."""
-
-    miner_hotkey: str
-    miner_uid: int
-    endpoint: str | None
-    worker_pubkey: str
-    state: WorkerState
-    #: listed, and healthy, in the miner's most recent successful poll
-    online: bool
-    last_seen: datetime
-    gpus: tuple[GpuSnapshot, ...]
-    #: GPUs of this worker that another miner or worker claimed first (never challenged)
-    conflicted_gpus: frozenset[str] = frozenset()
-    #: dispatch time of this worker's newest challenge (any outcome); None when never challenged
-    last_challenge_at: datetime | None = None
-    #: a challenge of this worker is dispatched or committed and not yet closed
-    in_flight: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeOpen:
-    """A challenge about to be dispatched: one row per challenged GPU."""
-
-    challenge_id: str
-    miner_hotkey: str
-    worker_pubkey: str
-    gpu_uuids: tuple[str, ...]
-    #: the model each GPU claimed when it was challenged (for the throughput check)
-    gpu_models: Mapping[str, str]
-    params: ChallengeParams
-    seed: bytes
-    dispatched_at: datetime
-    deadline_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeVerdict:
-    """How one GPU's challenge ended."""
-
-    challenge_id: str
-    gpu_uuid: str
-    closed_at: datetime
-    outcome: Outcome
-    #: FraudReason value for fraud; the error code (``timeout``, ``link``, ...) otherwise
-    failure: str | None = None
-    detail: str | None = None
-    #: validator-measured FLOP/s; required for VERIFIED
-    throughput_flops: float | None = None
-    #: seconds from dispatch to commit, when a commit arrived
-    elapsed_s: float | None = None
-    #: seconds the verification itself took (process pool)
-    verify_s: float | None = None
-    #: number of entries checked exactly
-    checked_entries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
-"""Challenge epochs: when the next one starts, and what it challenges (SPEC 4.5).
+"""The round planner: when the next challenge epoch starts, and what it challenges (SPEC 4.5).
 
 Pure and synchronous: :meth:`EpochPlanner.plan` takes the workers the store knows, the time, what
 is in flight, the calibrated expected throughputs and the miners' round trips, and returns every
 challenge of the epoch plus why every other worker was left out. The clock and the random source
-are passed in, so every decision can be replayed in a test.
+are passed in, so every decision can be replayed in a test. What happens to the plan once it is
+made is :class:`byteleap.sessions.epoch_round.EpochRound`'s.
 
 **Why epochs.** A proof of computation is not a proof of hardware: one card answering several
 claims one after another passes them all when each claim is timed alone. So every idle,
@@ -42,10 +43,7 @@ from byteleap.challenge.params import ChallengeParams
 from byteleap.challenge.sizing import ExpectedRates, Sizing, size_challenge
 from byteleap.config.validator import ChallengeSection
 from byteleap.hardware import CPU_MODEL, CPU_UUID_PREFIX, UNKNOWN, Identity, identify
-from neurons.validator.store.records import GpuSnapshot, WorkerRow
-
-#: a worker's identity: (miner hotkey, worker public key hex)
-WorkerKey = tuple[str, str]
+from byteleap.sessions.round_records import GpuSnapshot, WorkerKey, WorkerRow
 
 
 class Skip(enum.StrEnum):

@@ -1,0 +1,104 @@
+"""The plain records a challenge round reads and writes: the workers the planner sees, and the
+rows a round stores when it opens a challenge and when it closes one.
+
+They live in the pure core because the round's state machines (:mod:`.round_planner`,
+:mod:`.epoch_round`) take and return them; the validator's store
+(``neurons.validator.store.records``) stores and reads back the same types. Every datetime is
+timezone-aware UTC; workers are 64 hex characters of their ed25519 public key, miners are ss58
+hotkeys, GPUs are NVML UUIDs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from byteleap.challenge.params import ChallengeParams
+from byteleap.errors import Outcome
+
+WorkerState = Literal["idle", "busy", "leased"]
+#: a worker's identity: (miner hotkey, worker public key hex)
+WorkerKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSnapshot:
+    """One GPU of a worker, as an inventory poll reported it."""
+
+    uuid: str
+    model: str
+    memory_mib: int
+    #: CUDA compute capability as the worker reports it (``"major.minor"``, e.g. ``"9.0"``);
+    #: None when it was not reported. One that contradicts the model catalogue makes the GPU
+    #: unverifiable (SPEC 4.5).
+    compute_capability: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A worker as the challenge planner sees it."""
+
+    miner_hotkey: str
+    miner_uid: int
+    endpoint: str | None
+    worker_pubkey: str
+    state: WorkerState
+    #: listed, and healthy, in the miner's most recent successful poll
+    online: bool
+    last_seen: datetime
+    gpus: tuple[GpuSnapshot, ...]
+    #: GPUs of this worker that another miner or worker claimed first (never challenged)
+    conflicted_gpus: frozenset[str] = frozenset()
+    #: dispatch time of this worker's newest challenge (any outcome); None when never challenged
+    last_challenge_at: datetime | None = None
+    #: a challenge of this worker is dispatched or committed and not yet closed
+    in_flight: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeOpen:
+    """A challenge about to be dispatched: one row per challenged GPU."""
+
+    challenge_id: str
+    miner_hotkey: str
+    worker_pubkey: str
+    gpu_uuids: tuple[str, ...]
+    #: the model each GPU claimed when it was challenged (for the throughput check)
+    gpu_models: Mapping[str, str]
+    params: ChallengeParams
+    seed: bytes
+    dispatched_at: datetime
+    deadline_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeVerdict:
+    """How one GPU's challenge ended."""
+
+    challenge_id: str
+    gpu_uuid: str
+    closed_at: datetime
+    outcome: Outcome
+    #: FraudReason value for fraud; the error code (``timeout``, ``link``, ...) otherwise
+    failure: str | None = None
+    detail: str | None = None
+    #: validator-measured FLOP/s; required for VERIFIED
+    throughput_flops: float | None = None
+    #: seconds from dispatch to commit, when a commit arrived
+    elapsed_s: float | None = None
+    #: seconds the verification itself took (process pool)
+    verify_s: float | None = None
+    #: number of entries checked exactly
+    checked_entries: int | None = None
+
+
+__all__ = [
+    "ChallengeOpen",
+    "ChallengeVerdict",
+    "GpuSnapshot",
+    "WorkerKey",
+    "WorkerRow",
+    "WorkerState",
+]
