@@ -43,7 +43,7 @@ from byteleap.leases.receipts import (
     check_successor,
     parse_canonical,
 )
-from neurons.miner.leases import LeaseRecord
+from byteleap.sessions.miner_leases import LeaseRecord
 
 T = TypeVar("T")
 

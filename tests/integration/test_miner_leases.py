@@ -55,7 +55,7 @@ from neurons.miner.api import CONTENT_TYPE, create_app
 from neurons.miner.auth import ValidatorGate
 from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
-from neurons.miner.leases import LeaseRecord
+from byteleap.sessions.miner_leases import LeaseRecord
 from neurons.miner.store import MinerStore
 from tests.support.worker import running_worker
 from tests.wallets import make_wallet
