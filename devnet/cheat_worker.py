@@ -15,8 +15,6 @@ installed as a command: the production worker has no way to cheat.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -42,7 +40,7 @@ from workers.backends.numpy_backend import NumpyBackend
 from workers.backends.select import cpu_name
 from workers.inventory import collect_inventory
 from workers.keys import read_key
-from workers.runtime import LinkSettings, WorkerRuntime
+from workers.runtime import LinkSettings, WorkerRuntime, run_worker
 
 app = typer.Typer(
     name="devnet-cheat-worker",
@@ -122,14 +120,7 @@ def run(
         f"claiming {', '.join(d.uuid for d in claimed)}",
         highlight=False,
     )
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, runtime.request_exit)
-        await runtime.run()
-
-    asyncio.run(main())
+    run_worker(runtime)
 
 
 def main() -> None:

@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from byteleap.protocol.validator_api import (
     ReceiptSubmitResponse,
 )
 from daemonkit.cli import ConfigOption, fail, load_or_exit
+from daemonkit.signals import run_daemon
 
 log = structlog.get_logger("byteleap.devnet.colluder")
 
@@ -379,7 +379,7 @@ def run(
 
     from daemonkit.logs import configure_logging
     from neurons.chain import open_chain
-    from neurons.validator.daemon import ValidatorDaemon
+    from neurons.validator.daemon import DRAIN_S, ValidatorDaemon
     from neurons.validator.store import open_store
 
     cfg = load_or_exit(ValidatorConfig, config)
@@ -387,11 +387,7 @@ def run(
     wallet = bt.Wallet(name=cfg.wallet.name, hotkey=cfg.wallet.hotkey, path=str(cfg.wallet.path))
     hotkey = str(wallet.hotkey.ss58_address)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         store = await open_store(
             cfg.database.resolve_url(),
             pool_size=cfg.database.pool_size,
@@ -432,7 +428,7 @@ def run(
             await store.close()
 
     try:
-        asyncio.run(main())
+        run_daemon(main, drain_s=DRAIN_S)
     except ByteLeapError as exc:
         raise fail(exc.message, code=1) from None
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -33,7 +31,7 @@ from workers.jobs import DockerRunner, make_runner
 from workers.jobs.manager import JobManager
 from workers.keys import read_key, write_key
 from workers.metrics import WorkerMetrics
-from workers.runtime import LinkSettings, WorkerRuntime
+from workers.runtime import DRAIN_S, LinkSettings, WorkerRuntime, run_worker
 
 app = typer.Typer(
     name="byteleap-worker",
@@ -121,13 +119,8 @@ def run(config: ConfigOption = None) -> None:
         highlight=False,
     )
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, runtime.request_exit)
-        await runtime.run()
-
-    asyncio.run(main())
+    # the drain outlasts stopping a job that ignores SIGTERM
+    run_worker(runtime, drain_s=max(DRAIN_S, cfg.jobs.stop_timeout_s + 30))
 
 
 @app.command()

@@ -5,7 +5,8 @@ jittered exponential backoff), feed received frames and clock ticks to the agent
 returns, run challenges and reveals on the compute executor, and hand job requests to the job
 manager (``workers.jobs``), which runs renters' jobs and keeps them across reconnects. Shutdown
 (SIGINT/SIGTERM) stops taking work, abandons a running challenge at the next stage boundary,
-stops every job, closes the link and exits.
+stops every job, closes the link and exits, within :data:`DRAIN_S`; a second signal exits at once
+(:mod:`daemonkit.signals`, :func:`run_worker`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from byteleap.sessions.worker_agent import (
     Tick,
     WorkerAgent,
 )
+from daemonkit.signals import run_daemon
 from workers.backends.base import Abandoned
 from workers.compute import ChallengeExecutor
 from workers.jobs.manager import Job, JobManager
@@ -62,6 +64,10 @@ from workers.metrics import WorkerMetrics
 log = structlog.get_logger("byteleap.worker")
 
 TICK_SECONDS = 0.2
+
+#: seconds a stopping worker gets to stop its jobs and finish what it sends (its own waits are
+#: shorter: ``jobs.stop_timeout_s`` per job, 30 s for the tasks it started)
+DRAIN_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -302,3 +308,13 @@ class WorkerRuntime:
 
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+def run_worker(runtime: WorkerRuntime, *, drain_s: float = DRAIN_S) -> None:
+    """Run ``runtime`` until SIGINT/SIGTERM: the first stops it gracefully
+    (:meth:`WorkerRuntime.request_exit`) within ``drain_s``, a second exits at once."""
+
+    async def main(stop: asyncio.Event) -> None:
+        await runtime.run()
+
+    run_daemon(main, drain_s=drain_s, on_stop=runtime.request_exit)

@@ -2,26 +2,27 @@
 
 Start-up order matters for operators: the chain is read first, so an unregistered hotkey stops the
 miner with a clear message before any port is opened. Shutdown (SIGINT/SIGTERM) stops the API,
-closes worker links with "going away", and stops the chain sync, within a bounded time.
+closes worker links with "going away", and stops the chain sync, within :data:`DRAIN_S`; a second
+signal exits at once (:mod:`daemonkit.signals`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
 import byteleap
 from byteleap.chain import ChainPort, Endpoint
 from byteleap.config import MinerConfig
+from daemonkit.http import EmbeddedServer
+from daemonkit.signals import run_daemon
 from neurons.miner.api import create_app
 from neurons.miner.auth import ValidatorGate
 from neurons.miner.authorized import AuthorizedKeys
@@ -31,6 +32,11 @@ from neurons.miner.hub_metrics import HubMetrics
 from neurons.miner.store import MinerStore
 
 log = structlog.get_logger("byteleap.miner")
+
+#: seconds a stopping miner gets to close its API, worker links and chain sync
+DRAIN_S = 30.0
+#: of which open validator requests get this many
+API_GRACEFUL_S = 10
 
 
 def public_endpoint(cfg: MinerConfig) -> Endpoint | None:
@@ -86,50 +92,52 @@ class MinerDaemon:
             receipt_skew_s=cfg.leases.receipt_clock_skew_s,
             receipt_retention_s=cfg.leases.receipt_retention_days * 86_400.0,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=cfg.api.host,
-                port=cfg.api.port,
-                lifespan="off",
-                ws="none",
-                log_config=None,
-                access_log=False,
-            )
+        api = EmbeddedServer(
+            app,
+            cfg.api.host,
+            cfg.api.port,
+            name="validator API",
+            key="api.port",
+            graceful_s=API_GRACEFUL_S,
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        if cfg.metrics.enabled:
-            start_http_server(cfg.metrics.port, addr=cfg.metrics.host, registry=registry)
+        try:
+            if cfg.metrics.enabled:
+                start_http_server(cfg.metrics.port, addr=cfg.metrics.host, registry=registry)
+            await api.start()
+        except BaseException:
+            await hub.stop()
+            await asyncio.to_thread(store.close)
+            await self.chain.close()
+            raise
 
-        api_task = asyncio.create_task(server.serve())
         sync_task = asyncio.create_task(
             sync_forever(self.chain, self.hotkey, endpoint, cache, cfg.chain.sync_interval_s, stop)
         )
-        log.info("miner_started", workers_port=hub.port, api_port=cfg.api.port)
-        await stop.wait()
-        log.info("miner_stopping")
-        server.should_exit = True
-        await hub.stop()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(api_task, sync_task), timeout=15)
-        await asyncio.to_thread(store.close)
-        await self.chain.close()
+        log.info("miner_started", workers_port=hub.port, api_port=api.port)
+        try:
+            await stop.wait()
+        finally:
+            log.info("miner_stopping")
+            await api.stop()
+            await hub.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sync_task, timeout=5)
+            sync_task.cancel()
+            await asyncio.to_thread(store.close)
+            await self.chain.close()
 
 
 def run_miner(
     cfg: MinerConfig, wallet: Any, chain_factory: Callable[[], Awaitable[ChainPort]]
 ) -> None:
-    """Run until SIGINT/SIGTERM. ``wallet`` is a bittensor wallet whose hotkey signs."""
+    """Run until SIGINT/SIGTERM (the first stops gracefully within :data:`DRAIN_S`, a second
+    exits at once). ``wallet`` is a bittensor wallet whose hotkey signs."""
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         chain = await chain_factory()
         daemon = MinerDaemon(cfg, wallet.hotkey.ss58_address, wallet.hotkey.sign, chain)
         await daemon.run(stop)
 
     started = time.monotonic()
-    asyncio.run(main())
+    run_daemon(main, drain_s=DRAIN_S)
     log.info("miner_stopped", ran_s=round(time.monotonic() - started, 1))

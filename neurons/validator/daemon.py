@@ -46,7 +46,6 @@ import contextlib
 import gc
 import multiprocessing.context
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -70,6 +69,7 @@ from byteleap.config import ValidatorConfig
 from byteleap.errors import ByteLeapError, ConfigError, Outcome, StorageError
 from byteleap.hardware import identify
 from byteleap.sessions.round_planner import EpochPlan, EpochPlanner, WorkerKey
+from daemonkit.signals import run_daemon
 from neurons.common.miner_client import MinerClient
 from neurons.validator.chain_sync import MetagraphSync
 from neurons.validator.challenger import Challenger, ChallengeResult, EpochReport
@@ -91,6 +91,9 @@ log = structlog.get_logger("byteleap.validator")
 
 #: seconds running challenges get to finish at shutdown before they are cancelled
 SHUTDOWN_GRACE_S = 10.0
+#: seconds a stopping validator gets in all (renter API, running challenges, pools, store)
+#: before its main task is cancelled; a second SIGINT/SIGTERM exits at once
+DRAIN_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
 PING_INTERVAL_S = 30.0
 
@@ -749,13 +752,10 @@ def run_validator(
     chain_factory: Callable[[], Awaitable[ChainPort]],
     store_factory: Callable[[], Awaitable[ValidatorStore]],
 ) -> None:
-    """Run until SIGINT/SIGTERM. ``wallet`` is a bittensor wallet whose hotkey signs."""
+    """Run until SIGINT/SIGTERM (the first stops gracefully within :data:`DRAIN_S`, a second
+    exits at once). ``wallet`` is a bittensor wallet whose hotkey signs."""
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         store = await store_factory()
         try:
             chain = await chain_factory()
@@ -790,7 +790,7 @@ def run_validator(
             await store.close()
 
     started = time.monotonic()
-    asyncio.run(main())
+    run_daemon(main, drain_s=DRAIN_S)
     log.info("validator_stopped", ran_s=round(time.monotonic() - started, 1))
 
 
