@@ -118,6 +118,15 @@ def status_for(exc: ByteLeapError) -> int:
     return 500
 
 
+def validation_message(errors: Any) -> str:
+    """The first few validation errors of a request, in one line."""
+    parts = []
+    for error in list(errors)[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
 def body_of(exc: ByteLeapError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message}}
 
@@ -175,4 +184,5 @@ __all__ = [
     "body_of",
     "from_miner",
     "status_for",
+    "validation_message",
 ]
