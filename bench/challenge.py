@@ -36,7 +36,13 @@ from byteleap.challenge.generate import _fill, matrix_a, matrix_b, stage_key
 from byteleap.challenge.merkle import build_levels, leaf_hash, proof
 from byteleap.challenge.params import GPU_DEFAULT, Binding, ChallengeParams, SamplingParams
 from byteleap.challenge.reference import RowOpening, Workspace, canonical_product, compute_stage
-from byteleap.challenge.verify import Commitment, draw_sample, verifier_operations, verify_openings
+from byteleap.challenge.verify import (
+    Commitment,
+    StageSample,
+    draw_sample,
+    verifier_operations,
+    verify_openings,
+)
 
 BINDING = Binding(
     miner_hotkey="5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
@@ -65,7 +71,7 @@ def median_of(repeats: int, fn: Callable[[], object]) -> float:
 
 def sampled_commitment(
     params: ChallengeParams, sampling: SamplingParams, rng: random.Random
-) -> tuple[Commitment, tuple, list[RowOpening]]:
+) -> tuple[Commitment, tuple[StageSample, ...], list[RowOpening]]:
     """A commitment whose sampled rows are honest (see the module docstring)."""
     samples = draw_sample(params, sampling, rng)
     roots = [rng.randbytes(32) for _ in range(params.stages)]

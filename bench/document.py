@@ -528,7 +528,7 @@ def _loop_stall_full(f: Figures) -> bool:
 
 
 def _loop_stall_worst(f: Figures) -> float:
-    return max(p["after"]["longest_ms"] for p in f["phases"].values() if "before" in p)
+    return float(max(p["after"]["longest_ms"] for p in f["phases"].values() if "before" in p))
 
 
 def loop_stall_tables(f: Figures) -> str:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -53,7 +54,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -550,7 +551,9 @@ class LogCount:
     def __init__(self) -> None:
         self.events: Counter[str] = Counter()
 
-    def __call__(self, _logger: object, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(
+        self, _logger: object, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         self.events[str(event.get("event"))] += 1
         return event
 
@@ -954,7 +957,7 @@ async def unit_costs(
         for label, part, limit in (("one", roots_of[:half], 1), ("pool", roots_of[half:], pool)):
             figures[f"record_{label}"] = await per_call(
                 meter,
-                [lambda o=o, r=r: store.record_commit(o.challenge_id, committed_at, r)
+                [functools.partial(store.record_commit, o.challenge_id, committed_at, r)
                  for o, r in part],
                 limit,
             )  # fmt: skip
@@ -968,9 +971,12 @@ async def unit_costs(
                 for u in o.gpu_uuids
             ]  # fmt: skip
 
+        async def close(o: ChallengeOpen) -> None:
+            await store.close_challenges(verdicts(o))
+
         for label, part, limit in (("one", roots_of[:half], 1), ("pool", roots_of[half:], pool)):
             figures[f"close_{label}"] = await per_call(
-                meter, [lambda o=o: store.close_challenges(verdicts(o)) for o, _ in part], limit
+                meter, [functools.partial(close, o) for o, _ in part], limit
             )
         out["store"] = figures
 
@@ -992,21 +998,21 @@ async def unit_costs(
     ]
     body = codec.encode(OpeningsResponse(challenge_id=REVEAL_ID, openings=openings))
     await asyncio.to_thread(reveal_path.write_bytes, body)
-    request = OpeningsRequest(
+    reveal_request = OpeningsRequest(
         challenge_id=REVEAL_ID, worker_pubkey=planned.worker_pubkey,
         openings=[OpeningRequest(gpu_uuid=uuid, stage=s.stage, rows=list(s.rows))
                   for uuid in planned.gpu_uuids for s in samples],
     )  # fmt: skip
     out["reveal_response_bytes"] = len(body)
-    out["reveal_request_bytes"] = len(codec.encode(request))
+    out["reveal_request_bytes"] = len(codec.encode(reveal_request))
     revealed = None
     async with MinerClient(
         wallet, planned.miner_hotkey, stub.url, timeout=section.reveal_timeout_s
     ) as client:
-        await client.reveal(request)  # the connection, once
+        await client.reveal(reveal_request)  # the connection, once
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(settings.reveal_sample):
-            revealed = await client.reveal(request)
+            revealed = await client.reveal(reveal_request)
         n = settings.reveal_sample
         out.update(
             reveal_sample=n, reveal_wall_ms=(time.perf_counter() - wall) / n * 1e3,
@@ -1131,7 +1137,7 @@ def epoch_totals(settings: Settings, f: dict[str, Any]) -> dict[str, Any]:
         "total_cpu_s": total,
         "epoch_s": epoch_s,
         "cores": cores,
-        "validator_process_core_share": sums[loop] / epoch_s,
+        "validator_process_core_share": (sums[loop] or 0.0) / epoch_s,
         "pool_share": pool_s / (settings.section.verifier_processes * epoch_s),
         "pool_budgeted_share": settings.section.verify_utilization,
         "pool_busy_s": pool_s / settings.section.verifier_processes,
@@ -1207,7 +1213,7 @@ async def measure(settings: Settings) -> dict[str, Any]:
                 figures["fill_s"] = time.perf_counter() - started
                 admin = await asyncpg.connect(scratch)
                 figures["server_version"] = await admin.fetchval("SHOW server_version")
-                if not is_local(settings.database_url):
+                if not is_local(dsn_text):
                     await admin.close()
                     admin = None
             meter = Meter(DbCpu(admin, name))

@@ -188,7 +188,7 @@ class Tally:
     """One device's outcomes over the day (index = epoch; throughput 0 unless verified)."""
 
     outcomes: bytearray = field(default_factory=bytearray)
-    throughputs: array = field(default_factory=lambda: array("d"))
+    throughputs: array[float] = field(default_factory=lambda: array("d"))
 
     def add(self, outcome: Outcome, flops: float) -> None:
         self.outcomes.append(_CODE[outcome])

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -154,7 +155,10 @@ async def ingest(store: SqlStore, miners: int, workers: int, rounds: int) -> dic
             )
 
         started = time.perf_counter()
-        await gather_limited([lambda i=i: lifecycle(i) for i in range(count)], limit)
+        lifecycles: list[Callable[[], Awaitable[None]]] = [
+            functools.partial(lifecycle, i) for i in range(count)
+        ]
+        await gather_limited(lifecycles, limit)
         out[f"challenge_{label}"] = count / (time.perf_counter() - started)
     return out
 
@@ -542,7 +546,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
     table.add_column("measurement")
     for engine in results:
         table.add_column(engine, justify="right")
-    rows = [
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("miners x workers (1 GPU each)", lambda r: f"{r['miners']} x {r['workers']:,}"),
         ("inventory polls, workers/s (1 call at a time)", lambda r: f"{r['poll_sequential']:,.0f}"),
         (f"inventory polls, workers/s ({CONCURRENCY} in flight)",

@@ -95,6 +95,7 @@ from byteleap.protocol.worker_link import (
     GpuCommit,
     RevealRequest,
     Unavailable,
+    WorkerState,
 )
 from byteleap.protocol.worker_link import RowOpening as WireOpening
 from byteleap.sessions.worker_agent import MAX_KEPT_RUNS, Instruction, Send, WorkerAgent
@@ -364,7 +365,7 @@ class AlwaysBusyAgent(WorkerAgent):
     then says "leased", as the honest agent does."""
 
     @property
-    def state(self) -> str:
+    def state(self) -> WorkerState:
         return "leased" if self.lease is not None else "busy"
 
     def _dispatch(self, dispatch: ChallengeDispatch) -> list[Instruction]:
