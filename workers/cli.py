@@ -7,7 +7,7 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -57,7 +57,7 @@ def run(config: ConfigOption = None) -> None:
     cfg = load_or_exit(WorkerConfig, config)
     configure_logging(cfg.logging.level, cfg.logging.format)
     try:
-        key = read_key(cfg.link.key_file)
+        key = read_key(cfg.key_file)
         join_token = cfg.link.join_token.resolve() if cfg.link.join_token else None
     except ByteLeapError as exc:
         raise fail(exc.message) from None
@@ -132,7 +132,7 @@ def keygen(
     ] = None,
 ) -> None:
     """Create this worker's ed25519 key (mode 0600) and print its public key for the miner."""
-    path = key_file or load_or_exit(WorkerConfig, config).link.key_file
+    path = key_file or load_or_exit(WorkerConfig, config).key_file
     try:
         key = write_key(path, overwrite=force)
     except ByteLeapError as exc:
@@ -152,7 +152,7 @@ def inventory(
 def _selftest_backends(config: Path | None) -> list[ComputeBackend]:
     cfg = load_or_exit(WorkerConfig, config)
     try:
-        pubkey = read_key(cfg.link.key_file).public_key
+        pubkey = read_key(cfg.key_file).public_key
     except ByteLeapError:
         pubkey = bytes(32)  # selftest needs no identity; a zero key names the CPU device
     inv, _ = collect_inventory(nvml=load_nvml(), backends=None)
@@ -174,7 +174,7 @@ def selftest(
         params = ChallengeParams(m=size, n=size, k=size, v=15, stages=stages)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    results = []
+    results: list[dict[str, Any]] = []
     for backend in _selftest_backends(config):
         for device in backend.devices():
             binding = Binding(

@@ -358,10 +358,12 @@ class MinerClient:
                             raise MalformedMessage(
                                 "a record for an unknown or already answered challenge"
                             )
-                        result: ChallengeResponse | ByteLeapError = record
+                        result: ChallengeResponse | ByteLeapError
                         if isinstance(record, EpochFailure):
                             error = ApiError(code=record.code, message=record.message)
                             result = error_from_api(error, None)
+                        else:
+                            result = record
                         settle(record.challenge_id, result, at)
                     if records.error is not None:
                         raise records.error

@@ -93,6 +93,7 @@ def workers(
     ] = None,
 ) -> None:
     """List the workers connected to the running miner."""
+    from byteleap.protocol.validator_api import InventoryResponse
     from neurons.common.miner_client import MinerClient
 
     cfg = load_or_exit(MinerConfig, config)
@@ -100,7 +101,7 @@ def workers(
     host = cfg.api.host if cfg.api.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
     base = url or f"http://{host}:{cfg.api.port}"
 
-    async def fetch():  # type: ignore[no-untyped-def]
+    async def fetch() -> InventoryResponse:
         async with MinerClient(wallet, wallet.hotkey.ss58_address, base, timeout=10) as client:
             return await client.inventory()
 
