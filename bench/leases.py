@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import bittensor as bt
-import uvicorn
 
 from byteleap.chain import MetagraphView, NeuronView
 from byteleap.config.miner import MinerApiSection, WorkerServerSection
@@ -44,6 +43,7 @@ from byteleap.protocol.validator_api import (
 )
 from byteleap.protocol.worker_link import JobSpec
 from byteleap.sessions.worker_agent import WorkerAgent
+from daemonkit.http import EmbeddedServer
 from daemonkit.logs import configure_logging
 from neurons.common.miner_client import MinerClient, verify_hotkey_signature
 from neurons.miner.api import create_app
@@ -138,14 +138,10 @@ async def run(receipts: int, jobs: int) -> dict[str, float]:
             rate_per_second=100_000.0,
             rate_burst=100_000,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                           ws="none", access_log=False)
-        )  # fmt: skip
+        server = EmbeddedServer(app, "127.0.0.1", 0, name="validator API")
         await hub.start()
-        serving = asyncio.create_task(server.serve())
-        await until(lambda: server.started)
-        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        await server.start()
+        url = server.url
         manager = JobManager(
             SubprocessRunner(stop_timeout_s=1.0), root / "jobs",
             max_output_bytes=1 << 16, max_artifact_bytes=1 << 20, max_parallel=4,
@@ -214,8 +210,7 @@ async def run(receipts: int, jobs: int) -> dict[str, float]:
             out["job_routing_overhead_ratio"] = (
                 out["job_submit_to_final_p50_ms"] / out["same_process_spawned_directly_p50_ms"]
             )
-        server.should_exit = True
-        await serving
+        await server.stop()
         await hub.stop()
         store.close()
     return out
