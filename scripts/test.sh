@@ -34,7 +34,7 @@ mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 echo "==> ruff"
 ruff check .
 ruff format --check .
-echo "==> mypy (strict, pure core)"
+echo "==> mypy (strict, every package)"
 mypy
 echo "==> import-linter"
 lint-imports
