@@ -13,8 +13,10 @@ WORKDIR /src
 RUN python3 -m venv /opt/byteleap
 COPY pyproject.toml README.md LICENSE ./
 COPY byteleap ./byteleap
+COPY daemonkit ./daemonkit
 COPY neurons ./neurons
 COPY workers ./workers
+COPY devnet ./devnet
 COPY migrations ./migrations
 RUN /opt/byteleap/bin/pip install ".[worker,gpu]"
 
