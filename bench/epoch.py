@@ -93,13 +93,15 @@ from byteleap.protocol.validator_api import (
     evidence_payload,
 )
 from byteleap.protocol.worker_link import GpuCommit, OpeningRequest, RowOpening
+from byteleap.sessions.round_checks import check_commits
 from byteleap.sessions.round_planner import EpochPlan, EpochPlanner, PlannedChallenge, deadline_ms
+from byteleap.sessions.round_records import VerifyJob
 from neurons.common.miner_client import EpochArrival, MinerClient
 from neurons.validator.challenger import Challenger
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store import ChallengeOpen, ChallengeVerdict, SqlStore, open_store
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
-from neurons.validator.verification import Verifier, VerifyJob, verify_job
+from neurons.validator.verification import Verifier, verify_job
 from neurons.validator.verify_budget import DEFAULT_VERIFY_S, VerifyBudget
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
@@ -777,7 +779,7 @@ def check_commit(
     record: bytes,
 ) -> None:
     """What the validator does with one commit record: decode it from the stream, check the
-    miner's signature (``MinerClient.epoch``), then every GPU's (``Challenger._exchange``)."""
+    miner's signature (``MinerClient.epoch``), then every GPU's (``check_commits``)."""
     reader = RecordReader(client.max_response_bytes, 1)
     records = []
     for at in range(0, len(record), CHUNK):
@@ -786,8 +788,14 @@ def check_commit(
     (response,) = records
     assert isinstance(response, ChallengeResponse)
     client.check_challenge_response(request, response)
-    verdicts, roots, _ = challenger._check_commits(
-        planned, request.challenge_id, request.seed, response, planned.sizing.expected_s
+    verdicts, roots, _ = check_commits(
+        planned,
+        request.challenge_id,
+        request.seed,
+        response,
+        planned.sizing.expected_s,
+        impossible_factor=challenger.section.impossible_throughput_factor,
+        now=challenger.wall_clock(),
     )
     assert not verdicts and len(roots) == len(planned.gpu_uuids), verdicts
 

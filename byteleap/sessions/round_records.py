@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Literal
 
 from byteleap.challenge.params import ChallengeParams
-from byteleap.errors import Outcome
+from byteleap.challenge.verify import StageSample
+from byteleap.errors import FraudReason, Outcome, VerificationFailed
 
 WorkerState = Literal["idle", "busy", "leased"]
 #: a worker's identity: (miner hotkey, worker public key hex)
@@ -94,10 +95,58 @@ class ChallengeVerdict:
     checked_entries: int | None = None
 
 
+#: (stage, row, values, proof as concatenated 32-byte siblings), as the wire carries it
+WireOpening = tuple[int, int, bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyJob:
+    """Everything needed to verify one GPU's reveal (plain and picklable: it goes to the
+    verifier's process pool, ``neurons.validator.verification``)."""
+
+    miner_hotkey: str
+    worker_pubkey: bytes
+    gpu_uuid: str
+    seed: bytes
+    params: ChallengeParams
+    roots: tuple[bytes, ...]
+    samples: tuple[StageSample, ...]
+    openings: tuple[WireOpening, ...]
+    #: False: Merkle paths, shapes and the set of openings only, not the entries
+    #: (``verify_openings(entries=False)``)
+    entries: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """How one GPU's verification ended: ``reason`` is None when every check passed."""
+
+    checked_entries: int
+    seconds: float
+    reason: FraudReason | None = None
+    detail: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.reason is None
+
+    def error(self) -> VerificationFailed | None:
+        """The fraud as the error tree's exception (None when verified)."""
+        if self.reason is None:
+            return None
+        exc = VerificationFailed(self.reason)
+        if self.detail:
+            exc.args = (self.detail,)
+        return exc
+
+
 __all__ = [
     "ChallengeOpen",
     "ChallengeVerdict",
     "GpuSnapshot",
+    "VerifyJob",
+    "VerifyReport",
+    "WireOpening",
     "WorkerKey",
     "WorkerRow",
     "WorkerState",

@@ -1,28 +1,15 @@
-"""Challenge epochs, end to end: store, dispatch, time, check, reveal, verify, close.
+"""Challenge epochs, end to end: the thin asyncio driver of
+:class:`byteleap.sessions.epoch_round.EpochRound`.
 
-The order is the protocol's (SPEC 4.4, 4.5, docs/protocol.md):
-
-1. Every challenge of the epoch is stored (``open_challenges``, one transaction) *before* any
-   request leaves, so a crash or a restart can never lose one (it is closed as excused at the
-   next start).
-2. Each miner gets one ``POST /epoch`` carrying all of its workers' challenges, all miners at
-   once, so the whole epoch is dispatched within ``epoch_spread_s``. The miner streams each
-   worker's commit back the moment it arrives. Every deadline runs on the validator's own
-   monotonic clock from the epoch's *first* dispatch, so a card behind claims on two miners
-   gains nothing from the later miner's dispatch; a commit (or any answer) after it is a
-   timeout. Throughput per GPU is ``R·2·m·n·k / elapsed``, with ``elapsed`` from its own
-   miner's dispatch; above the claimed model's impossible-throughput limit it is fraud.
-3. Each GPU's commit is checked (present, signed by the worker, the right number of roots) and
-   stored (``record_commit``).
-4. Only then is the sample drawn, from fresh randomness, and the rows requested. A missing or
-   invalid reveal after a valid commit is a timeout, whatever the miner says the reason was.
-5. Each GPU is verified on its own in the process pool: all of them while the pool keeps up,
-   otherwise each with the probability :class:`~neurons.validator.verify_budget.VerifyBudget`
-   allows (every reveal is still requested). Each worker's rows are closed together.
-
-Every failure becomes a verdict through :func:`judge` (``outcome_of`` plus the reveal rule);
-anything that is not a ``ByteLeapError`` is our own bug and is excused. Nothing a miner sends can
-raise out of :meth:`Challenger.run_epoch`.
+Every decision of an epoch (what is stored, sent, judged, revealed, verified and closed, and
+when) is the round's (docs/challenge.md tells the order). This driver carries out its
+instructions (``open_challenges`` before any request leaves; one ``POST /epoch`` per miner, all
+at once, every request signed before the clock starts; ``record_commit``; the reveal and its
+verification in the process pool, ``max_concurrency`` challenges at a time; ``close_challenges``
+retried while the database fails, then the metrics and the excuse watch) and feeds the results
+back as events stamped with the clocks. Anything that raises while a challenge is handled is our
+own bug: it is closed as excused. Nothing a miner sends can raise out of
+:meth:`Challenger.run_epoch`.
 """
 
 from __future__ import annotations
@@ -31,46 +18,44 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
 
-from byteleap.challenge.params import Binding
-from byteleap.challenge.sizing import credited_throughput, impossible_limit
-from byteleap.challenge.timing import check_plausible
-from byteleap.challenge.verify import Commitment, StageSample, check_shape, draw_sample
 from byteleap.config.validator import ChallengeSection
-from byteleap.errors import (
-    ByteLeapError,
-    FraudError,
-    FraudReason,
-    LinkError,
-    Outcome,
-    PeerTimeout,
-    PeerUnavailable,
-    StorageError,
-    TransientError,
-    UnexplainedBusy,
-    VerificationFailed,
-    outcome_of,
+from byteleap.errors import ByteLeapError, PeerTimeout, StorageError
+from byteleap.protocol.validator_api import EpochRequest, OpeningsRequest, OpeningsResponse
+from byteleap.sessions.epoch_round import EpochRound
+from byteleap.sessions.round_events import (
+    AnswerArrived,
+    ChallengeClosed,
+    ChallengeCrashed,
+    ClockStarted,
+    CloseChallenge,
+    DispatchEpoch,
+    EpochNotStored,
+    EpochStored,
+    Event,
+    Instruction,
+    MinerDispatched,
+    RecordCommit,
+    RequestReveal,
+    RevealArrived,
+    StreamEnded,
+    Verified,
+    Verify,
 )
-from byteleap.protocol.validator_api import (
-    ChallengeRequest,
-    ChallengeResponse,
-    EpochRequest,
-    OpeningsRequest,
-    OpeningsResponse,
-)
-from byteleap.protocol.worker_link import OpeningRequest
-from byteleap.sessions.round_planner import EpochPlan, PlannedChallenge, deadline_ms
+from byteleap.sessions.round_planner import EpochPlan, PlannedChallenge
+from byteleap.sessions.round_records import ChallengeVerdict, VerifyReport
 from neurons.common.miner_client import EpochArrival
 from neurons.validator.excuses import ExcuseWatch
 from neurons.validator.metrics import ValidatorMetrics
-from neurons.validator.store.records import ChallengeOpen, ChallengeVerdict, ValidatorStore
-from neurons.validator.verification import Verifier, VerifyJob, VerifyReport
+from neurons.validator.store.records import ValidatorStore
+from neurons.validator.verification import Verifier
 from neurons.validator.verify_budget import VerifyBudget
 
 log = structlog.get_logger("byteleap.validator.challenge")
@@ -79,10 +64,6 @@ log = structlog.get_logger("byteleap.validator.challenge")
 #: first to the last, then the last for as long as the database stays away
 CLOSE_RETRY_FIRST_S = 0.5
 CLOSE_RETRY_MAX_S = 10.0
-#: seconds beyond ``reveal_timeout_s`` before the validator stops waiting on its own
-REVEAL_SLACK_S = 2.0
-#: seconds beyond the epoch's latest deadline the validator reads a miner's commit stream
-STREAM_SLACK_S = 2.0
 #: a miner's client is closed after this many epochs without it (miners come and go)
 CLIENT_IDLE_EPOCHS = 10
 
@@ -110,35 +91,6 @@ class MinerApi(Protocol):
 ClientFactory = Callable[[str, str, float], MinerApi]
 
 
-def judge(exc: BaseException | None, *, reveal: bool = False) -> tuple[Outcome, str | None]:
-    """The outcome and failure type of one GPU's challenge that ended with ``exc``.
-
-    ``None`` is verified. Otherwise :func:`byteleap.errors.outcome_of` decides, with one rule on
-    top (docs/design-changes.md): an error of the *reveal exchange* after a valid commit
-    (``reveal=True``) is a timeout, whatever the miner says caused it, because the commit proved
-    the worker reachable. Only what is not a ``ByteLeapError`` (our own bug) stays excused.
-    Failure types are the ``FraudReason`` value for fraud and the error's code otherwise.
-    """
-    if exc is None:
-        return Outcome.VERIFIED, None
-    if reveal and isinstance(exc, ByteLeapError) and not isinstance(exc, FraudError):
-        return Outcome.TIMEOUT, PeerTimeout.code
-    if isinstance(exc, VerificationFailed):
-        return Outcome.FRAUD, exc.reason.value
-    failure = exc.code if isinstance(exc, ByteLeapError) else "internal"
-    return outcome_of(exc), failure
-
-
-def detail_of(exc: BaseException, *, reveal: bool = False) -> str:
-    if isinstance(exc, ByteLeapError):
-        text = exc.message
-        if reveal and not isinstance(exc, FraudError | PeerTimeout):
-            text = f"no valid reveal after a valid commit ({exc.code}: {text})"
-    else:
-        text = f"internal error: {exc!r}"
-    return text[:1000]
-
-
 @dataclass(frozen=True, slots=True)
 class ChallengeResult:
     """What one worker's challenge ended with (also what devnet and the logs show)."""
@@ -149,51 +101,12 @@ class ChallengeResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
-    """One planned challenge with its id and seed, stored and ready to dispatch."""
-
-    planned: PlannedChallenge
-    challenge_id: str
-    seed: bytes
-
-    def request(self) -> ChallengeRequest:
-        planned = self.planned
-        return ChallengeRequest(
-            challenge_id=self.challenge_id,
-            worker_pubkey=planned.worker_pubkey,
-            gpu_uuids=list(planned.gpu_uuids),
-            seed=self.seed,
-            params=planned.params,
-            deadline_ms=deadline_ms(planned.sizing),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class _Send:
     """One miner's share of an epoch, its request built and signed, ready to go."""
 
-    items: tuple[_Prepared, ...]
+    dispatch: DispatchEpoch
     client: MinerApi
-    request: EpochRequest
     prepared: Any
-    wait_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Sampling:
-    """How an epoch's reveals are checked: each exactly with probability ``fraction``; the
-    rest for their Merkle paths when ``merkle`` (see :class:`VerifyBudget`)."""
-
-    fraction: float
-    merkle: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Timing:
-    """When an answer arrived: since its miner's dispatch, and since the epoch's first."""
-
-    elapsed: float
-    since_epoch: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,35 +206,44 @@ class Challenger:
         """Store, dispatch and follow every challenge of ``plan`` to its verdicts."""
         epoch_id = self.token(16).hex()
         now = self.wall_clock()
-        prepared = [_Prepared(p, self.token(16).hex(), self.token(32)) for p in plan.challenges]
-        if not prepared:
-            return EpochReport(epoch_id, (), 0.0, 1.0)
-        try:
-            await self.store.open_challenges([self._opened(item, now) for item in prepared])
-        except StorageError as exc:
-            log.warning("epoch_not_stored", epoch=epoch_id, error=exc.message)
-            return EpochReport(epoch_id, (), 0.0, 1.0)
+        ids = [(self.token(16).hex(), self.token(32)) for _ in plan.challenges]
+        epoch = EpochRound(
+            plan,
+            epoch_id=epoch_id,
+            ids=ids,
+            now=now,
+            section=self.section,
+            known_lease=self.known_lease,
+            sampling_rng=self.sampling_rng,
+        )
+        empty = EpochReport(epoch_id, (), 0.0, 1.0)
+        for instruction in epoch.start():  # one StoreEpoch, or nothing to do
+            try:
+                await self.store.open_challenges(list(getattr(instruction, "opens", ())))
+            except StorageError as exc:
+                log.warning("epoch_not_stored", epoch=epoch_id, error=exc.message)
+                epoch.handle_stimulus(EpochNotStored(exc.message))
+                return empty
+        if not epoch.challenges:
+            return empty
         fraction, merkle = self.budget.plan(plan.gpus)
-        sampling = _Sampling(fraction, merkle)
-        by_miner: dict[str, list[_Prepared]] = {}
-        for item in prepared:
-            by_miner.setdefault(item.planned.miner_hotkey, []).append(item)
+        dispatches = epoch.handle_stimulus(EpochStored(fraction, merkle))
         self._epochs_run += 1
         await self._sweep_clients()
         # build, encode and sign every miner's request before the clock starts
-        sends = [self._prepare(epoch_id, items) for items in by_miner.values()]
-        dispatched: list[float] = []
-        self.metrics.challenges_in_flight.inc(len(prepared))
+        sends = [self._prepare(d) for d in dispatches if isinstance(d, DispatchEpoch)]
+        count = len(epoch.challenges)
+        self.metrics.challenges_in_flight.inc(count)
         # every deadline of the epoch runs from here, the moment before the first dispatch
-        epoch_t0 = self.monotonic()
+        epoch.handle_stimulus(ClockStarted(self.monotonic()))
         try:
-            per_miner = await asyncio.gather(
-                *(self._miner_epoch(send, sampling, epoch_t0, dispatched) for send in sends)
-            )
+            await asyncio.gather(*(self._miner_epoch(epoch, send) for send in sends))
         finally:
-            self.metrics.challenges_in_flight.dec(len(prepared))
-        spread = max(dispatched) - min(dispatched) if dispatched else 0.0
-        results = tuple(r for chunk in per_miner for r in chunk)
+            self.metrics.challenges_in_flight.dec(count)
+        spread = epoch.spread_s
+        results = tuple(
+            ChallengeResult(s.challenge_id, s.planned, s.closed_verdicts()) for s in epoch.results()
+        )
         self.metrics.epochs.inc()
         self.metrics.epoch_gpus.set(plan.gpus)
         self.metrics.epoch_spread_seconds.set(spread)
@@ -332,384 +254,150 @@ class Challenger:
                 epoch=epoch_id,
                 spread_s=round(spread, 3),
                 target_s=self.section.epoch_spread_s,
-                miners=len(by_miner),
+                miners=len(epoch.by_miner),
             )
         log.info(
             "epoch_closed",
             epoch=epoch_id,
-            miners=len(by_miner),
-            workers=len(prepared),
+            miners=len(epoch.by_miner),
+            workers=count,
             gpus=plan.gpus,
             spread_s=round(spread, 4),
             verify_fraction=round(fraction, 4),
         )
         return EpochReport(epoch_id, results, spread, fraction)
 
-    def _opened(self, item: _Prepared, now: datetime) -> ChallengeOpen:
-        planned = item.planned
-        return ChallengeOpen(
-            challenge_id=item.challenge_id,
-            miner_hotkey=planned.miner_hotkey,
-            worker_pubkey=planned.worker_pubkey,
-            gpu_uuids=planned.gpu_uuids,
-            gpu_models=dict(planned.gpu_models),
-            params=planned.params,
-            seed=item.seed,
-            dispatched_at=now,
-            deadline_at=now + timedelta(seconds=planned.sizing.deadline_s),
-        )
+    def _prepare(self, dispatch: DispatchEpoch) -> _Send:
+        client = self._client(dispatch.miner_hotkey, dispatch.endpoint)
+        prepared = client.prepare_epoch(dispatch.request, wait_s=dispatch.wait_s)
+        return _Send(dispatch, client, prepared)
 
-    def _prepare(self, epoch_id: str, items: Sequence[_Prepared]) -> _Send:
-        first = items[0].planned
-        client = self._client(first.miner_hotkey, first.endpoint)
-        request = EpochRequest(epoch_id=epoch_id, challenges=[item.request() for item in items])
-        wait = max(item.planned.sizing.deadline_s for item in items) + STREAM_SLACK_S
-        return _Send(
-            tuple(items), client, request, client.prepare_epoch(request, wait_s=wait), wait
-        )
-
-    async def _miner_epoch(
-        self, send: _Send, sampling: _Sampling, epoch_t0: float, dispatched: list[float]
-    ) -> list[ChallengeResult]:
-        """One miner's share of the epoch: one request, then each commit as it arrives.
-
-        Two clocks per answer: throughput runs from this miner's own dispatch (``started``), so
-        a miner dispatched late in the spread is not credited less; the deadline runs from the
-        epoch's first dispatch (``epoch_t0``), so that one card behind claims on two miners
-        gains nothing from the second miner being dispatched later."""
-        items, client, request = send.items, send.client, send.request
-        first = items[0].planned
-        by_id = {item.challenge_id: item for item in items}
-        followups: dict[str, asyncio.Task[ChallengeResult]] = {}
-        started = self.monotonic()
-        dispatched.append(started)
+    async def _miner_epoch(self, epoch: EpochRound, send: _Send) -> None:
+        """One miner's share of the epoch: one request, then each commit as it arrives; each
+        challenge then goes on in a task of its own."""
+        dispatch, client = send.dispatch, send.client
+        tasks: list[asyncio.Task[None]] = []
+        epoch.handle_stimulus(MinerDispatched(dispatch.miner_hotkey, self.monotonic()))
         try:
             async for arrival in client.epoch(
-                request, wait_s=send.wait_s, clock=self.monotonic, prepared=send.prepared
+                dispatch.request,
+                wait_s=dispatch.wait_s,
+                clock=self.monotonic,
+                prepared=send.prepared,
             ):
-                item = by_id.get(arrival.challenge_id)
-                if item is None or arrival.challenge_id in followups:
-                    continue  # the client answers each challenge once; defensive
-                timing = _Timing(arrival.at - started, arrival.at - epoch_t0)
-                followups[arrival.challenge_id] = asyncio.create_task(
-                    self._follow(client, item, arrival.result, timing, sampling)
+                answer = AnswerArrived(
+                    arrival.challenge_id, arrival.result, arrival.at, self.wall_clock()
                 )
+                follow = self._feed(epoch, answer, arrival.challenge_id)
+                if follow:
+                    tasks.append(asyncio.create_task(self._carry_out(epoch, client, follow)))
         except Exception:  # our bug: excuse what has no verdict yet
-            log.exception("epoch_stream_crashed", miner=first.miner_hotkey)
-        for item in items:
-            if item.challenge_id not in followups:
-                missing = LinkError("the miner's stream ended without this challenge")
-                followups[item.challenge_id] = asyncio.create_task(
-                    self._follow(client, item, missing, None, sampling)
-                )
-        return list(await asyncio.gather(*(followups[i.challenge_id] for i in items)))
+            log.exception("epoch_stream_crashed", miner=dispatch.miner_hotkey)
+        ended = epoch.handle_stimulus(StreamEnded(dispatch.miner_hotkey, self.wall_clock()))
+        for close in ended:
+            tasks.append(asyncio.create_task(self._carry_out(epoch, client, [close])))
+        await asyncio.gather(*tasks)
 
-    async def _follow(
-        self,
-        client: MinerApi,
-        item: _Prepared,
-        answer: ChallengeResponse | BaseException,
-        timing: _Timing | None,
-        sampling: _Sampling,
-    ) -> ChallengeResult:
-        """From one worker's answer to its closed verdicts."""
-        planned = item.planned
-        elapsed = None if timing is None else timing.elapsed
+    def _feed(self, epoch: EpochRound, event: Event, challenge_id: str) -> list[Instruction]:
+        """``epoch.handle_stimulus(event)``; a crash in it closes the challenge as excused."""
         try:
-            verdicts = await self._exchange(client, item, answer, timing, sampling)
+            return epoch.handle_stimulus(event)
         except Exception as exc:  # our bug: never blamed on the miner
-            log.exception("challenge_crashed", challenge=item.challenge_id)
-            verdicts = self._all(item.challenge_id, planned, exc)
-        for uuid in planned.gpu_uuids:  # any GPU the exchange forgot is ours to excuse
-            if uuid not in verdicts:
-                verdicts[uuid] = self._verdict(
-                    item.challenge_id, uuid, TransientError("no verdict was reached")
-                )
-        closed = tuple(verdicts[uuid] for uuid in planned.gpu_uuids)
-        await self._close(closed)
-        for verdict in closed:
-            self._count(planned.miner_hotkey, verdict)
-        log.info(
-            "challenge_closed",
-            challenge=item.challenge_id,
-            miner=planned.miner_hotkey,
-            worker=planned.worker_pubkey[:16],
-            model=planned.model_id,
-            params=f"{planned.params.m}x{planned.params.n}x{planned.params.k}"
-            f"x{planned.params.stages}",
-            deadline_s=round(planned.sizing.deadline_s, 3),
-            elapsed_s=None if elapsed is None else round(elapsed, 3),
-            verdicts={v.gpu_uuid: _summary(v) for v in closed},
-        )
-        return ChallengeResult(item.challenge_id, planned, closed)
+            log.exception("challenge_crashed", challenge=challenge_id)
+            return epoch.handle_stimulus(ChallengeCrashed(challenge_id, exc, self.wall_clock()))
 
-    # ------------------------------------------------------------------ steps
-
-    async def _exchange(
-        self,
-        client: MinerApi,
-        item: _Prepared,
-        answer: ChallengeResponse | BaseException,
-        timing: _Timing | None,
-        sampling: _Sampling,
-    ) -> dict[str, ChallengeVerdict]:
-        planned, challenge_id, seed = item.planned, item.challenge_id, item.seed
-        deadline = planned.sizing.deadline_s
-        if timing is not None and timing.since_epoch > deadline:
-            # any answer after the deadline, a commit or an excuse, is a timeout
-            late = PeerTimeout(
-                f"the answer arrived {timing.since_epoch:.2f} s after the epoch's first "
-                f"dispatch, past the {deadline:.2f} s deadline"
-            )
-            return self._all(challenge_id, planned, late, elapsed_s=timing.elapsed)
-        if isinstance(answer, PeerUnavailable) and not self.known_lease(planned.key):
-            answer = UnexplainedBusy(
-                f"{answer.message}, and no lease this validator knows of explains it"
-            )
-        if isinstance(answer, BaseException):
-            return self._all(challenge_id, planned, answer)
-        assert timing is not None
-        elapsed = timing.elapsed
-        committed_at = self.wall_clock()
-        verdicts, roots, rates = self._check_commits(planned, challenge_id, seed, answer, elapsed)
-        if not roots:
-            return verdicts
-        try:
-            await self.store.record_commit(challenge_id, committed_at, roots)
-        except StorageError as exc:  # the verdicts can still be closed; log and go on
-            log.warning("commit_not_stored", challenge=challenge_id, error=exc.message)
-        rng = self.sampling_rng()
-        samples = {uuid: draw_sample(planned.params, self.section.sampling, rng) for uuid in roots}
-        # which reveals are opened exactly: decided now, after the commit, and never told
-        fraction = sampling.fraction
-        opened = {uuid for uuid in roots if fraction >= 1.0 or rng.random() < fraction}
-        async with self._gate:
-            revealed = await self._reveal(client, planned, challenge_id, samples)
-            if isinstance(revealed, BaseException):
-                for uuid in roots:
-                    verdicts[uuid] = self._verdict(
-                        challenge_id, uuid, revealed, elapsed_s=elapsed, reveal=True
-                    )
-                return verdicts
-            verdicts.update(
-                await self._verify(
-                    planned,
-                    challenge_id,
-                    seed,
-                    roots,
-                    rates,
-                    samples,
-                    revealed,
-                    elapsed,
-                    opened,
-                    merkle=sampling.merkle,
-                )
-            )
-        return verdicts
-
-    def _check_commits(
-        self,
-        planned: PlannedChallenge,
-        challenge_id: str,
-        seed: bytes,
-        response: ChallengeResponse,
-        elapsed: float,
-    ) -> tuple[dict[str, ChallengeVerdict], dict[str, tuple[bytes, ...]], dict[str, float]]:
-        """Per GPU: present, signed by the worker, R roots, plausible throughput."""
-        verdicts: dict[str, ChallengeVerdict] = {}
-        roots: dict[str, tuple[bytes, ...]] = {}
-        rates: dict[str, float] = {}
-        commits = {gpu.gpu_uuid: gpu for gpu in response.gpus}
-        unrequested = sorted(set(commits) - set(planned.gpu_uuids))
-        pubkey = bytes.fromhex(planned.worker_pubkey)
-        for uuid in planned.gpu_uuids:
-            commit = commits.get(uuid)
+    async def _carry_out(
+        self, epoch: EpochRound, client: MinerApi, instructions: Sequence[Instruction]
+    ) -> None:
+        """Carry out one challenge's instructions, and those that come of them, in order."""
+        queue = deque(instructions)
+        while queue:
+            instruction = queue.popleft()
+            challenge_id = getattr(instruction, "challenge_id", "")
             try:
-                if unrequested:
-                    raise VerificationFailed(
-                        FraudReason.BAD_COMMIT_SHAPE,
-                        f"commitments for GPUs that were not challenged: {unrequested[:4]}",
-                    )
-                if commit is None:
-                    raise VerificationFailed(
-                        FraudReason.BAD_COMMIT_SHAPE, "no commitment for this GPU"
-                    )
-                if not commit.verify(pubkey, challenge_id):
-                    raise VerificationFailed(
-                        FraudReason.BAD_SIGNATURE, "the worker's signature does not verify"
-                    )
-                gpu_roots = tuple(commit.root_list())
-                check_shape(
-                    Commitment(self._binding(planned, uuid), seed, planned.params, gpu_roots)
+                queue.extend(await self._execute(epoch, client, instruction))
+            except Exception as exc:  # our bug: never blamed on the miner
+                log.exception("challenge_crashed", challenge=challenge_id)
+                crashed = ChallengeCrashed(challenge_id, exc, self.wall_clock())
+                queue = deque(epoch.handle_stimulus(crashed))
+
+    async def _execute(
+        self, epoch: EpochRound, client: MinerApi, instruction: Instruction
+    ) -> list[Instruction]:
+        if isinstance(instruction, RecordCommit):
+            try:
+                await self.store.record_commit(
+                    instruction.challenge_id, instruction.committed_at, instruction.roots
                 )
-                identity = planned.identities[uuid]
-                rate = check_plausible(
-                    planned.params,
-                    elapsed,
-                    impossible_limit(identity, self.section.impossible_throughput_factor),
-                    f"{planned.gpu_models.get(uuid, '')} ({identity.model_id})",
+            except StorageError as exc:  # the verdicts can still be closed; log and go on
+                log.warning(
+                    "commit_not_stored", challenge=instruction.challenge_id, error=exc.message
                 )
-                rate = credited_throughput(identity, rate)
-            except VerificationFailed as exc:
-                verdicts[uuid] = self._verdict(challenge_id, uuid, exc, elapsed_s=elapsed)
-                continue
-            roots[uuid] = gpu_roots
-            rates[uuid] = rate
-        return verdicts, roots, rates
+            return []
+        if isinstance(instruction, RequestReveal):
+            challenge_id = instruction.challenge_id
+            async with self._gate:
+                revealed = await self._reveal(client, instruction.request, instruction.wait_s)
+                event = RevealArrived(challenge_id, revealed, self.wall_clock())
+                out: list[Instruction] = []
+                for follow in self._feed(epoch, event, challenge_id):
+                    if isinstance(follow, Verify):
+                        out.extend(await self._verify(epoch, follow))
+                    else:
+                        out.append(follow)
+                return out
+        if isinstance(instruction, Verify):
+            return await self._verify(epoch, instruction)
+        if isinstance(instruction, CloseChallenge):
+            await self._close(instruction.verdicts)
+            self._closed(instruction)
+            return self._feed(epoch, ChallengeClosed(instruction.challenge_id), "")
+        raise TypeError(f"not an instruction of a challenge: {instruction!r}")
 
     async def _reveal(
-        self,
-        client: MinerApi,
-        planned: PlannedChallenge,
-        challenge_id: str,
-        samples: Mapping[str, tuple[StageSample, ...]],
+        self, client: MinerApi, request: OpeningsRequest, wait_s: float
     ) -> OpeningsResponse | BaseException:
         """The reveal, or the error to score: after a valid commit, any failure is a timeout."""
-        request = OpeningsRequest(
-            challenge_id=challenge_id,
-            worker_pubkey=planned.worker_pubkey,
-            openings=[
-                OpeningRequest(gpu_uuid=uuid, stage=sample.stage, rows=list(sample.rows))
-                for uuid, stages in samples.items()
-                for sample in stages
-            ],
-        )
-        wait = self.section.reveal_timeout_s + REVEAL_SLACK_S
         try:
-            return await asyncio.wait_for(client.reveal(request), timeout=wait)
+            return await asyncio.wait_for(client.reveal(request), timeout=wait_s)
         except TimeoutError:
-            return PeerTimeout(f"no reveal within {wait:g} s of a valid commit")
+            return PeerTimeout(f"no reveal within {wait_s:g} s of a valid commit")
         except ByteLeapError as exc:
             return exc
 
-    async def _verify(
-        self,
-        planned: PlannedChallenge,
-        challenge_id: str,
-        seed: bytes,
-        roots: Mapping[str, tuple[bytes, ...]],
-        rates: Mapping[str, float],
-        samples: Mapping[str, tuple[StageSample, ...]],
-        revealed: OpeningsResponse,
-        elapsed: float,
-        opened: set[str],
-        *,
-        merkle: bool = True,
-    ) -> dict[str, ChallengeVerdict]:
-        """Verify the reveals: exactly for the GPUs in ``opened``; for the others, everything
-        but the entries (the Merkle paths, shapes and openings) when ``merkle``, else nothing
-        (the pool has no time for it: the reveal was received). Their detail says which."""
-        verdicts: dict[str, ChallengeVerdict] = {}
-        stray = sorted({o.gpu_uuid for o in revealed.openings} - set(roots))
-        if stray:
-            exc = VerificationFailed(
-                FraudReason.UNREQUESTED_OPENING, f"rows revealed for GPUs not asked: {stray[:4]}"
-            )
-            return {
-                uuid: self._verdict(challenge_id, uuid, exc, elapsed_s=elapsed) for uuid in roots
-            }
-        uuids = [uuid for uuid in roots if merkle or uuid in opened]
-        for uuid in roots:
-            if uuid not in uuids:
-                verdicts[uuid] = self._verdict(
-                    challenge_id,
-                    uuid,
-                    None,
-                    elapsed_s=elapsed,
-                    throughput=rates[uuid],
-                    checked=0,
-                    detail="reveal received; not checked in this epoch (sampled verification)",
-                )
-        jobs = [
-            VerifyJob(
-                miner_hotkey=planned.miner_hotkey,
-                worker_pubkey=bytes.fromhex(planned.worker_pubkey),
-                gpu_uuid=uuid,
-                seed=seed,
-                params=planned.params,
-                roots=roots[uuid],
-                samples=samples[uuid],
-                openings=tuple(
-                    (o.stage, o.row, o.values, o.proof)
-                    for o in revealed.openings
-                    if o.gpu_uuid == uuid
-                ),
-                entries=uuid in opened,
-            )
-            for uuid in uuids
-        ]
-        reports = await self.verifier.verify_all(jobs)
-        for uuid, report in zip(uuids, reports, strict=True):
+    async def _verify(self, epoch: EpochRound, instruction: Verify) -> list[Instruction]:
+        """Run the verifier's jobs in the process pool; their reports go back to the round."""
+        reports = await self.verifier.verify_all(list(instruction.jobs))
+        by_gpu: dict[str, VerifyReport | BaseException] = {}
+        for uuid, report in zip(instruction.gpu_uuids, reports, strict=True):
             if isinstance(report, VerifyReport):
                 self.metrics.verification_seconds.observe(report.seconds)
-                self.budget.observe(report.seconds, exact=uuid in opened)
-                error = report.error()
-                verdicts[uuid] = self._verdict(
-                    challenge_id,
-                    uuid,
-                    error,
-                    elapsed_s=elapsed,
-                    throughput=rates[uuid] if error is None else None,
-                    verify_s=report.seconds,
-                    checked=report.checked_entries,
-                    detail=None
-                    if uuid in opened
-                    else "Merkle paths checked; entries not opened in this epoch (sampled "
-                    "verification)",
-                )
+                self.budget.observe(report.seconds, exact=uuid in instruction.exact)
             else:
                 self.metrics.verifier_crashes.inc()
-                verdicts[uuid] = self._verdict(challenge_id, uuid, report, elapsed_s=elapsed)
-        return verdicts
+            by_gpu[uuid] = report
+        event = Verified(instruction.challenge_id, by_gpu, self.wall_clock())
+        return self._feed(epoch, event, instruction.challenge_id)
+
+    def _closed(self, close: CloseChallenge) -> None:
+        """Count and log one worker's stored verdicts."""
+        planned = close.planned
+        for verdict in close.verdicts:
+            self._count(planned.miner_hotkey, verdict)
+        params = planned.params
+        log.info(
+            "challenge_closed",
+            challenge=close.challenge_id,
+            miner=planned.miner_hotkey,
+            worker=planned.worker_pubkey[:16],
+            model=planned.model_id,
+            params=f"{params.m}x{params.n}x{params.k}x{params.stages}",
+            deadline_s=round(planned.sizing.deadline_s, 3),
+            elapsed_s=None if close.elapsed_s is None else round(close.elapsed_s, 3),
+            verdicts={v.gpu_uuid: _summary(v) for v in close.verdicts},
+        )
 
     # ------------------------------------------------------------------ verdicts
-
-    def _binding(self, planned: PlannedChallenge, uuid: str) -> Binding:
-        return Binding(
-            miner_hotkey=planned.miner_hotkey,
-            worker_pubkey=bytes.fromhex(planned.worker_pubkey),
-            gpu_uuid=uuid,
-        )
-
-    def _verdict(
-        self,
-        challenge_id: str,
-        uuid: str,
-        exc: BaseException | None,
-        *,
-        elapsed_s: float | None = None,
-        throughput: float | None = None,
-        verify_s: float | None = None,
-        checked: int | None = None,
-        reveal: bool = False,
-        detail: str | None = None,
-    ) -> ChallengeVerdict:
-        outcome, failure = judge(exc, reveal=reveal)
-        return ChallengeVerdict(
-            challenge_id=challenge_id,
-            gpu_uuid=uuid,
-            closed_at=self.wall_clock(),
-            outcome=outcome,
-            failure=failure,
-            detail=detail if exc is None else detail_of(exc, reveal=reveal),
-            throughput_flops=throughput if outcome is Outcome.VERIFIED else None,
-            elapsed_s=elapsed_s,
-            verify_s=verify_s,
-            checked_entries=checked,
-        )
-
-    def _all(
-        self,
-        challenge_id: str,
-        planned: PlannedChallenge,
-        exc: BaseException,
-        *,
-        elapsed_s: float | None = None,
-    ) -> dict[str, ChallengeVerdict]:
-        return {
-            uuid: self._verdict(challenge_id, uuid, exc, elapsed_s=elapsed_s)
-            for uuid in planned.gpu_uuids
-        }
 
     async def _close(self, verdicts: Sequence[ChallengeVerdict]) -> None:
         """Store one worker's verdicts together, retrying for as long as the database fails.
@@ -805,6 +493,4 @@ __all__ = [
     "ClientFactory",
     "EpochReport",
     "MinerApi",
-    "detail_of",
-    "judge",
 ]

@@ -1,6 +1,7 @@
 """Exact verification of revealed rows in a process pool, so rounds never block the event loop.
 
-Each GPU of a challenge is verified on its own (SPEC 4.4) as one :class:`VerifyJob`: plain,
+Each GPU of a challenge is verified on its own (SPEC 4.4) as one
+:class:`~byteleap.sessions.round_records.VerifyJob`: plain,
 picklable data in, a :class:`VerifyReport` out. The job runs
 :func:`byteleap.challenge.verify.verify_openings` in a child process started with ``forkserver``
 (``spawn`` where that is missing): never ``fork``, which would copy the daemon's event loop,
@@ -21,56 +22,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
-from byteleap.challenge.params import Binding, ChallengeParams
+from byteleap.challenge.params import Binding
 from byteleap.challenge.reference import RowOpening
-from byteleap.challenge.verify import Commitment, StageSample, verify_openings
+from byteleap.challenge.verify import Commitment, verify_openings
 from byteleap.errors import FraudReason, TransientError, VerificationFailed
+from byteleap.sessions.round_records import VerifyJob, VerifyReport
 
-#: (stage, row, values, proof as concatenated 32-byte siblings), as the wire carries it
-WireOpening = tuple[int, int, bytes, bytes]
 HASH_BYTES = 32
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyJob:
-    """Everything needed to verify one GPU's reveal."""
-
-    miner_hotkey: str
-    worker_pubkey: bytes
-    gpu_uuid: str
-    seed: bytes
-    params: ChallengeParams
-    roots: tuple[bytes, ...]
-    samples: tuple[StageSample, ...]
-    openings: tuple[WireOpening, ...]
-    #: False: Merkle paths, shapes and the set of openings only, not the entries
-    #: (``verify_openings(entries=False)``)
-    entries: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """How one GPU's verification ended: ``reason`` is None when every check passed."""
-
-    checked_entries: int
-    seconds: float
-    reason: FraudReason | None = None
-    detail: str | None = None
-
-    @property
-    def verified(self) -> bool:
-        return self.reason is None
-
-    def error(self) -> VerificationFailed | None:
-        """The fraud as the error tree's exception (None when verified)."""
-        if self.reason is None:
-            return None
-        exc = VerificationFailed(self.reason)
-        if self.detail:
-            exc.args = (self.detail,)
-        return exc
 
 
 def _split_proof(stage: int, row: int, proof: bytes) -> tuple[bytes, ...]:
@@ -168,4 +127,4 @@ class Verifier:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Verifier", "VerifyJob", "VerifyReport", "WireOpening", "pool_context", "verify_job"]
+__all__ = ["Verifier", "pool_context", "verify_job"]
