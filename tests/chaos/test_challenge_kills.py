@@ -22,7 +22,7 @@ import pytest
 
 from byteleap.errors import Outcome
 from neurons.validator.store import ChallengeRow, SqlStore
-from tests.chaos.net import (
+from tests.support.network import (
     Network,
     assert_no_double_close,
     challenges,
@@ -36,7 +36,7 @@ from tests.chaos.net import (
     worker_uuid,
 )
 
-pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.slow]
 
 EPOCH = utc_now().replace(year=2000)
 

@@ -27,9 +27,9 @@ from byteleap.protocol.validator_api import (
     Receipt,
 )
 from neurons.common.miner_client import verify_hotkey_signature
-from tests.chaos.net import NETUID, Network, eventually, network, running, worker_uuid
+from tests.support.network import NETUID, Network, eventually, network, running, worker_uuid
 
-pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.slow]
 
 LEASE = "lease-chaos-1"
 

@@ -23,7 +23,7 @@ import pytest
 
 from neurons.validator.poller import snapshot
 from neurons.validator.store import open_store
-from tests.chaos.net import (
+from tests.support.network import (
     Network,
     challenges,
     eventually,
@@ -35,7 +35,7 @@ from tests.chaos.net import (
     worker_uuid,
 )
 
-pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.e2e]
+pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.e2e, pytest.mark.slow]
 
 #: seconds the server stays down: longer than the challenger's close retries (0.5 + 1 s) and
 #: than a poll, a plan and a weights check interval, so every loop meets the outage

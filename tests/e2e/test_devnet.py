@@ -29,7 +29,7 @@ from devnet.renters import ARTIFACT, expected_stdout
 from devnet.runner import Devnet, DevnetFailed
 from neurons.validator.renter.keys import KEY_PREFIX
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def devnet_env() -> dict[str, str]:

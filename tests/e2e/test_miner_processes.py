@@ -7,7 +7,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,13 @@ from byteleap.protocol.validator_api import ChallengeRequest, OpeningsRequest
 from byteleap.protocol.worker_link import OpeningRequest
 from neurons.chain import DevChain, DevChainParams
 from neurons.common.miner_client import MinerClient
+from tests.support.ports import free_port
 from tests.wallets import coldkey_of, make_wallet
 from workers.keys import write_key
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PARAMS = ChallengeParams(m=128, n=128, k=128, v=15, stages=3)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(module: str, config: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -25,7 +25,7 @@ from byteleap.challenge.params import ChallengeParams, SamplingParams
 from byteleap.challenge.reference import open_rows, run_reference
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.errors import WorkerFailure
-from tests.unit.test_challenge_vectors import (
+from tests.support.vectors import (
     A0_ROW0_FIRST8,
     B0_ROW0_FIRST8,
     BINDING,

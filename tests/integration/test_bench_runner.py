@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,6 +26,7 @@ def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_quick_run_of_one_benchmark_writes_the_machine_and_its_tables(tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
     done = run_bench("--quick", "--only", "challenge", "--output", str(page))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_challenge_vectors import BINDING, SEED, SMALL_ROOTS
+from tests.support.vectors import BINDING, SEED, SMALL_ROOTS
 
 
 def run_module(module: str, *args: str, env: dict[str, str] | None = None):
@@ -64,6 +64,7 @@ def test_version_and_devnet_explain_themselves() -> None:
     assert "devchain" in devnet.stdout and "--cheaters" in devnet.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module,example",
     [("neurons.miner.cli", "miner"), ("neurons.validator.cli", "validator")],

@@ -26,14 +26,11 @@ from byteleap.scoring import ScoringParams
 from neurons.common.miner_client import MinerClient
 from neurons.validator import poller as poller_module
 from neurons.validator import weights as weights_module
-from neurons.validator.daemon import BackgroundStore, worker_counts
+from neurons.validator.background_store import BackgroundStore, worker_counts
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.poller import InventoryLimits, Poller
 from neurons.validator.store import SqlStore
 from neurons.validator.weights import WeightSetter
-from tests.support.store import database_url_fixture, store_fixture
-
-__all__ = ["database_url_fixture", "store_fixture"]
 
 NOW = datetime(2026, 6, 1, 12, 2, tzinfo=UTC)
 VALIDATOR = Keypair.create_from_seed(bytes([31]) * 32)

@@ -30,7 +30,6 @@ from neurons.validator.store import (
 )
 from neurons.validator.store.migrate import alembic_config
 from neurons.validator.store.schema import metadata
-from tests.support.store import database_url_fixture  # noqa: F401  (fixture)
 
 SCHEMA_TABLES = {
     "miners",

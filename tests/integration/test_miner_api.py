@@ -65,6 +65,7 @@ from byteleap.protocol.worker_link import (
 from neurons.common.miner_client import MinerClient
 from neurons.miner.api import CHALLENGE_SLACK_S, CONTENT_TYPE, create_app
 from neurons.miner.auth import ValidatorGate
+from tests.support.miner_api import api_error, signed
 from tests.wallets import make_wallet
 
 PARAMS = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
@@ -296,29 +297,6 @@ def challenge_request(
         params=PARAMS,
         deadline_ms=deadline_ms,
     )
-
-
-def signed(
-    ids: Identities,
-    miner: Miner,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    *,
-    who: str = "validator",
-    **sign_kw: Any,
-) -> dict[str, str]:
-    sign_kw.setdefault("receiver_ss58", miner.hotkey)
-    headers = http_auth.sign(ids.wallets[who], method=method, path=path, body=body, **sign_kw)
-    headers["Content-Type"] = CONTENT_TYPE
-    return headers
-
-
-def api_error(response: httpx.Response) -> ApiError:
-    assert response.headers["content-type"] == CONTENT_TYPE
-    error = codec.decode(response.content, codec.MINER_RESPONSE, max_bytes=1 << 20)
-    assert isinstance(error, ApiError)
-    return error
 
 
 def status_request(lease_id: str = "lease-x") -> bytes:

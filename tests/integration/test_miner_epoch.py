@@ -53,9 +53,7 @@ from neurons.miner.api import create_app
 from neurons.miner.auth import ValidatorGate
 from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
-from tests.integration.test_miner_api import api_error, signed
-from tests.integration.test_miner_leases import Ids, metagraph, serving, until
-from tests.integration.test_miner_leases import ids as ids
+from tests.support.miner_api import Identities, api_error, metagraph, serving, signed, until
 from tests.support.worker import running_worker
 from workers.backends.base import Clock, Device, ShouldStop
 from workers.backends.numpy_backend import NumpyBackend
@@ -109,7 +107,7 @@ class RecordingDirectory:
 @dataclass
 class Stack:
     url: str
-    ids: Ids
+    ids: Identities
     directory: RecordingDirectory
     #: worker name -> (key, its device's UUID)
     workers: dict[str, tuple[WorkerKey, str]]
@@ -142,7 +140,7 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def epoch_stack(
-    ids: Ids,
+    ids: Identities,
     tmp_path: Path,
     *,
     names: Sequence[str] = ("fast1", "fast2", "slow", "leased"),
@@ -217,7 +215,7 @@ def by_id(arrivals: list[EpochArrival]) -> dict[str, EpochArrival]:
 
 
 async def test_an_epoch_streams_one_record_per_challenge_as_each_finishes(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with epoch_stack(ids, tmp_path) as stack, stack.client() as client:
         request = stack.epoch("slow", "fast1", "leased", "stranger", "fast2")
@@ -251,7 +249,7 @@ async def test_an_epoch_streams_one_record_per_challenge_as_each_finishes(
 
 
 async def test_wait_s_times_out_only_the_unanswered_challenges_and_the_miner_cancels_them(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with epoch_stack(ids, tmp_path, names=("fast1", "slow")) as stack, stack.client() as c:
         arrivals = await collect(c, stack.epoch("fast1", "slow"), wait_s=SLOW_S / 2)
@@ -265,7 +263,7 @@ async def test_wait_s_times_out_only_the_unanswered_challenges_and_the_miner_can
 
 
 async def test_a_validator_that_stops_reading_cancels_the_outstanding_challenges(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with epoch_stack(ids, tmp_path, names=("fast1", "slow")) as stack, stack.client() as c:
         stream = c.epoch(stack.epoch("fast1", "slow"), wait_s=20)
@@ -276,7 +274,7 @@ async def test_a_validator_that_stops_reading_cancels_the_outstanding_challenges
 
 
 async def test_a_tampered_miner_signature_fails_that_challenge_only(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     def tampering(payload: bytes) -> bytes:
         signature = bytearray(ids.wallets["miner"].hotkey.sign(payload))
@@ -294,7 +292,7 @@ async def test_a_tampered_miner_signature_fails_that_challenge_only(
     assert isinstance(bad, VerificationFailed) and bad.reason is FraudReason.BAD_SIGNATURE
 
 
-async def test_errors_before_the_stream_are_api_errors(ids: Ids, tmp_path: Path) -> None:
+async def test_errors_before_the_stream_are_api_errors(ids: Identities, tmp_path: Path) -> None:
     async with epoch_stack(ids, tmp_path, names=("fast1",)) as stack:
         body = codec.encode(stack.epoch("fast1"))
         async with httpx.AsyncClient(timeout=20) as http:
@@ -331,7 +329,7 @@ async def test_errors_before_the_stream_are_api_errors(ids: Ids, tmp_path: Path)
 # --------------------------------------------------------------------------- broken streams
 
 
-def scripted(ids: Ids, respond: Callable[[httpx.Request], Any], **kw: Any) -> MinerClient:
+def scripted(ids: Identities, respond: Callable[[httpx.Request], Any], **kw: Any) -> MinerClient:
     """A client whose transport answers with ``respond(request)`` (sync or async)."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -365,7 +363,9 @@ def three() -> EpochRequest:
     )
 
 
-def answer_for(ids: Ids, req: ChallengeRequest, *, tamper: bool = False) -> ChallengeResponse:
+def answer_for(
+    ids: Identities, req: ChallengeRequest, *, tamper: bool = False
+) -> ChallengeResponse:
     """A commit for ``req``, countersigned by the miner's real hotkey for ``validator`` (the
     client checks only the miner's signature; the worker's is the verifier's business)."""
     gpus = [GpuCommit.create(WorkerKey.generate(), req.challenge_id, GPU, [bytes(32)] * 3)]
@@ -412,7 +412,7 @@ def results(arrivals: list[EpochArrival]) -> dict[str, type[Any]]:
     return {a.challenge_id: type(a.result) for a in arrivals}
 
 
-async def test_records_are_checked_and_timed_by_the_given_clock(ids: Ids) -> None:
+async def test_records_are_checked_and_timed_by_the_given_clock(ids: Identities) -> None:
     request = three()
     c0, _, c2 = request.challenges
     seen: list[httpx.Request] = []
@@ -486,7 +486,7 @@ async def test_records_are_checked_and_timed_by_the_given_clock(ids: Ids) -> Non
     ],
 )
 async def test_a_broken_stream_fails_every_unanswered_challenge_once(
-    ids: Ids, parts: tuple[Any, ...], first: type[ByteLeapError], rest: type[ByteLeapError]
+    ids: Identities, parts: tuple[Any, ...], first: type[ByteLeapError], rest: type[ByteLeapError]
 ) -> None:
     async with scripted(ids, lambda _: streaming(*parts), max_response_bytes=600) as client:
         arrivals = await collect(client, three(), wait_s=0.5)
@@ -504,7 +504,7 @@ async def test_a_broken_stream_fails_every_unanswered_challenge_once(
     ],
 )
 async def test_a_non_2xx_answer_fails_every_challenge(
-    ids: Ids, status: int, body: bytes, error: type[Exception]
+    ids: Identities, status: int, body: bytes, error: type[Exception]
 ) -> None:
     async with scripted(ids, lambda _: httpx.Response(status, content=body)) as client:
         arrivals = await collect(client, three())
@@ -512,7 +512,7 @@ async def test_a_non_2xx_answer_fails_every_challenge(
     assert len({id(a.result) for a in arrivals}) == 1
 
 
-async def test_a_cancelled_caller_stops_cleanly(ids: Ids) -> None:
+async def test_a_cancelled_caller_stops_cleanly(ids: Identities) -> None:
     request = three()
     closed = asyncio.Event()
 

@@ -10,18 +10,15 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from bittensor import http_auth
 
-from byteleap.chain import MetagraphView, NeuronView
 from byteleap.config.miner import MinerApiSection, WorkerServerSection
 from byteleap.crypto import WorkerKey
 from byteleap.errors import (
@@ -50,15 +47,15 @@ from byteleap.protocol.validator_api import (
     ReceiptSubmitRequest,
 )
 from byteleap.protocol.worker_link import JobSpec, LeaseStop
+from byteleap.sessions.miner_leases import LeaseRecord
 from neurons.common.miner_client import MinerClient, verify_hotkey_signature
 from neurons.miner.api import CONTENT_TYPE, create_app
 from neurons.miner.auth import ValidatorGate
 from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
-from byteleap.sessions.miner_leases import LeaseRecord
 from neurons.miner.store import MinerStore
+from tests.support.miner_api import Identities, metagraph, serving, until
 from tests.support.worker import running_worker
-from tests.wallets import make_wallet
 from workers.jobs.manager import JobManager
 from workers.jobs.subprocess_runner import SubprocessRunner
 
@@ -78,58 +75,13 @@ class Clock:
         return self.now
 
 
-@dataclass(frozen=True)
-class Ids:
-    wallets: dict[str, Any]
-    hotkeys: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def ids(tmp_path_factory: pytest.TempPathFactory) -> Ids:
-    root = tmp_path_factory.mktemp("wallets")
-    wallets, hotkeys = {}, {}
-    for name in ("miner", "validator", "validator2", "outsider"):
-        wallet, hotkey = make_wallet(root, name, seed=name.encode().ljust(32, b"\0"))
-        wallets[name], hotkeys[name] = wallet, hotkey
-    return Ids(wallets, hotkeys)
-
-
-def metagraph(ids: Ids) -> MetagraphView:
-    rows = [("miner", 0.0, False), ("validator", 5000.0, True), ("validator2", 3000.0, True)]
-    neurons = tuple(
-        NeuronView(uid=uid, hotkey=ids.hotkeys[n], coldkey=f"c{uid}", stake=s, validator_permit=p)
-        for uid, (n, s, p) in enumerate(rows)
-    )
-    return MetagraphView(netuid=NETUID, block=1, neurons=neurons)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """uvicorn on 127.0.0.1:0 on this event loop (the hub lives here too)."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
-        lifespan="off", ws="none", http="h11",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-
-
 @dataclass
 class Miner:
     url: str
     hub: WorkerHub
     store: MinerStore
     clock: Clock
-    ids: Ids
+    ids: Identities
     worker_key: WorkerKey
     worker_gpu: str = ""
 
@@ -153,7 +105,7 @@ class Miner:
 
 @contextlib.asynccontextmanager
 async def miner_stack(
-    ids: Ids,
+    ids: Identities,
     tmp_path: Path,
     *,
     db: Path | None = None,
@@ -212,13 +164,6 @@ async def miner_stack(
         await asyncio.to_thread(store.close)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def start_lease(miner: Miner, lease_id: str = "L1", who: str = "validator") -> None:
     async with miner.client(who) as client:
         started = await client.lease_start(
@@ -250,7 +195,9 @@ async def final_status(client: MinerClient, lease_id: str, job_id: str) -> Any:
 # --------------------------------------------------------------------------- jobs
 
 
-async def test_a_job_runs_through_validator_miner_and_worker(ids: Ids, tmp_path: Path) -> None:
+async def test_a_job_runs_through_validator_miner_and_worker(
+    ids: Identities, tmp_path: Path
+) -> None:
     async with miner_stack(ids, tmp_path) as miner, miner.client() as client:
         await start_lease(miner)
         code = (
@@ -292,7 +239,7 @@ async def test_a_job_runs_through_validator_miner_and_worker(ids: Ids, tmp_path:
 
 
 async def test_only_the_validator_that_started_the_lease_may_use_it(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with (
         miner_stack(ids, tmp_path) as miner,
@@ -319,7 +266,7 @@ async def test_only_the_validator_that_started_the_lease_may_use_it(
 
 
 async def test_a_worker_without_a_runner_refuses_and_a_gone_worker_is_unavailable(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with miner_stack(ids, tmp_path, with_jobs=False) as miner, miner.client() as client:
         await start_lease(miner)
@@ -362,7 +309,7 @@ def hourly(miner: Miner, seq: int, **overrides: Any) -> Receipt:
 
 
 async def test_receipts_are_countersigned_stored_and_paged_to_any_validator(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with miner_stack(ids, tmp_path) as miner, miner.client() as client:
         await start_lease(miner)
@@ -393,7 +340,7 @@ async def test_receipts_are_countersigned_stored_and_paged_to_any_validator(
 
 
 async def test_receipts_the_miner_must_not_countersign_are_refused(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with (
         miner_stack(ids, tmp_path) as miner,
@@ -470,7 +417,7 @@ async def test_receipts_the_miner_must_not_countersign_are_refused(
 
 
 async def test_a_stop_the_worker_no_longer_knows_still_ends_the_lease_at_the_miner(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with miner_stack(ids, tmp_path) as miner, miner.client() as client:
         await start_lease(miner)
@@ -483,7 +430,7 @@ async def test_a_stop_the_worker_no_longer_knows_still_ends_the_lease_at_the_min
         assert status.state == "ended"  # the worker can be challenged again
 
 
-async def test_a_receipt_past_the_lease_end_is_refused(ids: Ids, tmp_path: Path) -> None:
+async def test_a_receipt_past_the_lease_end_is_refused(ids: Identities, tmp_path: Path) -> None:
     async with miner_stack(ids, tmp_path) as miner, miner.client() as client:
         await start_lease(miner)
         miner.clock.now = T0 + 1800
@@ -497,7 +444,7 @@ async def test_a_receipt_past_the_lease_end_is_refused(ids: Ids, tmp_path: Path)
 
 
 async def test_a_client_detects_a_miner_signature_that_does_not_verify(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with miner_stack(ids, tmp_path, signer="outsider") as miner, miner.client() as client:
         await start_lease(miner)
@@ -511,7 +458,7 @@ async def test_a_client_detects_a_miner_signature_that_does_not_verify(
             client.check_countersigned(receipt(miner, price_per_gpu_hour_micros=1), stored)
 
 
-async def test_leases_and_receipts_survive_a_miner_restart(ids: Ids, tmp_path: Path) -> None:
+async def test_leases_and_receipts_survive_a_miner_restart(ids: Identities, tmp_path: Path) -> None:
     key = WorkerKey.generate()
     db = tmp_path / "state" / "miner.sqlite3"
     clock = Clock()
@@ -556,7 +503,7 @@ def api_error(response: httpx.Response) -> ApiError:
 
 
 async def test_new_routes_refuse_unsigned_replayed_oversized_malformed_and_unpermitted(
-    ids: Ids, tmp_path: Path
+    ids: Identities, tmp_path: Path
 ) -> None:
     async with miner_stack(ids, tmp_path) as miner, httpx.AsyncClient() as http:
         await start_lease(miner)
@@ -598,7 +545,7 @@ async def test_new_routes_refuse_unsigned_replayed_oversized_malformed_and_unper
      "?limit=1e3", "?after=99999999999999999999"],
 )  # fmt: skip
 async def test_receipt_pages_refuse_bad_queries_and_unsigned_callers(
-    ids: Ids, tmp_path: Path, query: str
+    ids: Identities, tmp_path: Path, query: str
 ) -> None:
     async with miner_stack(ids, tmp_path) as miner, httpx.AsyncClient() as http:
         path = "/receipts" + query

@@ -77,10 +77,8 @@ from neurons.validator.store.schema import LeaseReceipt, ReceiptCursor
 from tests.support.store import (
     ENGINES,
     create_scratch_database,
-    database_url_fixture,  # noqa: F401  (fixture)
     drop_scratch_database,
     postgres_url,
-    store_fixture,  # noqa: F401  (fixture)
 )
 from tests.wallets import coldkey_of, make_wallet
 

@@ -51,18 +51,13 @@ from neurons.validator.renter import RenterApiSettings, create_renter_app, hash_
 from neurons.validator.renter.server import RenterApiServer
 from neurons.validator.store import SqlStore, create_engine, open_store, upgrade_engine
 from neurons.validator.store.leases import LeaseRow, booked_amount
-from tests.integration.test_validator_rounds import (  # the same network as the rounds' tests
+from tests.support.rounds import (  # the same network as the rounds' tests
     Net,
     WallClock,
     running_miner,
     until,
 )
-from tests.integration.test_validator_rounds import net as net
-from tests.support.store import (  # noqa: F401  (fixtures)
-    database_url_fixture,
-    run_async,
-    store_fixture,
-)
+from tests.support.store import run_async
 from tests.support.worker import running_worker
 from workers.jobs.manager import JobManager
 from workers.jobs.subprocess_runner import SubprocessRunner
@@ -157,6 +152,7 @@ async def final_job(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 async def test_a_renter_leases_a_gpu_runs_a_job_and_every_receipt_is_countersigned(
     net: Net, tmp_path: Path
 ) -> None:
@@ -303,6 +299,7 @@ def lease_endpoint(miner: Any) -> str:
     return f"http://127.0.0.1:{miner.api_port}"
 
 
+@pytest.mark.slow
 async def test_a_lost_worker_ends_its_lease_billed_to_the_last_receipt(
     net: Net, tmp_path: Path
 ) -> None:
@@ -625,6 +622,7 @@ def asgi_api(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     yield app, key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_every_endpoint_survives_bad_input(asgi_api: tuple[Any, str], mode: Any) -> None:
     """Every operation of the OpenAPI schema, with data that fits it and data that does not:

@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from neurons.chain import DevChain, DevChainClient, DevChainParams
 from neurons.miner.daemon import MinerDaemon
 from neurons.validator.daemon import ValidatorDaemon
 from neurons.validator.store import SqlStore, open_store
+from tests.support.ports import free_port
 from tests.support.worker import running_worker
 from tests.wallets import coldkey_of, make_wallet
 from workers.backends.base import Device
@@ -56,12 +56,6 @@ DEVICE_SECONDS = 1.0
 PACE_FLOPS = CPU_PARAMS.flops / DEVICE_SECONDS
 #: a worker process's start-up (Python, NumPy, the link) on a busy 2-core machine
 START_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def until(
@@ -295,6 +289,7 @@ async def online(daemon: ValidatorDaemon, pubkeys: set[str], sybils: list[SybilW
 # --------------------------------------------------------------------------- the test
 
 
+@pytest.mark.slow
 async def test_one_device_behind_three_claims_passes_only_the_first_in_an_epoch(
     net: Net,
 ) -> None:

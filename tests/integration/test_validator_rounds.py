@@ -11,12 +11,10 @@ import asyncio
 import contextlib
 import os
 import random
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,49 +22,19 @@ from prometheus_client import generate_latest
 
 from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import ProverRun, RowOpening
-from byteleap.config import MinerConfig, ValidatorConfig
+from byteleap.config import ValidatorConfig
 from byteleap.crypto import WorkerKey
 from byteleap.errors import Outcome
-from neurons.chain import DevChain, DevChainClient, DevChainParams
-from neurons.miner.daemon import MinerDaemon
+from neurons.chain import DevChainClient
 from neurons.validator.daemon import ValidatorDaemon
 from neurons.validator.store import SqlStore, open_store
-from tests.support.store import database_url_fixture  # noqa: F401  (a fixture)
+from tests.support.rounds import Net, WallClock, running_miner, until
 from tests.support.worker import running_worker as support_worker
-from tests.wallets import coldkey_of, make_wallet
+from tests.wallets import make_wallet
 from workers.backends.base import Abandoned, Clock, Device, ShouldStop
 from workers.backends.numpy_backend import NumpyBackend
 
 CPU_PARAMS = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def until(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 60.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"{what} not reached in time"
-        await asyncio.sleep(0.1)
-
-
-class WallClock:
-    """Real UTC time plus an offset a test can move forward: availability counts only
-    completed 5-minute buckets, and no test should wait five minutes for one."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def skip_bucket(self) -> None:
-        self.offset += timedelta(minutes=5)
 
 
 # --------------------------------------------------------------------------- workers
@@ -125,85 +93,6 @@ async def running_worker(
     """A real worker runtime linked to the miner at ``url``; yields its CPU device's UUID."""
     async with support_worker(url, key, backend_type=backend_type) as worker:
         yield worker.device_uuid
-
-
-# --------------------------------------------------------------------------- the network
-
-
-@dataclass
-class Net:
-    root: Path
-    chain_file: Path
-    chain: DevChain
-    validator_wallet: Any
-    validator_hotkey: str
-
-
-@dataclass
-class Miner:
-    hotkey: str
-    uid: int
-    api_port: int
-    workers_url: str
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Net:
-    chain_file = tmp_path / "chain.db"
-    chain = DevChain.create(
-        chain_file, DevChainParams(block_seconds=0.25, tempo=20, weights_rate_limit=4)
-    )
-    wallet, hotkey = make_wallet(tmp_path / "wallets", "validator")
-    chain.register(hotkey, coldkey_of(wallet), stake=5000.0, validator_permit=True)
-    try:
-        yield Net(tmp_path, chain_file, chain, wallet, hotkey)
-    finally:
-        chain.close()
-
-
-@contextlib.asynccontextmanager
-async def running_miner(net: Net, name: str, keys: Sequence[WorkerKey]) -> AsyncIterator[Miner]:
-    """A real miner daemon in this event loop, registered on the devchain and serving."""
-    wallet, hotkey = make_wallet(net.root / "wallets", name)
-    uid = net.chain.register(hotkey, coldkey_of(wallet))
-    api_port, workers_port = free_port(), free_port()
-    cfg = MinerConfig.model_validate(
-        {
-            "wallet": {"name": name, "hotkey": "default", "path": str(net.root / "wallets")},
-            "chain": {"network": f"devchain:{net.chain_file}", "sync_interval_s": 0.5},
-            "workers": {
-                "host": "127.0.0.1",
-                "port": workers_port,
-                "authorized_keys": [k.public_key.hex() for k in keys],
-            },
-            "api": {"host": "127.0.0.1", "port": api_port, "external_ip": "127.0.0.1"},
-            "paths": {"data_dir": str(net.root / name)},
-            "metrics": {"enabled": False},
-        }
-    )
-    daemon = MinerDaemon(cfg, hotkey, wallet.hotkey.sign, net.chain.client(hotkey))
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop))
-    miner = Miner(hotkey, uid, api_port, f"ws://127.0.0.1:{workers_port}/worker", stop, task)
-
-    async def serving() -> bool:
-        if task.done():
-            task.result()  # raise the miner's error
-        neuron = net.chain.metagraph().by_hotkey(hotkey)
-        return neuron is not None and neuron.axon is not None
-
-    await until(serving, 30, "the miner serving its endpoint")
-    try:
-        yield miner
-    finally:
-        await stop_miner(miner)
-
-
-async def stop_miner(miner: Miner) -> None:
-    miner.stop.set()
-    await asyncio.wait_for(asyncio.shield(miner.task), 30)
 
 
 def validator_config(net: Net, url: str, **challenge: Any) -> ValidatorConfig:
@@ -463,6 +352,7 @@ async def test_a_restart_closes_in_flight_challenges_as_excused(
         await store.close()
 
 
+@pytest.mark.slow
 async def test_the_daemon_runs_its_loops_and_sets_weights(net: Net) -> None:
     key = WorkerKey.generate()
     url = f"sqlite+aiosqlite:///{net.root / 'daemon.db'}"

@@ -45,13 +45,11 @@ from neurons.validator.store import (
 )
 from neurons.validator.store.records import ScoringInputs
 from neurons.validator.store.schema import Lease, LeaseReceipt, Renter
-from tests.support.store import (  # noqa: F401  (the *_fixture names are fixtures)
+from tests.support.store import (
     ENGINES,
     create_scratch_database,
-    database_url_fixture,
     drop_scratch_database,
     postgres_url,
-    store_fixture,
 )
 
 T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
@@ -321,6 +319,7 @@ async def test_polls_of_an_unknown_miner_are_refused(store: SqlStore) -> None:
 # --------------------------------------------------------------------------- availability
 
 
+@pytest.mark.slow
 async def test_availability_matches_the_scorer_on_a_worked_week(store: SqlStore) -> None:
     """Hourly rows, partial hours at both ends of the horizon, GPU counts that change within a
     bucket, unhealthy polls and a worker seen only before the horizon."""
@@ -413,6 +412,7 @@ async def test_bucket_sizes_that_do_not_fill_an_hour_evenly(
     assert await counts_at(store, now, params) == scorer_counts(polls, now, params)
 
 
+@pytest.mark.slow
 def test_availability_property_store_equals_scorer(database_url: str) -> None:
     """Arbitrary poll sequences, in any order: the store's counts are the scorer's counts."""
     with asyncio.Runner() as runner:

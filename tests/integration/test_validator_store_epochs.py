@@ -29,10 +29,6 @@ from neurons.validator.store import (
 )
 from neurons.validator.store import challenge_rows as challenge_rows_module
 from neurons.validator.store import challenges as challenges_module
-from tests.support.store import (  # noqa: F401  (the *_fixture names are fixtures)
-    database_url_fixture,
-    store_fixture,
-)
 
 T0 = datetime(2026, 7, 1, 12, 0, 0, tzinfo=UTC)
 BUCKET = 300

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -35,10 +36,6 @@ from neurons.validator.store import (
     open_store,
 )
 from neurons.validator.store.schema import Lease, Renter
-from tests.support.store import (  # noqa: F401  (the *_fixture names are fixtures)
-    database_url_fixture,
-    store_fixture,
-)
 
 T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
 BUCKET = 300
@@ -272,6 +269,7 @@ async def test_a_leased_worker_counts_without_challenges(store: SqlStore) -> Non
     assert count.gpu_buckets == 2 * (82 + 28)
 
 
+@pytest.mark.slow
 def test_availability_property_store_equals_scorer_with_verification(database_url: str) -> None:
     """Arbitrary polls, verified challenges and leases: the store counts exactly the GPU-buckets
     the pure scorer counts, and leaves out exactly the ones it leaves out."""

@@ -36,7 +36,7 @@ from byteleap.protocol.worker_link import (
     LeaseStart,
     LeaseStop,
 )
-from tests.integration.test_worker_link import FakeMiner, recv
+from tests.support.fake_miner import FakeMiner, recv
 from tests.support.worker import running_worker
 from workers.jobs.manager import JobManager
 from workers.jobs.subprocess_runner import SubprocessRunner

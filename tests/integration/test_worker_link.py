@@ -9,10 +9,9 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import serve
 
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
 from byteleap.challenge.reference import RowOpening as CoreOpening
@@ -24,63 +23,18 @@ from byteleap.protocol.worker_link import (
     ChallengeDispatch,
     ErrorReply,
     Heartbeat,
-    HeartbeatAck,
-    Hello,
     LeaseAck,
     LeaseStart,
     OpeningRequest,
-    Register,
     Reveal,
     RevealRequest,
     Unavailable,
-    Welcome,
 )
+from tests.support.fake_miner import FakeMiner, recv
 from tests.support.worker import MINER_HOTKEY, running_worker
 
 SMALL = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
 SLOW = ChallengeParams(m=512, n=512, k=512, v=15, stages=400)
-
-
-@dataclass
-class FakeMiner:
-    """The miner's side of the protocol, scripted by the test through queues."""
-
-    connections: asyncio.Queue[ServerConnection] = field(default_factory=asyncio.Queue)
-    hellos: list[Hello] = field(default_factory=list)
-    server: Server | None = None
-
-    async def handler(self, ws: ServerConnection) -> None:
-        await self.connections.put(ws)
-        await ws.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        port = next(iter(self.server.sockets)).getsockname()[1]
-        return f"ws://127.0.0.1:{port}/worker"
-
-    async def accept(self, *, welcome: bool = True) -> tuple[ServerConnection, Register]:
-        ws = await asyncio.wait_for(self.connections.get(), 10)
-        hello = Hello(nonce=os.urandom(32), miner_hotkey=MINER_HOTKEY, heartbeat_interval_s=0.2)
-        self.hellos.append(hello)
-        await ws.send(codec.encode(hello))
-        register = await recv(ws, Register)
-        assert verify_register(hello, register)
-        if welcome:
-            await ws.send(codec.encode(Welcome(session_id=f"s{len(self.hellos)}")))
-        return ws, register
-
-
-async def recv(ws: ServerConnection, kind: type, timeout: float = 30.0):
-    """The next message of type ``kind``, acknowledging heartbeats on the way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
-        message = codec.decode(data, codec.WORKER_TO_MINER, max_bytes=1 << 26)
-        if isinstance(message, kind):
-            return message
-        if isinstance(message, Heartbeat):
-            await ws.send(codec.encode(HeartbeatAck(seq=message.seq)))
 
 
 @pytest.fixture

@@ -25,11 +25,11 @@ from bittensor import http_auth
 from byteleap.crypto import WorkerKey
 from byteleap.protocol import codec
 from byteleap.protocol.validator_api import ChallengeRequest
-from tests.chaos.net import Network, network, running, worker_uuid
-from tests.load.honest import SMALL, challenge_and_verify
+from tests.support.honest import SMALL, challenge_and_verify
+from tests.support.network import Network, network, running, worker_uuid
 from tests.wallets import coldkey_of, make_wallet
 
-pytestmark = [pytest.mark.load, pytest.mark.e2e]
+pytestmark = [pytest.mark.load, pytest.mark.e2e, pytest.mark.slow]
 
 FLOOD_S = 10.0
 CONNECTIONS = 4

@@ -37,11 +37,11 @@ from byteleap.protocol.worker_link import (
     LeaseAck,
     Welcome,
 )
-from tests.chaos.net import network, running, worker_uuid
-from tests.load.honest import challenge_and_verify
+from tests.support.honest import challenge_and_verify
+from tests.support.network import network, running, worker_uuid
 from tests.support.worker import inventory
 
-pytestmark = [pytest.mark.load, pytest.mark.e2e]
+pytestmark = [pytest.mark.load, pytest.mark.e2e, pytest.mark.slow]
 
 FLOOD_S = 12.0
 MAX_MESSAGE = 1 << 20

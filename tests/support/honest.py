@@ -11,7 +11,7 @@ from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.protocol.validator_api import ChallengeRequest, OpeningsRequest
 from byteleap.protocol.worker_link import OpeningRequest
 from neurons.common.miner_client import MinerClient
-from tests.chaos.net import Network
+from tests.support.network import Network
 
 SMALL = ChallengeParams(m=128, n=128, k=128, v=15, stages=3)
 

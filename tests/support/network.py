@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from byteleap.errors import Outcome
 from neurons.chain import DevChain, DevChainParams
 from neurons.common.miner_client import MinerClient
 from neurons.validator.store import ChallengeRow, SqlStore, open_store
+from tests.support.ports import free_port
 from tests.wallets import coldkey_of, make_wallet
 from workers.keys import write_key
 
@@ -53,12 +53,6 @@ SLOW_CPU_CHALLENGE = {"m": 256, "n": 256, "k": 256, "v": 15, "stages": 800}
 SLOW_CPU_FLOPS = 2 * 256**3 * 800
 #: one BLAS thread per process: the suites run on two cores
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def clean_env() -> dict[str, str]:

@@ -1,25 +1,23 @@
-"""Fixtures for the validator-store tests: the same test on SQLite and on PostgreSQL.
+"""Databases for the validator-store tests: the same test on SQLite and on PostgreSQL.
 
-``database_url`` is an empty database of each engine: a file in the test's temp directory, or a
-PostgreSQL database created with a random name for the one test and dropped (with its
-connections) afterwards. ``store`` is a :class:`SqlStore` migrated to head on it. To use them,
-import ``database_url_fixture`` (and ``store_fixture``) into the test module.
+A PostgreSQL test gets a database of its own: :func:`create_scratch_database` makes one with a
+random name on the suite's server (``postgres_dsn``), and :func:`drop_scratch_database` drops
+it, with its connections, afterwards; so tests never share one, serially or under pytest-xdist.
+The ``database_url`` and ``store`` fixtures (``tests/integration/conftest.py``) are built on
+these: an empty database once per engine in :data:`ENGINES`, and a store migrated to head on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
-
-from neurons.validator.store import SqlStore, open_store
 
 T = TypeVar("T")
 
@@ -67,27 +65,3 @@ def drop_scratch_database(dsn: str, name: str) -> None:
             await admin.close()
 
     run_async(drop)
-
-
-@pytest.fixture(name="database_url", params=ENGINES)
-def database_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database, once per engine."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'validator.db'}"
-        return
-    dsn: str = request.getfixturevalue("postgres_dsn")
-    name = create_scratch_database(dsn)
-    try:
-        yield postgres_url(dsn, name)
-    finally:
-        drop_scratch_database(dsn, name)
-
-
-@pytest.fixture(name="store")
-async def store_fixture(database_url: str) -> AsyncIterator[SqlStore]:
-    """A store on a fresh database migrated to head."""
-    opened = await open_store(database_url, auto_upgrade=True)
-    try:
-        yield opened
-    finally:
-        await opened.close()

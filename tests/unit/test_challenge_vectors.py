@@ -21,29 +21,20 @@ from byteleap.challenge.generate import (
     splitmix_entries,
     stage_key,
 )
-from byteleap.challenge.params import Binding, ChallengeParams
+from byteleap.challenge.params import ChallengeParams
 from byteleap.challenge.reference import run_reference
+from tests.support.vectors import (
+    A0_ROW0_FIRST8,
+    B0_ROW0_FIRST8,
+    BINDING,
+    KEY_0,
+    KEY_1_AFTER_SEVENS,
+    SEED,
+    SMALL,
+    SMALL_ROOTS,
+)
 
 MASK = (1 << 64) - 1
-
-BINDING = Binding(
-    miner_hotkey="5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
-    worker_pubkey=bytes(range(32)),
-    gpu_uuid="GPU-8f2a1c3e-0000-4000-8000-000000000001",
-)
-SEED = bytes.fromhex("00112233445566778899aabbccddeeff" * 2)
-SMALL = ChallengeParams(m=8, n=8, k=16, v=15, stages=3)
-
-# ---- frozen values ------------------------------------------------------------------------
-KEY_0 = 0x7D7F97AEB493AC31
-KEY_1_AFTER_SEVENS = 0x0ABCC1B47F7CD276
-A0_ROW0_FIRST8 = [6, 11, -4, 4, 6, 14, -11, 10]
-B0_ROW0_FIRST8 = [-7, 15, 9, 10, -3, 0, 11, 15]
-SMALL_ROOTS = [
-    "f362bde744d53a2c982d56bf47120880e1e0db516c44dbe5e8c9390e4bb53fb2",
-    "b816fc24fec2ad07a88d3968151b777c579ea38f95ac992c7132e308d49bf659",
-    "12eaac5de4afc5dc19913a75092dc45699aa6f3a12d07633b0995fc7a48e63c8",
-]
 
 
 # ---- an independent scalar implementation, straight from the spec --------------------------

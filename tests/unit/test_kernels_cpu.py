@@ -40,7 +40,7 @@ from byteleap.challenge.params import ChallengeParams, SamplingParams
 from byteleap.challenge.reference import open_rows, run_reference
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.errors import ConfigError, Outcome, WorkerFailure, outcome_of
-from tests.unit.test_challenge_vectors import BINDING, SEED, SMALL, SMALL_ROOTS
+from tests.support.vectors import BINDING, SEED, SMALL, SMALL_ROOTS
 from workers.backends import cupy_backend, kernels
 from workers.backends.base import Abandoned, Device
 from workers.backends.cupy_backend import CupyBackend, format_uuid
