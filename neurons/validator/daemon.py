@@ -56,21 +56,15 @@ import structlog
 from prometheus_client import start_http_server
 
 from byteleap.chain import ChainPort, NotRegistered
-from byteleap.challenge.sizing import (
-    CalibrationSettings,
-    ExpectedRates,
-    SampleWindow,
-    calibrate,
-)
 from byteleap.config import ValidatorConfig
-from byteleap.errors import ByteLeapError, ConfigError, Outcome
-from byteleap.hardware import identify
-from byteleap.sessions.round_planner import EpochPlan, EpochPlanner, WorkerKey
+from byteleap.errors import ByteLeapError, ConfigError
+from byteleap.sessions.round_planner import EpochPlan, EpochPlanner
 from daemonkit.signals import run_daemon
 from neurons.common.miner_client import MinerClient
 from neurons.validator.background_store import BackgroundStore, worker_counts
 from neurons.validator.chain_sync import MetagraphSync
 from neurons.validator.challenger import Challenger, ChallengeResult, EpochReport
+from neurons.validator.epochs import EpochRunner, stopped_after
 from neurons.validator.leasing.manager import LeaseManager
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.poller import InventoryLimits, Poller, PollSummary
@@ -82,7 +76,7 @@ from neurons.validator.store.receipts import ReceiptStore
 from neurons.validator.store.records import ValidatorStore
 from neurons.validator.timed_store import TimedStore
 from neurons.validator.verification import Verifier
-from neurons.validator.weights import WeightSchedule, WeightSetter
+from neurons.validator.weights import WeightSetter, record_lease_revenue, weights_loop
 
 log = structlog.get_logger("byteleap.validator")
 
@@ -141,7 +135,6 @@ class ValidatorDaemon:
         self.store: ValidatorStore = TimedStore(store, self.metrics)
         self.chain = chain
         self.wall_clock = wall_clock
-        self.on_challenge = on_challenge
 
         def miner_client(miner_hotkey: str, base_url: str, timeout: float) -> MinerClient:
             return MinerClient(signer, miner_hotkey, base_url, timeout=timeout)
@@ -157,9 +150,6 @@ class ValidatorDaemon:
 
         poll_connect: Callable[[str, str, float], MinerClient] = connect or poll_client
         self.verifier = verifier or Verifier(cfg.challenge.verifier_processes)
-        # epoch starts must be unpredictable: the operating system's CSPRNG unless a test
-        # passes a seeded one
-        self.planner = EpochPlanner(cfg.challenge, rng or random.SystemRandom())
         self.sync = MetagraphSync(
             chain, self.store, hotkey, wall_clock=wall_clock, metrics=self.metrics
         )
@@ -179,18 +169,6 @@ class ValidatorDaemon:
             limits=InventoryLimits(cfg.miners.max_workers, cfg.miners.max_gpus_per_worker),
             off_loop=self.background,
         )
-        #: workers under a lease this validator knows of: its own, and those its receipts show
-        #: running (refreshed at every plan); only they may answer "busy" or "leased"
-        self.known_leases: frozenset[WorkerKey] = frozenset()
-        self.challenger = Challenger(
-            store=self.store,
-            connect=self.connect,
-            verifier=self.verifier,
-            section=cfg.challenge,
-            metrics=self.metrics,
-            wall_clock=wall_clock,
-            known_lease=lambda key: key in self.known_leases,
-        )
         self.weights = WeightSetter(
             store=self.store,
             chain=chain,
@@ -199,13 +177,6 @@ class ValidatorDaemon:
             metrics=self.metrics,
             off_loop=self.background,
         )
-        #: running epochs and the workers each one holds
-        self._epochs: dict[asyncio.Task[None], frozenset[WorkerKey]] = {}
-        #: the latest calibration (for ``scores --explain`` and the metrics)
-        self.rates: ExpectedRates | None = None
-        #: verified throughputs that calibrate: seeded at start, then fed by every epoch
-        self.samples = SampleWindow(timedelta(hours=cfg.challenge.calibration_hours))
-        self._samples_seeded = False
         # the collected receipts live with the store (SqlStore.receipts); a store without them
         # (a test double) runs no collection
         receipt_store = receipts if receipts is not None else getattr(store, "receipts", None)
@@ -248,6 +219,29 @@ class ValidatorDaemon:
             )
         #: the renter API's server while :meth:`serve` runs (``api.enabled``)
         self.renter_api: RenterApiServer | None = None
+        self.challenger = Challenger(
+            store=self.store,
+            connect=self.connect,
+            verifier=self.verifier,
+            section=cfg.challenge,
+            metrics=self.metrics,
+            wall_clock=wall_clock,
+            known_lease=lambda key: self.epochs.knows_lease(key),
+        )
+        self.epochs = EpochRunner(
+            cfg,
+            store=self.store,
+            # epoch starts must be unpredictable: the operating system's CSPRNG unless a test
+            # passes a seeded one
+            planner=EpochPlanner(cfg.challenge, rng or random.SystemRandom()),
+            challenger=self.challenger,
+            poller=self.poller,
+            metrics=self.metrics,
+            wall_clock=wall_clock,
+            lease_store=self.lease_store,
+            receipt_store=self.receipt_store,
+            on_challenge=on_challenge,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -282,11 +276,17 @@ class ValidatorDaemon:
         loops = [
             self._loop("metagraph", cfg.chain.sync_interval_s, self._sync_metagraph, stop, True),
             self._loop("poll", cfg.miners.poll_interval_s, self._poll, stop),
-            self._epoch_loop(stop),
+            self.epochs.loop(stop),
             self._loop("prune", PRUNE_INTERVAL_S, self._prune, stop),
             self._loop("receipts", cfg.leases.receipt_poll_interval_s, self._receipts, stop),
             self._loop("db_ping", PING_INTERVAL_S, self._ping, stop),
-            self._weights_loop(stop),
+            weights_loop(
+                self.weights,
+                self.chain,
+                stop,
+                interval_blocks=cfg.scoring.weights_interval_blocks,
+                check_interval_s=cfg.scoring.weights_check_interval_s,
+            ),
         ]
         if self.lease_manager is not None:
             manager = self.lease_manager
@@ -332,7 +332,7 @@ class ValidatorDaemon:
     async def shutdown(self) -> None:
         """Finish or cancel running challenges (closing the cancelled ones as excused), then
         release the verifier, chain and store."""
-        running = list(self._epochs)
+        running = list(self.epochs.running)
         if running:
             _, pending = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_S)
             for task in pending:
@@ -363,7 +363,7 @@ class ValidatorDaemon:
     ) -> None:
         """Run ``step`` every ``interval_s`` until ``stop``; a failing step is logged, counted
         and retried at the next interval, never fatal."""
-        if wait_first and await _wait(stop, interval_s):
+        if wait_first and await stopped_after(stop, interval_s):
             return
         while not stop.is_set():
             self.metrics.rounds.labels(loop=name).inc()
@@ -375,7 +375,7 @@ class ValidatorDaemon:
             except Exception:
                 self.metrics.loop_errors.labels(loop=name, code="internal").inc()
                 log.exception("loop_crashed", loop=name)
-            if await _wait(stop, interval_s):
+            if await stopped_after(stop, interval_s):
                 return
 
     async def _sync_metagraph(self) -> None:
@@ -399,86 +399,9 @@ class ValidatorDaemon:
         log.debug("polled", ok=len(summary.ok), failed=len(summary.failed))
         return summary
 
-    async def seed_samples(self) -> int:
-        """Load the calibration window's verified throughputs once (start-up); later epochs
-        add theirs as they close."""
-        now = self.wall_clock()
-        since = now - timedelta(hours=self.cfg.challenge.calibration_hours)
-        for s in await self.store.verified_throughputs(since):
-            model_id = identify(s.gpu_uuid, s.gpu_model).model_id
-            self.samples.add(s.dispatched_at or now, s.miner_hotkey, model_id, s.throughput_flops)
-        self._samples_seeded = True
-        return len(self.samples)
-
-    def record_samples(self, result: ChallengeResult) -> None:
-        """Feed one closed challenge's verified throughputs to the calibration."""
-        planned = result.planned
-        for verdict in result.verdicts:
-            identity = planned.identities.get(verdict.gpu_uuid)
-            if verdict.throughput_flops is None or identity is None:
-                continue
-            if verdict.outcome is Outcome.VERIFIED:
-                self.samples.add(
-                    verdict.closed_at, planned.miner_hotkey, identity.model_id,
-                    verdict.throughput_flops,
-                )  # fmt: skip
-
-    async def expected_rates(self) -> ExpectedRates:
-        """Each model's expected throughput, calibrated on this validator's verified results."""
-        section = self.cfg.challenge
-        if not self._samples_seeded:
-            await self.seed_samples()
-        rates = calibrate(
-            self.samples.samples(self.wall_clock()),
-            CalibrationSettings(
-                cpu_expected_flops=section.cpu_expected_flops,
-                unknown_flops=section.unknown_flops,
-                percentile=section.calibration_percentile,
-                min_miners=section.calibration_min_miners,
-                min_samples=section.calibration_min_samples,
-                floor=section.calibration_floor,
-            ),
-        )
-        for model_id, rate in rates.rates.items():
-            self.metrics.expected_flops.labels(model=model_id).set(rate.expected_flops)
-        self.rates = rates
-        return rates
-
-    async def refresh_known_leases(self, now: datetime) -> frozenset[WorkerKey]:
-        """The workers under a lease this validator knows of: its own pending or active leases,
-        and every lease its collected receipts show running."""
-        held: set[WorkerKey] = set()
-        if self.lease_store is not None:
-            held |= await self.lease_store.held_workers()
-        if self.receipt_store is not None:
-            for interval in await self.receipt_store.lease_intervals(now):
-                if interval.end is None or interval.end > now:
-                    held.add((interval.miner_hotkey, interval.worker_id))
-        self.known_leases = frozenset(held)
-        return self.known_leases
-
     async def plan_once(self) -> EpochPlan:
-        """What an epoch starting now would challenge (counting skips in the metrics); nothing
-        is dispatched."""
-        now = self.wall_clock()
-        workers = await self.store.workers(now)
-        leased = await self.refresh_known_leases(now)
-        rates = await self.expected_rates()
-        trips = {
-            m.hotkey: trip
-            for m in await self.store.miners()
-            if (trip := self.poller.round_trip_s(m.hotkey)) is not None
-        }
-        in_flight = frozenset().union(*self._epochs.values()) if self._epochs else frozenset()
-        plan = self.planner.plan(
-            workers, rates=rates, round_trips=trips, in_flight=in_flight, leased=leased
-        )
-        for reason in plan.skipped.values():
-            self.metrics.challenge_skips.labels(reason=reason.value).inc()
-        self.metrics.unverifiable_gpus.set(len(plan.unverifiable))
-        for (miner, worker, uuid), why in plan.unverifiable.items():
-            log.info("gpu_unverifiable", miner=miner, worker=worker[:16], gpu=uuid, reason=why)
-        return plan
+        """What an epoch starting now would challenge; nothing is dispatched."""
+        return await self.epochs.plan_once()
 
     async def challenge_round(self) -> list[ChallengeResult]:
         """Plan an epoch now and run it to its end (devnet and tests use this; the daemon's
@@ -487,12 +410,7 @@ class ValidatorDaemon:
         return list(report.results)
 
     async def run_epoch(self, plan: EpochPlan) -> EpochReport:
-        report = await self.challenger.run_epoch(plan)
-        for result in report.results:
-            self.record_samples(result)
-            if self.on_challenge is not None:
-                self.on_challenge(result)
-        return report
+        return await self.epochs.run_epoch(plan)
 
     async def _poll(self) -> None:
         await self.poll_once()
@@ -506,79 +424,9 @@ class ValidatorDaemon:
     async def _receipts(self) -> None:
         await self.collect_receipts()
 
-    async def _epoch_loop(self, stop: asyncio.Event) -> None:
-        """Start an epoch at every drawn start time until ``stop``; each epoch runs as its own
-        task, so a slow one never delays the next start."""
-        next_at = self.planner.first_epoch_at(self.wall_clock())
-        while not stop.is_set():
-            wait = (next_at - self.wall_clock()).total_seconds()
-            if wait > 0:
-                if await _wait(stop, min(wait, self.cfg.challenge.plan_interval_s)):
-                    return
-                continue
-            next_at = self.planner.next_epoch_at(next_at)
-            if next_at <= self.wall_clock():  # we fell behind (a long pause): start afresh
-                next_at = self.planner.next_epoch_at(self.wall_clock())
-            self.metrics.rounds.labels(loop="epoch").inc()
-            try:
-                plan = await self.plan_once()
-            except ByteLeapError as exc:
-                self.metrics.loop_errors.labels(loop="epoch", code=exc.code).inc()
-                log.warning("loop_failed", loop="epoch", code=exc.code, error=exc.message)
-                continue
-            except Exception:
-                self.metrics.loop_errors.labels(loop="epoch", code="internal").inc()
-                log.exception("loop_crashed", loop="epoch")
-                continue
-            if not plan.challenges:
-                continue
-            task = asyncio.create_task(self._epoch(plan))
-            self._epochs[task] = frozenset(p.key for p in plan.challenges)
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._epochs.pop(task, None)
-
-    async def _epoch(self, plan: EpochPlan) -> None:
-        try:
-            await self.run_epoch(plan)
-        except Exception:  # Challenger.run_epoch already turns every failure into verdicts
-            log.exception("epoch_task_crashed", workers=len(plan.challenges))
-
-    async def _weights_loop(self, stop: asyncio.Event) -> None:
-        interval = self.cfg.scoring.weights_interval_blocks
-        schedule: WeightSchedule | None = None
-        while not stop.is_set():
-            self.metrics.rounds.labels(loop="weights").inc()
-            try:
-                if schedule is None:
-                    schedule = WeightSchedule(interval or await self.chain.tempo())
-                    schedule.resume(await self.store.weight_submissions(limit=20))
-                    log.info("weights_schedule", interval_blocks=schedule.interval_blocks)
-                block = await self.chain.current_block()
-                if schedule.due(block):
-                    attempt = await self.weights.submit(stop)
-                    schedule.after(block, attempt)
-                    self.record_lease_revenue(attempt.submission.inputs)
-            except ByteLeapError as exc:
-                self.metrics.loop_errors.labels(loop="weights", code=exc.code).inc()
-                log.warning("loop_failed", loop="weights", code=exc.code, error=exc.message)
-            except Exception:
-                self.metrics.loop_errors.labels(loop="weights", code="internal").inc()
-                log.exception("loop_crashed", loop="weights")
-            if await _wait(stop, self.cfg.scoring.weights_check_interval_s):
-                return
-
     def record_lease_revenue(self, inputs: Mapping[str, Any]) -> None:
         """Per-miner lease revenue of the scoring just done (the stored explanation)."""
-        miners = inputs.get("miners")
-        if not isinstance(miners, Mapping):
-            return
-        gauge = self.metrics.lease_revenue
-        gauge.clear()
-        for hotkey, explanation in miners.items():
-            if isinstance(explanation, Mapping):
-                gauge.labels(miner=hotkey).set(float(explanation.get("lease_revenue") or 0.0))
+        record_lease_revenue(self.metrics, inputs)
 
     async def _prune(self) -> None:
         database = self.cfg.database
@@ -592,13 +440,6 @@ class ValidatorDaemon:
 
     async def _ping(self) -> None:
         self.metrics.db_ping_seconds.set(await self.store.ping())
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds`` or until ``stop``; True when stopped."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    return stop.is_set()
 
 
 def run_validator(

@@ -26,6 +26,7 @@ Without one ``compute_weights`` runs in a worker thread and the rest on the call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,7 +38,7 @@ import structlog
 
 import byteleap
 from byteleap.chain import ChainPort, ChainRateLimited, ChainRefused
-from byteleap.errors import ChainError
+from byteleap.errors import ByteLeapError, ChainError
 from byteleap.scoring import ScoringParams, WeightResult, compute_weights
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store.records import ScoringInputs, ValidatorStore, WeightSubmission
@@ -316,6 +317,53 @@ class WeightSchedule:
             self.next_block = block + self.interval_blocks
 
 
+def record_lease_revenue(metrics: ValidatorMetrics, inputs: Mapping[str, Any]) -> None:
+    """Per-miner lease revenue of the scoring just done (the stored explanation)."""
+    miners = inputs.get("miners")
+    if not isinstance(miners, Mapping):
+        return
+    gauge = metrics.lease_revenue
+    gauge.clear()
+    for hotkey, explanation in miners.items():
+        if isinstance(explanation, Mapping):
+            gauge.labels(miner=hotkey).set(float(explanation.get("lease_revenue") or 0.0))
+
+
+async def weights_loop(
+    setter: WeightSetter,
+    chain: ChainPort,
+    stop: asyncio.Event,
+    *,
+    interval_blocks: int | None,
+    check_interval_s: float,
+) -> None:
+    """Every ``check_interval_s`` until ``stop``: when the schedule says the block is due, score
+    and submit (and refresh the lease revenue gauge); a failing check is logged, counted and
+    tried again at the next interval."""
+    metrics = setter.metrics
+    schedule: WeightSchedule | None = None
+    while not stop.is_set():
+        metrics.rounds.labels(loop="weights").inc()
+        try:
+            if schedule is None:
+                schedule = WeightSchedule(interval_blocks or await chain.tempo())
+                schedule.resume(await setter.store.weight_submissions(limit=20))
+                log.info("weights_schedule", interval_blocks=schedule.interval_blocks)
+            block = await chain.current_block()
+            if schedule.due(block):
+                attempt = await setter.submit(stop)
+                schedule.after(block, attempt)
+                record_lease_revenue(metrics, attempt.submission.inputs)
+        except ByteLeapError as exc:
+            metrics.loop_errors.labels(loop="weights", code=exc.code).inc()
+            log.warning("loop_failed", loop="weights", code=exc.code, error=exc.message)
+        except Exception:
+            metrics.loop_errors.labels(loop="weights", code="internal").inc()
+            log.exception("loop_crashed", loop="weights")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=check_interval_s)
+
+
 __all__ = [
     "RETRY_DELAYS_S",
     "Attempt",
@@ -325,7 +373,9 @@ __all__ = [
     "WeightVector",
     "by_uid",
     "explanation",
+    "record_lease_revenue",
     "record_submission",
     "scoring_pass",
     "weigh",
+    "weights_loop",
 ]
