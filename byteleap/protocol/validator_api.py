@@ -59,18 +59,34 @@ from byteleap.protocol.common import (
     distinct,
 )
 from byteleap.protocol.worker_link import (
+    JOB_ANSWERS,
     MAX_ARTIFACT_CHUNK,
     MAX_ARTIFACTS,
     MAX_LOG_SLICE,
+    ArtifactChunk,
     ArtifactInfo,
     ArtifactName,
+    ArtifactQuery,
     ByteCount,
     GpuCommit,
+    JobAccepted,
+    JobCancel,
     JobId,
     JobInfo,
+    JobLogs,
     JobLogSlice,
+    JobLogsQuery,
     JobRefusal,
+    JobRefused,
+    JobResult,
+    JobResultQuery,
     JobSpec,
+    JobStatus,
+    JobStatusQuery,
+    JobSubmit,
+    LeaseAck,
+    LeaseStart,
+    LeaseStop,
     OpeningRequest,
     RowOpening,
     WorkerState,
@@ -479,6 +495,72 @@ class JobArtifactResponse(_JobAnswer):
     eof: bool = False
 
 
+# --------------------------------------------------------------------------- forwarding
+#
+# One envelope carries every message a validator sends to the worker of a lease (lease start and
+# stop, every job request) and the worker's answer back. The miner checks the caller, that the
+# caller owns the lease and that the lease holds the named worker, once, then relays the
+# worker-link message unchanged (but for ``request_id``, which the miner owns on its link and
+# restores in the answer). A refusal by the miner (unknown lease, lease ended) is the same
+# worker-link answer the worker would give (``JobRefused``, ``LeaseAck(accepted=False)``).
+
+ForwardedMessage = Annotated[
+    LeaseStart
+    | LeaseStop
+    | JobSubmit
+    | JobCancel
+    | JobStatusQuery
+    | JobLogsQuery
+    | JobResultQuery
+    | ArtifactQuery,
+    Field(discriminator="type"),
+]
+"""A worker-link message a validator may send to the worker of its lease."""
+
+ForwardedAnswer = Annotated[
+    LeaseAck | JobAccepted | JobRefused | JobStatus | JobLogs | JobResult | ArtifactChunk,
+    Field(discriminator="type"),
+]
+"""The worker-link answer to a forwarded message."""
+
+#: the answers each forwarded message may get (``JobRefused`` too, for the job requests)
+FORWARD_ANSWERS: dict[type[Message], type[Message]] = {
+    LeaseStart: LeaseAck,
+    LeaseStop: LeaseAck,
+    **JOB_ANSWERS,
+}
+
+
+class ForwardRequest(Message):
+    """``POST /forward``: relay ``message`` to worker ``worker_pubkey`` under lease ``lease_id``."""
+
+    type: Literal["forward_request"] = "forward_request"
+    worker_pubkey: PublicKeyHex
+    lease_id: Identifier
+    message: ForwardedMessage
+
+    @model_validator(mode="after")
+    def _same_lease(self) -> Self:
+        if self.message.lease_id != self.lease_id:
+            raise ValueError("the forwarded message names another lease than the envelope")
+        return self
+
+
+class ForwardResponse(Message):
+    """The worker's answer to a forwarded message (or the miner's refusal in the same shape)."""
+
+    type: Literal["forward_response"] = "forward_response"
+    worker_pubkey: PublicKeyHex
+    lease_id: Identifier
+    message: ForwardedAnswer
+
+    @model_validator(mode="after")
+    def _same_lease(self) -> Self:
+        if self.message.lease_id != self.lease_id:
+            raise ValueError("the forwarded answer names another lease than the envelope")
+        return self
+
+
 # --------------------------------------------------------------------------- receipts
 
 
@@ -648,7 +730,8 @@ ValidatorRequest = Annotated[
     | JobLogsRequest
     | JobResultRequest
     | JobArtifactRequest
-    | ReceiptSubmitRequest,
+    | ReceiptSubmitRequest
+    | ForwardRequest,
     Field(discriminator="type"),
 ]
 """Every body a validator sends."""
@@ -668,6 +751,7 @@ MinerResponse = Annotated[
     | JobResultResponse
     | JobArtifactResponse
     | ReceiptSubmitResponse
+    | ForwardResponse
     | ReceiptPage
     | HealthResponse
     | ApiError,
@@ -703,6 +787,8 @@ ValidatorApiMessage = Annotated[
     | JobArtifactResponse
     | ReceiptSubmitRequest
     | ReceiptSubmitResponse
+    | ForwardRequest
+    | ForwardResponse
     | ReceiptPage
     | HealthResponse
     | ApiError,
@@ -713,6 +799,7 @@ ValidatorApiMessage = Annotated[
 
 __all__ = [
     "EVIDENCE_TAG",
+    "FORWARD_ANSWERS",
     "MAX_INVENTORY_BYTES",
     "MAX_PRICE_MICROS",
     "MAX_RECEIPTS_PAGE",
@@ -723,6 +810,10 @@ __all__ = [
     "ChallengeResponse",
     "EpochFailure",
     "EpochRequest",
+    "ForwardRequest",
+    "ForwardResponse",
+    "ForwardedAnswer",
+    "ForwardedMessage",
     "GpuSummary",
     "HealthResponse",
     "InventoryResponse",

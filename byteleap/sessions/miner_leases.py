@@ -96,6 +96,8 @@ class StopRequested:
     caller: str
     lease_id: str
     reason: str
+    #: when given, the lease's worker must be this one
+    worker_pubkey: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +365,8 @@ class LeaseTable:
             return [Answer(event.lease_id, False, "unknown lease")]
         if record.owner != event.caller:
             raise Forbidden(f"lease {event.lease_id} belongs to another validator")
+        if event.worker_pubkey is not None and event.worker_pubkey != record.worker_pubkey:
+            raise Forbidden(f"lease {event.lease_id} holds another worker")
         if record.state == "ended":
             return [Answer(event.lease_id, True, "already ended")]
         return [StopAtWorker(event.lease_id, record.worker_pubkey, event.reason)]

@@ -15,8 +15,12 @@ scores it by class (SPEC 3):
   ``VerificationFailed(BAD_SIGNATURE)``; so does a countersigned receipt whose miner signature
   does not verify.
 
-Job requests (``job_*``) answer with their response model; a refusal (unknown lease, lease
-ended, no such job, ...) is an answer with ``refusal`` set, not an exception.
+Everything for the worker of a lease (lease start and stop, job requests) can go through one
+``forward(worker_pubkey, message)``: the worker-link message travels unchanged in a
+``ForwardRequest`` and the worker's answer comes back; a refusal (unknown lease, lease ended,
+no such job, ...) is a ``JobRefused`` or ``LeaseAck(accepted=False)`` answer, not an exception.
+The older per-message methods (``lease_start``, ``job_*``) remain until every validator call
+site uses ``forward`` (docs/design-changes.md).
 
 ``epoch`` sends every challenge of an epoch in one request and yields one :class:`EpochArrival`
 per challenge as the miner's record stream delivers it, timed by the validator's clock; there a
@@ -65,12 +69,17 @@ from byteleap.protocol import codec
 from byteleap.protocol.common import Message
 from byteleap.protocol.stream import STREAM_CONTENT_TYPE, RecordReader
 from byteleap.protocol.validator_api import (
+    FORWARD_ANSWERS,
     MAX_RECEIPTS_PAGE,
     ApiError,
     ChallengeRequest,
     ChallengeResponse,
     EpochFailure,
     EpochRequest,
+    ForwardedAnswer,
+    ForwardedMessage,
+    ForwardRequest,
+    ForwardResponse,
     HealthResponse,
     InventoryResponse,
     JobArtifactRequest,
@@ -97,7 +106,17 @@ from byteleap.protocol.validator_api import (
     ReceiptSubmitRequest,
     ReceiptSubmitResponse,
 )
-from byteleap.protocol.worker_link import MAX_ARTIFACT_CHUNK, ArtifactInfo
+from byteleap.protocol.worker_link import (
+    MAX_ARTIFACT_CHUNK,
+    ArtifactInfo,
+    JobAccepted,
+    JobRefused,
+    JobResult,
+    JobStatus,
+    LeaseAck,
+    LeaseStart,
+    LeaseStop,
+)
 
 #: media type of request and response bodies
 CONTENT_TYPE = "application/x-byteleap-frame"
@@ -392,7 +411,25 @@ class MinerClient:
     async def lease_status(self, request: LeaseStatusRequest) -> LeaseStatusResponse:
         return await self._call("POST", "/lease/status", request, LeaseStatusResponse)
 
-    # ------------------------------------------------------------------ jobs
+    # ------------------------------------------------------------------ forwarding
+
+    async def forward(self, worker_pubkey: str, message: ForwardedMessage) -> ForwardedAnswer:
+        """Relay ``message`` (a lease start or stop, a job request) to the worker of one of this
+        validator's leases (``POST /forward``) and return the worker's answer.
+
+        The answer is checked to be one that ``message`` may get (``FORWARD_ANSWERS``, or
+        ``JobRefused`` for a job request) about the same lease, job and ``request_id``; a
+        refusal is an answer, not an exception."""
+        request = ForwardRequest(
+            worker_pubkey=worker_pubkey, lease_id=message.lease_id, message=message
+        )
+        response = await self._call("POST", "/forward", request, ForwardResponse)
+        if response.worker_pubkey != worker_pubkey or response.lease_id != message.lease_id:
+            raise MalformedMessage("the miner answered for another worker or lease")
+        _check_forwarded(message, response.message)
+        return response.message
+
+    # ------------------------------------------------------------------ jobs (old routes)
 
     async def job_submit(self, request: JobSubmitRequest) -> JobSubmitResponse:
         """Run a job on a lease this validator started (``response.accepted`` or ``refusal``)."""
@@ -631,6 +668,28 @@ def _transport_error(exc: httpx.HTTPError) -> ByteLeapError:
 
 def _check_job_answer(lease_id: str, job_id: str, answer: Message) -> None:
     if (getattr(answer, "lease_id", None), getattr(answer, "job_id", None)) != (lease_id, job_id):
+        raise MalformedMessage("the miner answered about another job")
+
+
+def _check_forwarded(message: ForwardedMessage, answer: ForwardedAnswer) -> None:
+    """Raise unless ``answer`` is one the worker may give to ``message``, about the same thing."""
+    allowed: tuple[type[Message], ...] = (FORWARD_ANSWERS[type(message)],)
+    if isinstance(message, LeaseStart | LeaseStop):
+        if not isinstance(answer, LeaseAck) or answer.lease_id != message.lease_id:
+            raise MalformedMessage(f"the miner answered {answer.type} to {message.type}")
+        return
+    allowed += (JobRefused,)
+    if not isinstance(answer, allowed) or isinstance(answer, LeaseAck):
+        raise MalformedMessage(f"the miner answered {answer.type} to {message.type}")
+    if isinstance(answer, JobAccepted | JobStatus | JobResult):
+        job_id = answer.job.job_id
+    else:
+        job_id = answer.job_id
+    if (answer.request_id, answer.lease_id, job_id) != (
+        message.request_id,
+        message.lease_id,
+        message.job_id,
+    ):
         raise MalformedMessage("the miner answered about another job")
 
 

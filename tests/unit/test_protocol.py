@@ -39,6 +39,8 @@ from byteleap.protocol.validator_api import (
     ChallengeResponse,
     EpochFailure,
     EpochRequest,
+    ForwardRequest,
+    ForwardResponse,
     GpuSummary,
     HealthResponse,
     InventoryResponse,
@@ -580,6 +582,24 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
     ),
     ReceiptPage: receipt_pages(),
 }
+
+
+def _envelope(cls: type[Message], inner: tuple[type[Message], ...]) -> st.SearchStrategy[Any]:
+    """An envelope around any of ``inner``, naming the same lease as its message."""
+    return st.tuples(st.one_of(*(STRATEGIES[c] for c in inner)), pubkey_hex).map(
+        lambda pair: cls(worker_pubkey=pair[1], lease_id=pair[0].lease_id, message=pair[0])
+    )
+
+
+STRATEGIES[ForwardRequest] = _envelope(
+    ForwardRequest,
+    (LeaseStart, LeaseStop, JobSubmit, JobCancel, JobStatusQuery, JobLogsQuery, JobResultQuery,
+     ArtifactQuery),
+)  # fmt: skip
+STRATEGIES[ForwardResponse] = _envelope(
+    ForwardResponse,
+    (LeaseAck, JobAccepted, JobRefused, JobStatus, JobLogs, JobResult, ArtifactChunk),
+)
 
 any_message = st.one_of(*STRATEGIES.values())
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from byteleap.protocol.validator_api import LeaseStatusResponse
+from byteleap.protocol.validator_api import ForwardRequest, ForwardResponse, LeaseStatusResponse
 from byteleap.protocol.worker_link import (
     JobRefused,
     JobReply,
@@ -92,9 +92,23 @@ class LeaseService:
         )
         return await self._carry_out(self.table.handle(event), start)
 
-    async def stop(self, caller: str, stop: LeaseStop) -> LeaseAck:
+    async def forward(self, caller: str, envelope: ForwardRequest) -> ForwardResponse:
+        """Relay the envelope's message to the worker of ``caller``'s lease; its answer."""
+        worker, message = envelope.worker_pubkey, envelope.message
+        answer: LeaseAck | JobReply
+        if isinstance(message, LeaseStart):
+            answer = await self.start(caller, worker, message)
+        elif isinstance(message, LeaseStop):
+            answer = await self.stop(caller, message, worker)
+        else:
+            answer = await self.job(caller, worker, message)
+        return ForwardResponse(worker_pubkey=worker, lease_id=envelope.lease_id, message=answer)
+
+    async def stop(
+        self, caller: str, stop: LeaseStop, worker_pubkey: str | None = None
+    ) -> LeaseAck:
         """Stop one of ``caller``'s leases at its worker; the lease ends at the miner either way."""
-        event = StopRequested(self.clock(), caller, stop.lease_id, stop.reason)
+        event = StopRequested(self.clock(), caller, stop.lease_id, stop.reason, worker_pubkey)
         return await self._carry_out(self.table.handle(event), stop)
 
     async def job(self, caller: str, worker_pubkey: str | None, request: JobRequest) -> JobReply:

@@ -11,6 +11,7 @@ from byteleap.errors import MalformedMessage
 from byteleap.protocol.validator_api import (
     ChallengeRequest,
     EpochRequest,
+    ForwardRequest,
     JobArtifactRequest,
     JobArtifactResponse,
     JobCancelRequest,
@@ -68,6 +69,7 @@ LeaseStartBody = Annotated[LeaseStartRequest, Depends(body(LeaseStartRequest))]
 LeaseStopBody = Annotated[LeaseStopRequest, Depends(body(LeaseStopRequest))]
 LeaseStatusBody = Annotated[LeaseStatusRequest, Depends(body(LeaseStatusRequest))]
 ReceiptBody = Annotated[ReceiptSubmitRequest, Depends(body(ReceiptSubmitRequest))]
+Envelope = Annotated[ForwardRequest, Depends(body(ForwardRequest))]
 
 
 @router.get("/health", dependencies=[HealthLimited])
@@ -107,6 +109,11 @@ async def lease_start(caller: CallerDep, req: LeaseStartBody, leases: LeasesDep)
 async def lease_stop(caller: CallerDep, req: LeaseStopBody, leases: LeasesDep) -> Response:
     ack = await leases.stop(caller.hotkey, LeaseStop(lease_id=req.lease_id, reason=req.reason))
     return frame(LeaseStopResponse(lease_id=ack.lease_id, stopped=ack.accepted, reason=ack.reason))
+
+
+@router.post("/forward")
+async def forward(caller: CallerDep, req: Envelope, leases: LeasesDep) -> Response:
+    return frame(await leases.forward(caller.hotkey, req))
 
 
 @router.post("/lease/status")
