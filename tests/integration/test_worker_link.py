@@ -123,12 +123,14 @@ async def test_a_replayed_registration_does_not_verify_on_a_new_connection(
 async def test_disconnect_mid_challenge_then_the_commit_arrives_after_reconnect(
     miner: FakeMiner,
 ) -> None:
-    params = ChallengeParams(m=256, n=256, k=256, v=15, stages=300)
+    # long enough (about a second) that a busy heartbeat (every 0.2 s) is seen before the commit
+    params = ChallengeParams(m=256, n=256, k=256, v=15, stages=1200)
     async with running_worker(miner.url) as worker:
         ws, _ = await miner.accept()
         await ws.send(codec.encode(dispatch("c-3", worker.device_uuid, params)))
+        deadline = time.monotonic() + 30
         while (await recv(ws, Heartbeat)).state != "busy":
-            pass
+            assert time.monotonic() < deadline, "no busy heartbeat: the challenge ended too soon"
         await ws.close()
         assert worker.runtime.agent.running is not None  # still computing while disconnected
         ws2, _ = await miner.accept()
