@@ -25,23 +25,41 @@ POSTGRES_HOME = "byteleap_postgres_home"
 _postgres_home = pytest.StashKey[Path]()
 
 
-class _SharePostgresHome:
-    """Hands the controller's PostgreSQL home to every xdist worker it starts."""
+#: the key of the controller's terminal size variables in a worker's ``workerinput``
+TERMINAL = "byteleap_terminal"
+#: set in a worker's environment though its controller may have neither (Rich and click read
+#: them: a console made at import would be 80 columns wide under xdist only)
+TERMINAL_VARIABLES = ("COLUMNS", "LINES")
 
-    def __init__(self, home: Path) -> None:
+
+class _ShareWithWorkers:
+    """Hands every xdist worker the controller's PostgreSQL home and terminal size variables, so
+    a worker runs its tests as the controller would."""
+
+    def __init__(self, home: Path | None) -> None:
         self.home = home
 
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput[POSTGRES_HOME] = str(self.home)
+        if self.home is not None:
+            node.workerinput[POSTGRES_HOME] = str(self.home)
+        node.workerinput[TERMINAL] = {k: os.environ.get(k) for k in TERMINAL_VARIABLES}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or os.environ.get("BYTELEAP_TEST_DATABASE_URL"):
-        return  # a worker uses its controller's server; a named server needs none
-    home = postgres.new_home()
-    config.stash[_postgres_home] = home
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a worker: its controller owns the server
+        for name, value in workerinput.get(TERMINAL, {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        return
+    home = None
+    if not os.environ.get("BYTELEAP_TEST_DATABASE_URL"):  # a named server needs no home
+        home = postgres.new_home()
+        config.stash[_postgres_home] = home
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_SharePostgresHome(home), "byteleap-postgres-home")
+        config.pluginmanager.register(_ShareWithWorkers(home), "byteleap-share-with-workers")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
