@@ -5,7 +5,8 @@
 #   scripts/test.sh -k merkle    # extra arguments go to pytest
 #   scripts/test.sh -n 0         # every test in one process (pytest-xdist off)
 #
-# pytest runs on pytest-xdist workers, one per core (-n auto), handing tests out one by one
+# pytest runs on pytest-xdist workers, two per core (most slow tests wait on processes and
+# timers, not the CPU; BYTELEAP_TEST_WORKERS overrides the number), handing tests out one by one
 # (--dist worksteal: a worker that runs dry takes queued tests from a busy one); each test gets
 # its own temp directory, database and ports, so none share state. The quick lane of the
 # edit-test loop is `python -m pytest -m "not slow"` (see docs/testing.md).
@@ -45,4 +46,5 @@ mypy
 echo "==> import-linter"
 lint-imports
 echo "==> pytest"
-exec python -m pytest -n auto --dist worksteal "$@"
+workers="${BYTELEAP_TEST_WORKERS:-$((2 * $(nproc)))}"
+exec python -m pytest -n "$workers" --dist worksteal "$@"
