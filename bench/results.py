@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 
-class Status(StrEnum):
+class BenchStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     NOT_RUN = "not run"
@@ -18,21 +18,21 @@ class BenchResult:
     """One script's run: its JSON figures when it succeeded, else why there are none."""
 
     name: str
-    status: Status
+    status: BenchStatus
     seconds: float
     figures: dict[str, Any] | None = None
     detail: str = ""
 
     def summary(self) -> str:
         """The one line that stands in for a benchmark's tables when it has no figures."""
-        if self.status is Status.NOT_RUN:
+        if self.status is BenchStatus.NOT_RUN:
             return f"**Not run: {self.detail}.**"
-        if self.status is Status.FAILED:
+        if self.status is BenchStatus.FAILED:
             return f"**Failed** after {self.seconds:.0f} s: {self.detail}"
         return f"Ran in {self.seconds:.0f} s."
 
 
-class Verdict(StrEnum):
+class TargetVerdict(StrEnum):
     PASS = "pass"
     FAIL = "**FAIL**"
     NOT_MEASURED = "not measured"
@@ -43,5 +43,5 @@ class Target:
     bench: str
     goal: str
     measured: str
-    verdict: Verdict
+    verdict: TargetVerdict
     note: str = ""

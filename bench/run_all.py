@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.document import render
 from bench.machine import this_machine
-from bench.results import BenchResult, Status
+from bench.results import BenchResult, BenchStatus
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -104,23 +104,25 @@ def run_bench(bench: Bench, *, quick: bool, workdir: Path, timeout_s: float | No
     seconds = time.perf_counter() - started
     if timed_out.is_set():
         return BenchResult(
-            bench.name, Status.FAILED, seconds, detail=f"timed out after {limit:.0f} s"
+            bench.name, BenchStatus.FAILED, seconds, detail=f"timed out after {limit:.0f} s"
         )
     if code != 0:
         last = tail[-1] if tail else "no message"
         return BenchResult(
-            bench.name, Status.FAILED, seconds, detail=f"exit status {code}: `{last}`"
+            bench.name, BenchStatus.FAILED, seconds, detail=f"exit status {code}: `{last}`"
         )
     try:
         figures = json.loads(out.read_text())
     except (OSError, ValueError) as exc:
-        return BenchResult(bench.name, Status.FAILED, seconds, detail=f"no figures written ({exc})")
+        return BenchResult(
+            bench.name, BenchStatus.FAILED, seconds, detail=f"no figures written ({exc})"
+        )
     if bench.name == "gpu" and not figures.get("available", False):
         reason = figures.get("reason", "CuPy sees no CUDA device")
         return BenchResult(
-            bench.name, Status.NOT_RUN, seconds, figures, f"no CUDA device ({reason})"
+            bench.name, BenchStatus.NOT_RUN, seconds, figures, f"no CUDA device ({reason})"
         )
-    return BenchResult(bench.name, Status.OK, seconds, figures)
+    return BenchResult(bench.name, BenchStatus.OK, seconds, figures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n==> wrote {args.output}")
     for r in results:
         print(f"    {r.name:<16} {r.status.value:<8} {r.seconds:7.1f} s  {r.detail}")
-    return 1 if any(r.status is Status.FAILED for r in results) else 0
+    return 1 if any(r.status is BenchStatus.FAILED for r in results) else 0
 
 
 if __name__ == "__main__":

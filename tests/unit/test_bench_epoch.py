@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from bench.epoch import Settings, measure, report
+from bench.epoch import measure
+from bench.epoch_report import report
+from bench.epoch_world import EpochSettings
 from byteleap.challenge.params import ChallengeParams
 
-SETTINGS = Settings(
+SETTINGS = EpochSettings(
     miners=2,
     workers_per_miner=3,
     commit_sample=2,

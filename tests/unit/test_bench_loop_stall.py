@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.document import section
-from bench.results import BenchResult, Status, Verdict
+from bench.results import BenchResult, BenchStatus, TargetVerdict
 from bench.run_all import NAMES
 
 
@@ -38,17 +38,19 @@ def figures(*, quick: bool, after: float) -> dict[str, Any]:
 def test_the_section_shows_before_and_after_and_judges_the_full_run() -> None:
     assert "loop_stall" in NAMES
     text, [target] = section(
-        BenchResult("loop_stall", Status.OK, 60.0, figures(quick=False, after=30.0))
+        BenchResult("loop_stall", BenchStatus.OK, 60.0, figures(quick=False, after=30.0))
     )
     assert "## The event loop under the largest inventories (`bench/loop_stall.py`)" in text
     assert "| poll | 1,200.0 → **30.0 ms** |" in text
     assert "| idle (nothing runs) | 3.0 ms |" in text
     assert "$" not in text
-    assert target.verdict is Verdict.PASS and "30.0 ms at 16 miners" in target.measured
+    assert target.verdict is TargetVerdict.PASS and "30.0 ms at 16 miners" in target.measured
 
     _, [missed] = section(
-        BenchResult("loop_stall", Status.OK, 60.0, figures(quick=False, after=80.0))
+        BenchResult("loop_stall", BenchStatus.OK, 60.0, figures(quick=False, after=80.0))
     )
-    assert missed.verdict is Verdict.FAIL
-    _, [quick] = section(BenchResult("loop_stall", Status.OK, 9.0, figures(quick=True, after=30.0)))
-    assert quick.verdict is Verdict.NOT_MEASURED
+    assert missed.verdict is TargetVerdict.FAIL
+    _, [quick] = section(
+        BenchResult("loop_stall", BenchStatus.OK, 9.0, figures(quick=True, after=30.0))
+    )
+    assert quick.verdict is TargetVerdict.NOT_MEASURED

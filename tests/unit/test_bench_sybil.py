@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.sybil import STRATEGIES, TARGET_RATIO, Attack, Day, simulate
+from bench.sybil import simulate
+from bench.sybil_report import Day
+from bench.sybil_world import STRATEGIES, TARGET_RATIO, Attack
 
 EPOCHS = 16  # past calibration_min_samples (12), so the calibration moves
 
