@@ -36,12 +36,14 @@ from byteleap.chain import MetagraphView, NeuronView
 from byteleap.config.miner import MinerApiSection, WorkerServerSection
 from byteleap.crypto import WorkerKey
 from byteleap.leases.receipts import Receipt, verify_signatures
-from byteleap.protocol.validator_api import (
-    JobStatusRequest,
-    JobSubmitRequest,
-    LeaseStartRequest,
+from byteleap.protocol.worker_link.jobs import (
+    JobAccepted,
+    JobSpec,
+    JobStatus,
+    JobStatusQuery,
+    JobSubmit,
 )
-from byteleap.protocol.worker_link import JobSpec
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart
 from byteleap.sessions.worker_agent import WorkerAgent
 from daemonkit.http import EmbeddedServer
 from daemonkit.logs import configure_logging
@@ -151,11 +153,11 @@ async def run(receipts: int, jobs: int) -> dict[str, float]:
             MinerClient(validator_w, miner_hk, url, timeout=30) as client,
         ):
             await until(hub.summaries)
-            started = await client.lease_start(
-                LeaseStartRequest(lease_id="L", worker_pubkey=key.public_key.hex(),
-                                  gpu_uuids=[device], ends_at=T0 + 10**7)
-            )  # fmt: skip
-            assert started.accepted
+            worker = key.public_key.hex()
+            started = await client.forward(
+                worker, LeaseStart(lease_id="L", gpu_uuids=[device], ends_at=T0 + 10**7)
+            )
+            assert isinstance(started, LeaseAck) and started.accepted
             clock.now = T0 + 3600 * (receipts + 1)
 
             def receipt(seq: int) -> Receipt:
@@ -193,10 +195,15 @@ async def run(receipts: int, jobs: int) -> dict[str, float]:
             latencies = []
             for i in range(jobs):
                 t = time.perf_counter()
-                await client.job_submit(JobSubmitRequest(lease_id="L", job_id=f"j{i}", spec=spec))
+                job_id = f"j{i}"
+                submit = JobSubmit(request_id="s", lease_id="L", job_id=job_id, spec=spec)
+                accepted = await client.forward(worker, submit)
+                assert isinstance(accepted, JobAccepted), accepted
                 while True:
-                    status = await client.job_status(JobStatusRequest(lease_id="L", job_id=f"j{i}"))
-                    if status.job is not None and status.job.final:
+                    query = JobStatusQuery(request_id="q", lease_id="L", job_id=job_id)
+                    status = await client.forward(worker, query)
+                    assert isinstance(status, JobStatus), status
+                    if status.job.final:
                         break
                     await asyncio.sleep(0.005)
                 latencies.append(time.perf_counter() - t)

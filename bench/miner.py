@@ -34,15 +34,8 @@ from byteleap.crypto import WorkerKey
 from byteleap.protocol import codec
 from byteleap.protocol.handshake import make_register
 from byteleap.protocol.inventory import GpuInfo, HostInfo, Inventory
-from byteleap.protocol.worker_link import (
-    ChallengeCommit,
-    ChallengeDispatch,
-    GpuCommit,
-    Heartbeat,
-    HeartbeatAck,
-    Hello,
-    Welcome,
-)
+from byteleap.protocol.worker_link.challenges import ChallengeCommit, ChallengeDispatch, GpuCommit
+from byteleap.protocol.worker_link.session import Heartbeat, HeartbeatAck, Hello, Welcome
 
 HUB_SCRIPT = r"""
 import asyncio, json, os, sys, time, psutil

@@ -13,9 +13,9 @@ capacity to nobody:
    syncs), and waits for ``--start-file`` (the devnet creates it after the rounds, when the
    renters start; without the option it starts at once);
 2. it asks the miner for its workers (``GET /inventory``) and leases every GPU of each through the
-   miner's real ``POST /lease/start``, with no renter behind the lease. It has to: the miner
-   countersigns a receipt only for a lease it routed, for the validator that started it, with
-   that lease's worker and GPUs and within its life;
+   miner's real ``POST /forward`` (a ``LeaseStart`` for the worker), with no renter behind the
+   lease. It has to: the miner countersigns a receipt only for a lease it routed, for the
+   validator that started it, with that lease's worker and GPUs and within its life;
 3. it signs a start receipt, then every ``leases.receipt_interval_s`` an hourly receipt for the
    seconds since the last one, and has the miner countersign each through ``POST
    /lease/receipt``. The miner signs them: it gains from them.
@@ -47,14 +47,10 @@ import typer
 from byteleap.config import ValidatorConfig
 from byteleap.errors import ByteLeapError
 from byteleap.leases.receipts import MICROS
-from byteleap.protocol.validator_api import (
-    InventoryResponse,
-    LeaseStartRequest,
-    LeaseStartResponse,
-    Receipt,
-    ReceiptKind,
-    ReceiptSubmitResponse,
-)
+from byteleap.protocol.miner_api.forward import ForwardedAnswer, ForwardedMessage
+from byteleap.protocol.miner_api.inventory import InventoryResponse
+from byteleap.protocol.miner_api.receipts import Receipt, ReceiptKind, ReceiptSubmitResponse
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart
 from daemonkit.cli import ConfigOption, fail, load_or_exit
 from daemonkit.signals import run_daemon
 
@@ -73,7 +69,7 @@ class MintClient(Protocol):
 
     async def inventory(self) -> InventoryResponse: ...
 
-    async def lease_start(self, request: LeaseStartRequest) -> LeaseStartResponse: ...
+    async def forward(self, worker_pubkey: str, message: ForwardedMessage) -> ForwardedAnswer: ...
 
     async def submit_receipt(self, receipt: Receipt) -> ReceiptSubmitResponse: ...
 
@@ -253,19 +249,16 @@ class ReceiptMint:
                 continue
             gpus = sorted(gpu.uuid for gpu in worker.gpus)
             lease_id = f"collusion-{secrets.token_hex(8)}"
-            request = LeaseStartRequest(
-                lease_id=lease_id,
-                worker_pubkey=worker.worker_pubkey,
-                gpu_uuids=gpus,
-                ends_at=int(self.clock()) + LEASE_S,
+            start = LeaseStart(
+                lease_id=lease_id, gpu_uuids=gpus, ends_at=int(self.clock()) + LEASE_S
             )
             try:
-                answer = await client.lease_start(request)
+                answer = await client.forward(worker.worker_pubkey, start)
             except ByteLeapError as exc:
                 self._error("lease_start", exc)
                 continue
-            if not answer.accepted:
-                self._error("lease_start", None, reason=answer.reason)
+            if not isinstance(answer, LeaseAck) or not answer.accepted:
+                self._error("lease_start", None, reason=getattr(answer, "reason", answer.type))
                 continue
             lease = MintedLease(lease_id, worker.worker_pubkey, gpus, int(self.clock()))
             self.leases[lease_id] = lease

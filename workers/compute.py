@@ -14,7 +14,7 @@ from byteleap.challenge.params import Binding
 from byteleap.challenge.reference import ProverRun
 from byteleap.crypto import WorkerKey
 from byteleap.errors import ByteLeapError, MalformedMessage, WorkerFailure
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.challenges import (
     ChallengeDispatch,
     GpuCommit,
     RevealRequest,

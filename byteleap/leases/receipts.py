@@ -6,7 +6,7 @@ score, and every validator counts every validator's receipts, so their bytes mus
 everywhere. This module is that definition, with no I/O:
 
 * :class:`Receipt` is the payload (a wire model, defined with the other validator-API bodies in
-  ``byteleap.protocol.validator_api`` and re-exported here). :func:`canonical_bytes` is its one
+  ``byteleap.protocol.miner_api.receipts`` and re-exported here). :func:`canonical_bytes` is its one
   byte spelling: JSON with
   sorted keys, no whitespace, ASCII only. There are no floats: the price is an integer number of
   micro-units (``price_per_gpu_hour_micros = 2_500_000`` is 2.5 per GPU-hour) and times are whole
@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 
 from byteleap.crypto import frame
 from byteleap.errors import Forbidden, FraudReason, MalformedMessage, VerificationFailed
-from byteleap.protocol.validator_api import (
+from byteleap.protocol.miner_api.receipts import (
     MAX_PRICE_MICROS,
     RECEIPT_VERSION,
     Receipt,

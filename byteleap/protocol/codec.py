@@ -48,18 +48,10 @@ from byteleap.errors import (
     UnsupportedVersion,
 )
 from byteleap.protocol.common import MAX_OPENINGS, MAX_TEXT, PROTOCOL_VERSION, Message
-from byteleap.protocol.validator_api import (
-    ApiError,
-    MinerResponse,
-    ValidatorApiMessage,
-    ValidatorRequest,
-)
-from byteleap.protocol.worker_link import (
-    ErrorReply,
-    MinerToWorker,
-    WorkerLinkMessage,
-    WorkerToMiner,
-)
+from byteleap.protocol.miner_api import MinerResponse, ValidatorApiMessage, ValidatorRequest
+from byteleap.protocol.miner_api.errors import ApiError
+from byteleap.protocol.worker_link import MinerToWorker, WorkerLinkMessage, WorkerToMiner
+from byteleap.protocol.worker_link.session import ErrorReply
 
 T = TypeVar("T")
 

@@ -157,6 +157,12 @@ def distinct(values: list[Any]) -> bool:
     return len(set(values)) == len(values)
 
 
+def check_distinct_gpus(uuids: list[str]) -> None:
+    """Raise ``ValueError`` (a validation error of the model) when a GPU is listed twice."""
+    if not distinct(uuids):
+        raise ValueError("gpu_uuids must be distinct")
+
+
 __all__ = [
     "INVENTORY_ENVELOPE_BYTES",
     "INVENTORY_GPU_BYTES",
@@ -195,6 +201,7 @@ __all__ = [
     "Token",
     "UnixSeconds",
     "WireModel",
+    "check_distinct_gpus",
     "distinct",
     "inventory_max_bytes",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from byteleap.crypto import WorkerKey, frame, verify_ed25519
 from byteleap.protocol.inventory import Inventory
-from byteleap.protocol.worker_link import Hello, Register
+from byteleap.protocol.worker_link.session import Hello, Register
 
 #: domain tag of the handshake signature
 HANDSHAKE_TAG = b"byteleap/handshake/v1"

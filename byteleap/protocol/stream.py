@@ -22,7 +22,7 @@ from typing import Final
 
 from byteleap.errors import ByteLeapError, MalformedMessage, MessageTooLarge, ProtocolError
 from byteleap.protocol import codec
-from byteleap.protocol.validator_api import ChallengeResponse, EpochFailure
+from byteleap.protocol.miner_api.challenges import ChallengeResponse, EpochFailure
 
 #: media type of a record stream (``POST /epoch``'s 200 answer)
 STREAM_CONTENT_TYPE: Final = "application/x-byteleap-records"

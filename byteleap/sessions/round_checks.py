@@ -25,8 +25,12 @@ from byteleap.errors import (
     VerificationFailed,
     outcome_of,
 )
-from byteleap.protocol.validator_api import ChallengeResponse, OpeningsRequest, OpeningsResponse
-from byteleap.protocol.worker_link import OpeningRequest
+from byteleap.protocol.miner_api.challenges import (
+    ChallengeResponse,
+    OpeningsRequest,
+    OpeningsResponse,
+)
+from byteleap.protocol.worker_link.challenges import OpeningRequest
 from byteleap.sessions.round_planner import PlannedChallenge
 from byteleap.sessions.round_records import ChallengeVerdict, VerifyJob
 

@@ -15,12 +15,10 @@ scores it by class (SPEC 3):
   ``VerificationFailed(BAD_SIGNATURE)``; so does a countersigned receipt whose miner signature
   does not verify.
 
-Everything for the worker of a lease (lease start and stop, job requests) can go through one
+Everything for the worker of a lease (lease start and stop, job requests) goes through one
 ``forward(worker_pubkey, message)``: the worker-link message travels unchanged in a
 ``ForwardRequest`` and the worker's answer comes back; a refusal (unknown lease, lease ended,
 no such job, ...) is a ``JobRefused`` or ``LeaseAck(accepted=False)`` answer, not an exception.
-The older per-message methods (``lease_start``, ``job_*``) remain until every validator call
-site uses ``forward`` (docs/design-changes.md).
 
 ``epoch`` sends every challenge of an epoch in one request and yields one :class:`EpochArrival`
 per challenge as the miner's record stream delivers it, timed by the validator's clock; there a
@@ -34,89 +32,59 @@ how often a miner is excused.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
 from bittensor import http_auth, resolve_signer, sp_core
 
 from byteleap.errors import (
-    AuthError,
     ByteLeapError,
-    ChainError,
-    Forbidden,
     FraudReason,
-    LinkError,
     MalformedMessage,
-    MessageTooLarge,
-    PeerTimeout,
-    PeerUnavailable,
-    ProtocolError,
-    RateLimited,
-    StorageError,
-    TransientError,
-    Unauthenticated,
-    UnsupportedVersion,
     VerificationFailed,
-    WorkerFailure,
 )
 from byteleap.leases.receipts import Receipt, SignedReceipt, signing_payload
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
-from byteleap.protocol.stream import STREAM_CONTENT_TYPE, RecordReader
-from byteleap.protocol.validator_api import (
-    FORWARD_ANSWERS,
-    MAX_RECEIPTS_PAGE,
-    ApiError,
+from byteleap.protocol.miner_api.challenges import (
     ChallengeRequest,
     ChallengeResponse,
-    EpochFailure,
     EpochRequest,
+    OpeningsRequest,
+    OpeningsResponse,
+)
+from byteleap.protocol.miner_api.forward import (
+    FORWARD_ANSWERS,
     ForwardedAnswer,
     ForwardedMessage,
     ForwardRequest,
     ForwardResponse,
-    HealthResponse,
-    InventoryResponse,
-    JobArtifactRequest,
-    JobArtifactResponse,
-    JobCancelRequest,
-    JobCancelResponse,
-    JobLogsRequest,
-    JobLogsResponse,
-    JobResultRequest,
-    JobResultResponse,
-    JobStatusRequest,
-    JobStatusResponse,
-    JobSubmitRequest,
-    JobSubmitResponse,
-    LeaseStartRequest,
-    LeaseStartResponse,
     LeaseStatusRequest,
     LeaseStatusResponse,
-    LeaseStopRequest,
-    LeaseStopResponse,
-    OpeningsRequest,
-    OpeningsResponse,
+)
+from byteleap.protocol.miner_api.inventory import HealthResponse, InventoryResponse
+from byteleap.protocol.miner_api.receipts import (
+    MAX_RECEIPTS_PAGE,
     ReceiptPage,
     ReceiptSubmitRequest,
     ReceiptSubmitResponse,
 )
-from byteleap.protocol.worker_link import (
-    MAX_ARTIFACT_CHUNK,
-    ArtifactInfo,
+from byteleap.protocol.stream import STREAM_CONTENT_TYPE
+from byteleap.protocol.worker_link.jobs import (
+    ArtifactChunk,
+    ArtifactQuery,
     JobAccepted,
     JobRefused,
     JobResult,
     JobStatus,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
 )
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
+from neurons.common.epoch_stream import EpochArrival, read_body, receive_epoch
+from neurons.common.miner_errors import error_for, transport_error
 
 #: media type of request and response bodies
 CONTENT_TYPE = "application/x-byteleap-frame"
@@ -126,88 +94,6 @@ CHALLENGE_GRACE_S = 5.0
 log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=Message)
-#: the job requests: each names its lease and its job
-_JobRequest = (
-    JobSubmitRequest
-    | JobStatusRequest
-    | JobCancelRequest
-    | JobLogsRequest
-    | JobResultRequest
-    | JobArtifactRequest
-)
-
-#: ``ApiError.code`` -> the error it stands for (codes whose constructor takes a message)
-_SIMPLE_CODES: dict[str, type[ByteLeapError]] = {
-    "protocol": ProtocolError,
-    "malformed": MalformedMessage,
-    "rate_limited": RateLimited,
-    "auth": AuthError,
-    "unauthenticated": Unauthenticated,
-    "forbidden": Forbidden,
-    "timeout": PeerTimeout,
-    "worker_failure": WorkerFailure,
-    "transient": TransientError,
-    "link": LinkError,
-    "chain": ChainError,
-    "storage": StorageError,
-}
-
-
-def error_from_api(error: ApiError, status: int | None) -> ByteLeapError:
-    """The typed error a miner's ``ApiError`` body stands for.
-
-    ``status`` is the HTTP status it came with, or ``None`` for the code and message of an
-    ``EpochFailure`` record (which has none: the stream's status is 200).
-    """
-    code, message = error.code, f"miner: {error.message}"
-    if code in _SIMPLE_CODES:
-        return _SIMPLE_CODES[code](message)
-    if code == "unavailable":
-        return PeerUnavailable(message, leased="leased" in error.message.lower())
-    if code == "too_large":
-        exc: ByteLeapError = MessageTooLarge(0, 0)
-        exc.args = (message,)
-        return exc
-    if code == "unsupported_version":
-        exc = UnsupportedVersion(0, 0)
-        exc.args = (message,)
-        return exc
-    if code == "internal" or (status is not None and status >= 500):
-        where = "" if status is None else f" ({status})"
-        return TransientError(f"miner internal error{where}: {error.message}")
-    # unknown codes, and codes a miner has no business sending (fraud verdicts are ours)
-    where = "sent" if status is None else f"answered {status} with"
-    return MalformedMessage(f"miner {where} unexpected error code {code!r}")
-
-
-def _error_without_body(status: int) -> ByteLeapError:
-    """A non-2xx answer that is not an ``ApiError`` frame (a proxy, a crash page, ...)."""
-    if status == 504:
-        return PeerTimeout(f"HTTP {status} without an ApiError body")
-    if status in (502, 503):
-        return LinkError(f"HTTP {status} without an ApiError body")
-    if status == 401:
-        return Unauthenticated(f"HTTP {status} without an ApiError body")
-    if status == 403:
-        return Forbidden(f"HTTP {status} without an ApiError body")
-    if status >= 500:
-        return TransientError(f"HTTP {status} without an ApiError body")
-    return MalformedMessage(f"HTTP {status} without an ApiError body")
-
-
-@dataclass(frozen=True, slots=True)
-class EpochArrival:
-    """One challenge of an epoch, as it came back (:meth:`MinerClient.epoch`).
-
-    ``result`` is the checked, countersigned commit, or the typed error that stands for the
-    challenge's failure (the miner's ``EpochFailure``, a bad signature, the stream's failure).
-    ``at`` is the validator's ``clock()`` when the record was completely received (or when the
-    failure was found); compare it with the clock read at dispatch.
-    """
-
-    challenge_id: str
-    result: ChallengeResponse | ByteLeapError
-    at: float
 
 
 class MinerClient:
@@ -307,7 +193,15 @@ class MinerClient:
         arrivals: asyncio.Queue[EpochArrival] = asyncio.Queue()
         http_request = prepared or self.prepare_epoch(request, wait_s=wait_s)
         reader = asyncio.create_task(
-            self._receive_epoch(request, http_request, wait_s, clock, arrivals.put_nowait),
+            receive_epoch(
+                self._http,
+                self.max_response_bytes,
+                request,
+                http_request,
+                wait_s,
+                clock,
+                arrivals.put_nowait,
+            ),
             name=f"epoch {request.epoch_id} from {self.miner_hotkey}",
         )
         try:
@@ -323,90 +217,11 @@ class MinerClient:
             reader.cancel()
             await asyncio.wait([reader])
 
-    async def _receive_epoch(
-        self,
-        request: EpochRequest,
-        http_request: httpx.Request,
-        wait_s: float,
-        clock: Callable[[], float],
-        emit: Callable[[EpochArrival], None],
-    ) -> None:
-        """Read the record stream; ``emit`` exactly one arrival per challenge of ``request``."""
-        unanswered = {challenge.challenge_id: challenge for challenge in request.challenges}
-
-        def settle(challenge_id: str, result: ChallengeResponse | ByteLeapError, at: float) -> None:
-            del unanswered[challenge_id]
-            emit(EpochArrival(challenge_id, result, at))
-
-        failure: ByteLeapError = LinkError("the epoch stream ended")
-        try:
-            async with asyncio.timeout(wait_s):
-                await self._read_epoch(request, http_request, clock, unanswered, settle)
-        except TimeoutError:
-            failure = PeerTimeout(
-                f"the miner did not answer {len(unanswered)} challenges within {wait_s:g} s"
-            )
-        except ByteLeapError as exc:
-            failure = exc
-        except Exception as exc:
-            log.exception("reading epoch %s failed", request.epoch_id)
-            failure = TransientError(f"reading the epoch stream failed: {type(exc).__name__}")
-        at = clock()
-        for challenge_id in list(unanswered):
-            settle(challenge_id, failure, at)
-
-    async def _read_epoch(
-        self,
-        request: EpochRequest,
-        http_request: httpx.Request,
-        clock: Callable[[], float],
-        unanswered: dict[str, ChallengeRequest],
-        settle: Callable[[str, ChallengeResponse | ByteLeapError, float], None],
-    ) -> None:
-        try:
-            response = await self._http.send(http_request, stream=True)
-            try:
-                if not 200 <= response.status_code < 300:
-                    raw = await self._read_body(response)
-                    raise self._error_for(response.status_code, raw)
-                records = RecordReader(self.max_response_bytes, len(request.challenges))
-                async for chunk in _chunks(response):
-                    at = clock()
-                    for record in records.feed(chunk):
-                        if record.challenge_id not in unanswered:
-                            raise MalformedMessage(
-                                "a record for an unknown or already answered challenge"
-                            )
-                        result: ChallengeResponse | ByteLeapError
-                        if isinstance(record, EpochFailure):
-                            error = ApiError(code=record.code, message=record.message)
-                            result = error_from_api(error, None)
-                        else:
-                            result = record
-                        settle(record.challenge_id, result, at)
-                    if records.error is not None:
-                        raise records.error
-                records.finish()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-        if unanswered:
-            raise MalformedMessage(
-                f"the miner's stream ended with {len(unanswered)} challenges unanswered"
-            )
-
     async def reveal(self, request: OpeningsRequest) -> OpeningsResponse:
         response = await self._call("POST", "/reveal", request, OpeningsResponse)
         if response.challenge_id != request.challenge_id:
             raise MalformedMessage("the miner revealed a different challenge")
         return response
-
-    async def lease_start(self, request: LeaseStartRequest) -> LeaseStartResponse:
-        return await self._call("POST", "/lease/start", request, LeaseStartResponse)
-
-    async def lease_stop(self, request: LeaseStopRequest) -> LeaseStopResponse:
-        return await self._call("POST", "/lease/stop", request, LeaseStopResponse)
 
     async def lease_status(self, request: LeaseStatusRequest) -> LeaseStatusResponse:
         return await self._call("POST", "/lease/status", request, LeaseStatusResponse)
@@ -428,74 +243,6 @@ class MinerClient:
             raise MalformedMessage("the miner answered for another worker or lease")
         _check_forwarded(message, response.message)
         return response.message
-
-    # ------------------------------------------------------------------ jobs (old routes)
-
-    async def job_submit(self, request: JobSubmitRequest) -> JobSubmitResponse:
-        """Run a job on a lease this validator started (``response.accepted`` or ``refusal``)."""
-        return await self._job_call("/lease/job/submit", request, JobSubmitResponse)
-
-    async def job_status(self, request: JobStatusRequest) -> JobStatusResponse:
-        return await self._job_call("/lease/job/status", request, JobStatusResponse)
-
-    async def job_cancel(self, request: JobCancelRequest) -> JobCancelResponse:
-        return await self._job_call("/lease/job/cancel", request, JobCancelResponse)
-
-    async def job_logs(self, request: JobLogsRequest) -> JobLogsResponse:
-        return await self._job_call("/lease/job/logs", request, JobLogsResponse)
-
-    async def job_result(self, request: JobResultRequest) -> JobResultResponse:
-        return await self._job_call("/lease/job/result", request, JobResultResponse)
-
-    async def job_artifact(self, request: JobArtifactRequest) -> JobArtifactResponse:
-        return await self._job_call("/lease/job/artifact", request, JobArtifactResponse)
-
-    async def _job_call(self, path: str, request: _JobRequest, expected: type[_M]) -> _M:
-        """``POST path`` and check the answer is about the job that was asked about."""
-        response = await self._call("POST", path, request, expected)
-        _check_job_answer(request.lease_id, request.job_id, response)
-        return response
-
-    async def fetch_artifact(
-        self,
-        lease_id: str,
-        job_id: str,
-        artifact: ArtifactInfo,
-        *,
-        chunk_bytes: int = MAX_ARTIFACT_CHUNK,
-    ) -> bytes:
-        """A whole artifact, chunk by chunk, checked against its listed size and SHA-256.
-
-        Raises ``MalformedMessage`` when the bytes do not match the listing (or the job refuses).
-        Hold the result in memory only for artifacts of a sensible size; fetch large ones with
-        ``job_artifact`` into a file instead.
-        """
-        parts: list[bytes] = []
-        offset = 0
-        while offset < artifact.size or not parts:
-            answer = await self.job_artifact(
-                JobArtifactRequest(
-                    lease_id=lease_id,
-                    job_id=job_id,
-                    name=artifact.name,
-                    offset=offset,
-                    limit=chunk_bytes,
-                )
-            )
-            if answer.refusal is not None:
-                raise MalformedMessage(
-                    f"artifact {artifact.name}: {answer.refusal} {answer.reason}"
-                )
-            if answer.offset != offset or (not answer.data and offset < artifact.size):
-                raise MalformedMessage(f"artifact {artifact.name}: no progress at byte {offset}")
-            parts.append(answer.data)
-            offset += len(answer.data)
-            if answer.eof:
-                break
-        data = b"".join(parts)
-        if len(data) != artifact.size or hashlib.sha256(data).digest() != artifact.sha256:
-            raise MalformedMessage(f"artifact {artifact.name} does not match its SHA-256")
-        return data
 
     # ------------------------------------------------------------------ receipts
 
@@ -613,62 +360,17 @@ class MinerClient:
 
     def _error_for(self, status: int, raw: bytes) -> ByteLeapError:
         """The error a non-2xx answer with body ``raw`` stands for."""
-        try:
-            error = codec.decode(raw, codec.MINER_RESPONSE, max_bytes=self.max_response_bytes)
-        except ProtocolError:
-            return _error_without_body(status)
-        if not isinstance(error, ApiError):
-            return _error_without_body(status)
-        return error_from_api(error, status)
+        return error_for(status, raw, self.max_response_bytes)
 
     async def _send(self, request: httpx.Request) -> tuple[int, bytes]:
         try:
             response = await self._http.send(request, stream=True)
             try:
-                return response.status_code, await self._read_body(response)
+                return response.status_code, await read_body(response, self.max_response_bytes)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
-
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        """The whole body, refused with ``MessageTooLarge`` over ``max_response_bytes``."""
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
-            raise MessageTooLarge(int(declared), self.max_response_bytes)
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in _chunks(response):
-            received += len(chunk)
-            if received > self.max_response_bytes:
-                raise MessageTooLarge(received, self.max_response_bytes)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
-async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body's bytes as they arrive (all at once from a transport that hands over a read
-    body)."""
-    if response.is_stream_consumed:
-        yield response.content
-        return
-    async for chunk in response.aiter_raw():
-        yield chunk
-
-
-def _transport_error(exc: httpx.HTTPError) -> ByteLeapError:
-    """The typed error of a failure of the validator's own connection to the miner."""
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-        return LinkError(f"cannot reach the miner: {type(exc).__name__}")
-    if isinstance(exc, httpx.TimeoutException):
-        return PeerTimeout(f"the miner did not answer in time ({type(exc).__name__})")
-    # connect refused, reset, closed, protocol violations of the connection
-    return LinkError(f"link to the miner failed: {type(exc).__name__}: {exc}")
-
-
-def _check_job_answer(lease_id: str, job_id: str, answer: Message) -> None:
-    if (getattr(answer, "lease_id", None), getattr(answer, "job_id", None)) != (lease_id, job_id):
-        raise MalformedMessage("the miner answered about another job")
+            raise transport_error(exc) from None
 
 
 def _check_forwarded(message: ForwardedMessage, answer: ForwardedAnswer) -> None:
@@ -691,6 +393,12 @@ def _check_forwarded(message: ForwardedMessage, answer: ForwardedAnswer) -> None
         message.job_id,
     ):
         raise MalformedMessage("the miner answered about another job")
+    if (
+        isinstance(message, ArtifactQuery)
+        and isinstance(answer, ArtifactChunk)
+        and (answer.artifact.name != message.name or answer.offset != message.offset)
+    ):
+        raise MalformedMessage("the miner answered with another part of the artifact")
 
 
 def verify_hotkey_signature(ss58_address: str, message: bytes, signature: bytes) -> bool:
@@ -706,6 +414,5 @@ __all__ = [
     "CONTENT_TYPE",
     "EpochArrival",
     "MinerClient",
-    "error_from_api",
     "verify_hotkey_signature",
 ]

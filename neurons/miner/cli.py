@@ -93,7 +93,7 @@ def workers(
     ] = None,
 ) -> None:
     """List the workers connected to the running miner."""
-    from byteleap.protocol.validator_api import InventoryResponse
+    from byteleap.protocol.miner_api.inventory import InventoryResponse
     from neurons.common.miner_client import MinerClient
 
     cfg = load_or_exit(MinerConfig, config)

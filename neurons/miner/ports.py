@@ -16,18 +16,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from byteleap.protocol.validator_api import WorkerSummary
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.miner_api.inventory import WorkerSummary
+from byteleap.protocol.worker_link.challenges import (
     ChallengeCommit,
     ChallengeDispatch,
-    JobReply,
-    JobRequest,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
     Reveal,
     RevealRequest,
 )
+from byteleap.protocol.worker_link.jobs import JobReply, JobRequest
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
 
 
 class WorkerDirectory(Protocol):

@@ -19,13 +19,10 @@ import pytest
 
 from byteleap.errors import PeerUnavailable
 from byteleap.leases.receipts import verify_signatures
-from byteleap.protocol.validator_api import (
-    JobSpec,
-    JobSubmitRequest,
-    LeaseStartRequest,
-    LeaseStatusRequest,
-    Receipt,
-)
+from byteleap.protocol.miner_api.forward import LeaseStatusRequest
+from byteleap.protocol.miner_api.receipts import Receipt
+from byteleap.protocol.worker_link.jobs import JobAccepted, JobRefused, JobSpec, JobSubmit
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart
 from neurons.common.miner_client import verify_hotkey_signature
 from tests.support.network import NETUID, Network, eventually, network, running, worker_uuid
 
@@ -52,9 +49,9 @@ def receipt(net: Network, uuid: str, seq: int, start: int, end: int) -> Receipt:
     )
 
 
-def job(job_id: str) -> JobSubmitRequest:
+def job(job_id: str) -> JobSubmit:
     spec = JobSpec(image="local", command=[sys.executable, "-c", "print('hi')"], timeout_s=60)
-    return JobSubmitRequest(lease_id=LEASE, job_id=job_id, spec=spec)
+    return JobSubmit(request_id=f"r-{job_id}", lease_id=LEASE, job_id=job_id, spec=spec)
 
 
 def test_a_leased_worker_killed_loses_its_lease_and_receipts_survive_the_miner(
@@ -79,15 +76,13 @@ def test_a_leased_worker_killed_loses_its_lease_and_receipts_survive_the_miner(
         worker.start()
         uuid = await worker_uuid(net)
         async with net.client() as client:
-            started = await client.lease_start(
-                LeaseStartRequest(lease_id=LEASE, worker_pubkey=pubkey, gpu_uuids=[uuid],
-                                  ends_at=int(time.time()) + 3600)
-            )  # fmt: skip
-            assert started.accepted, started.reason
+            start = LeaseStart(lease_id=LEASE, gpu_uuids=[uuid], ends_at=int(time.time()) + 3600)
+            started = await client.forward(pubkey, start)
+            assert isinstance(started, LeaseAck) and started.accepted, started
             t0 = int(time.time())
             first = await client.submit_receipt(receipt(net, uuid, 0, t0, t0))
-            accepted = await client.job_submit(job("before-kill"))
-            assert accepted.refusal is None, accepted.reason
+            accepted = await client.forward(pubkey, job("before-kill"))
+            assert isinstance(accepted, JobAccepted), accepted
             await asyncio.sleep(1.1)  # an hourly receipt must be issued after its period ends
             t1 = int(time.time())
             second = await client.submit_receipt(receipt(net, uuid, 1, t0, t1))
@@ -97,7 +92,7 @@ def test_a_leased_worker_killed_loses_its_lease_and_receipts_survive_the_miner(
         await eventually(gone, 30, "the miner to drop the killed worker", net)
         async with net.client() as client:
             with pytest.raises(PeerUnavailable):
-                await client.job_submit(job("while-gone"))
+                await client.forward(pubkey, job("while-gone"))
 
         worker.start()
         await worker_uuid(net)
@@ -105,8 +100,8 @@ def test_a_leased_worker_killed_loses_its_lease_and_receipts_survive_the_miner(
             inventory = await client.inventory()
             (summary,) = [w for w in inventory.workers if w.worker_pubkey == pubkey]
             assert summary.state != "leased", summary  # the restarted process holds no lease
-            refused = await client.job_submit(job("after-restart"))
-            assert refused.refusal == "not_leased", refused
+            refused = await client.forward(pubkey, job("after-restart"))
+            assert isinstance(refused, JobRefused) and refused.reason == "not_leased", refused
             # the miner still routes the lease it recorded (its table is durable)
             status = await client.lease_status(LeaseStatusRequest(lease_id=LEASE))
             assert status.state == "active", status

@@ -21,7 +21,7 @@ from bittensor.sp_core import Keypair
 from byteleap.chain import NeuronView
 from byteleap.errors import StorageError
 from byteleap.protocol import codec
-from byteleap.protocol.validator_api import GpuSummary, InventoryResponse, WorkerSummary
+from byteleap.protocol.miner_api.inventory import GpuSummary, InventoryResponse, WorkerSummary
 from byteleap.scoring import ScoringParams
 from neurons.common.miner_client import MinerClient
 from neurons.validator import poller as poller_module

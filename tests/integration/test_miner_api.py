@@ -40,28 +40,20 @@ from byteleap.errors import (
     VerificationFailed,
 )
 from byteleap.protocol import codec
-from byteleap.protocol.validator_api import (
-    ApiError,
-    ChallengeRequest,
-    GpuSummary,
-    LeaseStartRequest,
-    LeaseStatusRequest,
-    LeaseStopRequest,
-    OpeningsRequest,
-    WorkerSummary,
-)
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.miner_api.challenges import ChallengeRequest, OpeningsRequest
+from byteleap.protocol.miner_api.errors import ApiError
+from byteleap.protocol.miner_api.forward import LeaseStatusRequest
+from byteleap.protocol.miner_api.inventory import GpuSummary, WorkerSummary
+from byteleap.protocol.worker_link.challenges import (
     ChallengeCommit,
     ChallengeDispatch,
     GpuCommit,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
     OpeningRequest,
     Reveal,
     RevealRequest,
     RowOpening,
 )
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
 from neurons.common.miner_client import MinerClient
 from neurons.miner.api import CHALLENGE_SLACK_S, CONTENT_TYPE, create_app
 from neurons.miner.auth import ValidatorGate
@@ -402,10 +394,9 @@ async def test_lease_lifecycle(ids: Identities, start_miner: Callable[..., Miner
     worker = miner.fake.key.public_key.hex()
     ends_at = int(time.time()) + 3600
     async with client_for(ids, miner) as client, client_for(ids, miner, "validator2") as other:
-        started = await client.lease_start(
-            LeaseStartRequest(lease_id="L1", worker_pubkey=worker, gpu_uuids=[GPU], ends_at=ends_at)
-        )
-        assert started.accepted
+        start = LeaseStart(lease_id="L1", gpu_uuids=[GPU], ends_at=ends_at)
+        started = await client.forward(worker, start)
+        assert isinstance(started, LeaseAck) and started.accepted
         status = await client.lease_status(LeaseStatusRequest(lease_id="L1"))
         assert (status.state, status.worker_pubkey, status.gpu_uuids, status.ends_at) == (
             "active",
@@ -419,9 +410,9 @@ async def test_lease_lifecycle(ids: Identities, start_miner: Callable[..., Miner
         assert info.value.leased
         # only the validator that sold the lease may stop it
         with pytest.raises(Forbidden):
-            await other.lease_stop(LeaseStopRequest(lease_id="L1", reason="not mine"))
-        stopped = await client.lease_stop(LeaseStopRequest(lease_id="L1", reason="renter done"))
-        assert stopped.stopped
+            await other.forward(worker, LeaseStop(lease_id="L1", reason="not mine"))
+        stopped = await client.forward(worker, LeaseStop(lease_id="L1", reason="renter done"))
+        assert isinstance(stopped, LeaseAck) and stopped.accepted
         assert (await other.lease_status(LeaseStatusRequest(lease_id="L1"))).state == "ended"
         unknown = await client.lease_status(LeaseStatusRequest(lease_id="nope"))
         assert unknown.state == "unknown"
@@ -474,7 +465,7 @@ async def test_bad_authentication_is_401(
         headers = signed(ids, miner, "POST", path, body)
         body = status_request("lease-tampered")  # tamper with the body after signing
     elif case == "wrong_path":
-        headers = signed(ids, miner, "POST", "/lease/stop", body)
+        headers = signed(ids, miner, "POST", "/lease/receipt", body)
     else:
         headers = signed(ids, miner, "POST", path, body)
         headers[http_auth.HEADER_SIGNATURE] = "0x" + "ab" * 64
@@ -791,15 +782,8 @@ def test_signed_random_bodies_never_produce_500(
     paths = [
         "/challenge",
         "/reveal",
-        "/lease/start",
-        "/lease/stop",
+        "/forward",
         "/lease/status",
-        "/lease/job/submit",
-        "/lease/job/status",
-        "/lease/job/cancel",
-        "/lease/job/logs",
-        "/lease/job/result",
-        "/lease/job/artifact",
         "/lease/receipt",
     ]
     seen: set[int] = set()

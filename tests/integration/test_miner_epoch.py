@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from byteleap.aliases import Clock
 from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import ProverRun
 from byteleap.config.miner import MinerApiSection, WorkerServerSection
@@ -37,17 +38,17 @@ from byteleap.errors import (
     WorkerFailure,
 )
 from byteleap.protocol import codec
-from byteleap.protocol.stream import STREAM_CONTENT_TYPE, RecordReader, encode_record
-from byteleap.protocol.validator_api import (
-    ApiError,
+from byteleap.protocol.miner_api.challenges import (
     ChallengeRequest,
     ChallengeResponse,
     EpochFailure,
     EpochRequest,
-    LeaseStartRequest,
     evidence_payload,
 )
-from byteleap.protocol.worker_link import ChallengeCommit, ChallengeDispatch, GpuCommit
+from byteleap.protocol.miner_api.errors import ApiError
+from byteleap.protocol.stream import STREAM_CONTENT_TYPE, RecordReader, encode_record
+from byteleap.protocol.worker_link.challenges import ChallengeCommit, ChallengeDispatch, GpuCommit
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart
 from neurons.common.miner_client import EpochArrival, MinerClient
 from neurons.miner.api import create_app
 from neurons.miner.auth import ValidatorGate
@@ -55,7 +56,7 @@ from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
 from tests.support.miner_api import Identities, api_error, metagraph, serving, signed, until
 from tests.support.worker import running_worker
-from workers.backends.base import Clock, Device, ShouldStop
+from workers.backends.base import Device, ShouldStop
 from workers.backends.numpy_backend import NumpyBackend
 
 PARAMS = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
@@ -184,15 +185,11 @@ async def epoch_stack(
             if "leased" in workers:
                 key, uuid = workers["leased"]
                 async with result.client() as client:
-                    started = await client.lease_start(
-                        LeaseStartRequest(
-                            lease_id="L1",
-                            worker_pubkey=key.public_key.hex(),
-                            gpu_uuids=[uuid],
-                            ends_at=int(time.time()) + 3600,
-                        )
+                    start = LeaseStart(
+                        lease_id="L1", gpu_uuids=[uuid], ends_at=int(time.time()) + 3600
                     )
-                assert started.accepted, started.reason
+                    started = await client.forward(key.public_key.hex(), start)
+                assert isinstance(started, LeaseAck) and started.accepted, started
             yield result
     finally:
         await hub.stop()

@@ -22,13 +22,10 @@ from byteleap.config.miner import MinerApiSection
 from byteleap.crypto import WorkerKey
 from byteleap.errors import Forbidden
 from byteleap.protocol import codec
-from byteleap.protocol.validator_api import (
-    ApiError,
-    ForwardRequest,
-    LeaseStatusRequest,
-    WorkerSummary,
-)
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.miner_api.errors import ApiError
+from byteleap.protocol.miner_api.forward import ForwardRequest, LeaseStatusRequest
+from byteleap.protocol.miner_api.inventory import WorkerSummary
+from byteleap.protocol.worker_link.jobs import (
     JobAccepted,
     JobInfo,
     JobRefused,
@@ -38,10 +35,8 @@ from byteleap.protocol.worker_link import (
     JobStatus,
     JobStatusQuery,
     JobSubmit,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
 )
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
 from neurons.common.miner_client import MinerClient
 from neurons.miner.api import CONTENT_TYPE, create_app
 from neurons.miner.auth import ValidatorGate

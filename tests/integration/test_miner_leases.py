@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -33,21 +34,28 @@ from byteleap.errors import (
 from byteleap.leases.receipts import Receipt, check_chain, signing_payload, verify_signatures
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
-from byteleap.protocol.validator_api import (
-    ApiError,
-    JobArtifactRequest,
-    JobCancelRequest,
-    JobLogsRequest,
-    JobResultRequest,
-    JobStatusRequest,
-    JobSubmitRequest,
-    LeaseStartRequest,
-    LeaseStatusRequest,
-    LeaseStopRequest,
-    ReceiptSubmitRequest,
+from byteleap.protocol.miner_api.errors import ApiError
+from byteleap.protocol.miner_api.forward import ForwardedMessage, ForwardRequest, LeaseStatusRequest
+from byteleap.protocol.miner_api.receipts import ReceiptSubmitRequest
+from byteleap.protocol.worker_link.jobs import (
+    ArtifactChunk,
+    ArtifactInfo,
+    ArtifactQuery,
+    JobAccepted,
+    JobCancel,
+    JobInfo,
+    JobLogs,
+    JobLogsQuery,
+    JobRefused,
+    JobResult,
+    JobResultQuery,
+    JobSpec,
+    JobStatus,
+    JobStatusQuery,
+    JobSubmit,
 )
-from byteleap.protocol.worker_link import JobSpec, LeaseStop
-from byteleap.sessions.miner_leases import LeaseRecord
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
+from byteleap.sessions.lease_table_events import LeaseRecord
 from neurons.common.miner_client import MinerClient, verify_hotkey_signature
 from neurons.miner.api import CONTENT_TYPE, create_app
 from neurons.miner.auth import ValidatorGate
@@ -84,6 +92,10 @@ class Miner:
     ids: Identities
     worker_key: WorkerKey
     worker_gpu: str = ""
+
+    @property
+    def worker(self) -> str:
+        return self.worker_key.public_key.hex()
 
     def client(self, who: str = "validator", **kw: Any) -> MinerClient:
         kw.setdefault("timeout", 10.0)
@@ -165,31 +177,54 @@ async def miner_stack(
 
 
 async def start_lease(miner: Miner, lease_id: str = "L1", who: str = "validator") -> None:
+    start = LeaseStart(
+        lease_id=lease_id, gpu_uuids=[miner.worker_gpu], ends_at=int(miner.clock.now) + 24 * 3600
+    )
     async with miner.client(who) as client:
-        started = await client.lease_start(
-            LeaseStartRequest(
-                lease_id=lease_id,
-                worker_pubkey=miner.worker_key.public_key.hex(),
-                gpu_uuids=[miner.worker_gpu],
-                ends_at=int(miner.clock.now) + 24 * 3600,
-            )
-        )
-    assert started.accepted, started.reason
+        started = await client.forward(miner.worker, start)
+    assert isinstance(started, LeaseAck) and started.accepted, started
 
 
 def py(code: str) -> JobSpec:
     return JobSpec(image="local", command=[PY, "-c", code], timeout_s=120)
 
 
-async def final_status(client: MinerClient, lease_id: str, job_id: str) -> Any:
+def ids_of(job_id: str, lease_id: str = "L1") -> dict[str, Any]:
+    return {"request_id": f"r-{job_id}", "lease_id": lease_id, "job_id": job_id}
+
+
+def submit(job_id: str, spec: JobSpec, lease_id: str = "L1") -> JobSubmit:
+    return JobSubmit(**ids_of(job_id, lease_id), spec=spec)
+
+
+def status_of(job_id: str, lease_id: str = "L1") -> JobStatusQuery:
+    return JobStatusQuery(**ids_of(job_id, lease_id))
+
+
+async def final_status(client: MinerClient, worker: str, job_id: str) -> JobInfo:
     for _ in range(600):
-        status = await client.job_status(JobStatusRequest(lease_id=lease_id, job_id=job_id))
-        assert status.refusal is None, status.reason
-        assert status.job is not None
+        status = await client.forward(worker, status_of(job_id))
+        assert isinstance(status, JobStatus), status
         if status.job.final:
             return status.job
         await asyncio.sleep(0.05)
     raise AssertionError("the job did not finish")
+
+
+async def fetch_artifact(
+    client: MinerClient, worker: str, job_id: str, artifact: ArtifactInfo, chunk: int
+) -> bytes:
+    """A whole artifact, chunk by chunk through ``POST /forward``, checked like the renter API."""
+    data = b""
+    while len(data) < artifact.size:
+        query = ArtifactQuery(**ids_of(job_id), name=artifact.name, offset=len(data), limit=chunk)
+        answer = await client.forward(worker, query)
+        assert isinstance(answer, ArtifactChunk) and answer.offset == len(data), answer
+        data += answer.data
+        if answer.eof:
+            break
+    assert hashlib.sha256(data).digest() == artifact.sha256
+    return data
 
 
 # --------------------------------------------------------------------------- jobs
@@ -204,38 +239,35 @@ async def test_a_job_runs_through_validator_miner_and_worker(
             "import os; print('gpus', os.environ['CUDA_VISIBLE_DEVICES']); "
             "open('output/weights.bin', 'wb').write(bytes(range(256)) * 100)"
         )
-        submitted = await client.job_submit(
-            JobSubmitRequest(lease_id="L1", job_id="train-1", spec=py(code))
-        )
-        assert submitted.accepted and submitted.job is not None
-        job = await final_status(client, "L1", "train-1")
+        worker = miner.worker
+        submitted = await client.forward(worker, submit("train-1", py(code)))
+        assert isinstance(submitted, JobAccepted), submitted
+        job = await final_status(client, worker, "train-1")
         assert (job.state, job.exit_code) == ("succeeded", 0)
-        logs = await client.job_logs(JobLogsRequest(lease_id="L1", job_id="train-1"))
-        assert logs.logs is not None
+        logs = await client.forward(worker, JobLogsQuery(**ids_of("train-1")))
+        assert isinstance(logs, JobLogs)
         assert logs.logs.stdout == f"gpus {miner.worker_gpu}\n".encode()
-        result = await client.job_result(JobResultRequest(lease_id="L1", job_id="train-1"))
+        result = await client.forward(worker, JobResultQuery(**ids_of("train-1")))
+        assert isinstance(result, JobResult)
         (artifact,) = result.artifacts
-        data = await client.fetch_artifact("L1", "train-1", artifact, chunk_bytes=10_000)
+        data = await fetch_artifact(client, worker, "train-1", artifact, 10_000)
         assert data == bytes(range(256)) * 100  # 3 chunks, checked against the SHA-256
         # a long job is cancelled by the renter; another by the lease stop
         for job_id in ("long-1", "long-2"):
             sleeper = py("import time; time.sleep(600)")
-            await client.job_submit(JobSubmitRequest(lease_id="L1", job_id=job_id, spec=sleeper))
-        cancelled = await client.job_cancel(JobCancelRequest(lease_id="L1", job_id="long-1"))
-        assert cancelled.job is not None and cancelled.job.state in (
-            "running",
-            "queued",
-            "cancelled",
-        )
-        assert (await final_status(client, "L1", "long-1")).state == "cancelled"
-        stopped = await client.lease_stop(LeaseStopRequest(lease_id="L1", reason="renter done"))
-        assert stopped.stopped
-        assert (await final_status(client, "L1", "long-2")).state == "cancelled"
+            assert isinstance(await client.forward(worker, submit(job_id, sleeper)), JobAccepted)
+        cancelled = await client.forward(worker, JobCancel(**ids_of("long-1")))
+        assert isinstance(cancelled, JobStatus)
+        assert cancelled.job.state in ("running", "queued", "cancelled")
+        assert (await final_status(client, worker, "long-1")).state == "cancelled"
+        stopped = await client.forward(worker, LeaseStop(lease_id="L1", reason="renter done"))
+        assert isinstance(stopped, LeaseAck) and stopped.accepted
+        assert (await final_status(client, worker, "long-2")).state == "cancelled"
         # the lease ended: no new jobs, old results stay readable
-        late = await client.job_submit(JobSubmitRequest(lease_id="L1", job_id="late", spec=py("1")))
-        assert (late.accepted, late.refusal) == (False, "lease_ended")
-        again = await client.job_result(JobResultRequest(lease_id="L1", job_id="train-1"))
-        assert again.artifacts == result.artifacts
+        late = await client.forward(worker, submit("late", py("1")))
+        assert isinstance(late, JobRefused) and late.reason == "lease_ended"
+        again = await client.forward(worker, JobResultQuery(**ids_of("train-1")))
+        assert isinstance(again, JobResult) and again.artifacts == result.artifacts
 
 
 async def test_only_the_validator_that_started_the_lease_may_use_it(
@@ -247,22 +279,24 @@ async def test_only_the_validator_that_started_the_lease_may_use_it(
         miner.client("validator2") as other,
     ):
         await start_lease(miner)
-        await owner.job_submit(JobSubmitRequest(lease_id="L1", job_id="mine", spec=py("pass")))
-        requests = [
-            other.job_submit(JobSubmitRequest(lease_id="L1", job_id="theirs", spec=py("pass"))),
-            other.job_status(JobStatusRequest(lease_id="L1", job_id="mine")),
-            other.job_cancel(JobCancelRequest(lease_id="L1", job_id="mine")),
-            other.job_logs(JobLogsRequest(lease_id="L1", job_id="mine")),
-            other.job_result(JobResultRequest(lease_id="L1", job_id="mine")),
-            other.job_artifact(JobArtifactRequest(lease_id="L1", job_id="mine", name="x")),
+        worker = miner.worker
+        assert isinstance(await owner.forward(worker, submit("mine", py("pass"))), JobAccepted)
+        messages = [
+            submit("theirs", py("pass")),
+            status_of("mine"),
+            JobCancel(**ids_of("mine")),
+            JobLogsQuery(**ids_of("mine")),
+            JobResultQuery(**ids_of("mine")),
+            ArtifactQuery(**ids_of("mine"), name="x"),
+            LeaseStop(lease_id="L1", reason="not mine"),
         ]
-        for request in requests:
+        for message in messages:
             with pytest.raises(Forbidden, match="another validator"):
-                await request
-        unknown = await owner.job_status(JobStatusRequest(lease_id="nope", job_id="x"))
-        assert unknown.refusal == "unknown_lease" and unknown.job is None
-        missing = await owner.job_logs(JobLogsRequest(lease_id="L1", job_id="never"))
-        assert missing.refusal == "unknown_job" and missing.logs is None
+                await other.forward(worker, message)
+        unknown = await owner.forward(worker, status_of("x", lease_id="nope"))
+        assert isinstance(unknown, JobRefused) and unknown.reason == "unknown_lease"
+        missing = await owner.forward(worker, JobLogsQuery(**ids_of("never")))
+        assert isinstance(missing, JobRefused) and missing.reason == "unknown_job"
 
 
 async def test_a_worker_without_a_runner_refuses_and_a_gone_worker_is_unavailable(
@@ -270,11 +304,11 @@ async def test_a_worker_without_a_runner_refuses_and_a_gone_worker_is_unavailabl
 ) -> None:
     async with miner_stack(ids, tmp_path, with_jobs=False) as miner, miner.client() as client:
         await start_lease(miner)
-        answer = await client.job_submit(JobSubmitRequest(lease_id="L1", job_id="j", spec=py("1")))
-        assert answer.refusal == "runner_disabled" and not answer.accepted
+        answer = await client.forward(miner.worker, submit("j", py("1")))
+        assert isinstance(answer, JobRefused) and answer.reason == "runner_disabled"
         await miner.hub.stop()  # the worker's link is gone
         with pytest.raises(PeerUnavailable):
-            await client.job_status(JobStatusRequest(lease_id="L1", job_id="j"))
+            await client.forward(miner.worker, status_of("j"))
 
 
 # --------------------------------------------------------------------------- receipts
@@ -424,8 +458,9 @@ async def test_a_stop_the_worker_no_longer_knows_still_ends_the_lease_at_the_min
         # the worker loses the lease behind the miner's back (as after a restart of the worker)
         worker = miner.worker_key.public_key
         await miner.hub.lease_stop(worker, LeaseStop(lease_id="L1", reason="x"), timeout=5)
-        answer = await client.lease_stop(LeaseStopRequest(lease_id="L1", reason="renter done"))
-        assert (answer.stopped, answer.reason) == (False, "no such lease")
+        answer = await client.forward(miner.worker, LeaseStop(lease_id="L1", reason="renter done"))
+        assert isinstance(answer, LeaseAck)
+        assert (answer.accepted, answer.reason) == (False, "no such lease")
         status = await client.lease_status(LeaseStatusRequest(lease_id="L1"))
         assert status.state == "ended"  # the worker can be challenged again
 
@@ -434,7 +469,7 @@ async def test_a_receipt_past_the_lease_end_is_refused(ids: Identities, tmp_path
     async with miner_stack(ids, tmp_path) as miner, miner.client() as client:
         await start_lease(miner)
         miner.clock.now = T0 + 1800
-        await client.lease_stop(LeaseStopRequest(lease_id="L1", reason="done"))
+        await client.forward(miner.worker, LeaseStop(lease_id="L1", reason="done"))
         miner.clock.now = T0 + 7200
         with pytest.raises(Forbidden, match="ends after the lease"):
             await client.submit_receipt(hourly(miner, 1, kind="end"))
@@ -480,20 +515,31 @@ async def test_leases_and_receipts_survive_a_miner_restart(ids: Identities, tmp_
         second = await client.submit_receipt(hourly(miner, 1))
         assert second.cursor > first.cursor
         # and it still routes jobs to the worker holding the lease after the restart
-        answer = await client.job_status(JobStatusRequest(lease_id="L1", job_id="none"))
-        assert answer.refusal == "unknown_job"
+        answer = await client.forward(miner.worker, status_of("none"))
+        assert isinstance(answer, JobRefused) and answer.reason == "unknown_job"
 
 
 # --------------------------------------------------------------------------- denied input
 
-NEW_ROUTES: list[tuple[str, Message]] = [
-    ("/lease/job/submit", JobSubmitRequest(lease_id="L1", job_id="j", spec=py("1"))),
-    ("/lease/job/status", JobStatusRequest(lease_id="L1", job_id="j")),
-    ("/lease/job/cancel", JobCancelRequest(lease_id="L1", job_id="j")),
-    ("/lease/job/logs", JobLogsRequest(lease_id="L1", job_id="j")),
-    ("/lease/job/result", JobResultRequest(lease_id="L1", job_id="j")),
-    ("/lease/job/artifact", JobArtifactRequest(lease_id="L1", job_id="j", name="a")),
-]
+
+def forwarded(miner: Miner, message: ForwardedMessage) -> tuple[str, Message]:
+    """``POST /forward`` of ``message`` to the worker of the test's lease."""
+    envelope = ForwardRequest(worker_pubkey=miner.worker, lease_id="L1", message=message)
+    return "/forward", envelope
+
+
+def every_forwarded(miner: Miner) -> list[ForwardedMessage]:
+    """Every kind of worker-link message a validator forwards (the stop last: it ends L1)."""
+    return [
+        LeaseStart(lease_id="L1", gpu_uuids=[miner.worker_gpu], ends_at=int(T0) + 3600),
+        submit("j", py("1")),
+        status_of("j"),
+        JobCancel(**ids_of("j")),
+        JobLogsQuery(**ids_of("j")),
+        JobResultQuery(**ids_of("j")),
+        ArtifactQuery(**ids_of("j"), name="a"),
+        LeaseStop(lease_id="L1", reason="x"),
+    ]
 
 
 def api_error(response: httpx.Response) -> ApiError:
@@ -502,13 +548,14 @@ def api_error(response: httpx.Response) -> ApiError:
     return error
 
 
-async def test_new_routes_refuse_unsigned_replayed_oversized_malformed_and_unpermitted(
+async def test_forward_and_receipt_refuse_unsigned_replayed_oversized_malformed_outsiders(
     ids: Identities, tmp_path: Path
 ) -> None:
     async with miner_stack(ids, tmp_path) as miner, httpx.AsyncClient() as http:
         await start_lease(miner)
-        routes = [*NEW_ROUTES, ("/lease/receipt", ReceiptSubmitRequest(
-            receipt=receipt(miner), validator_signature=bytes(64)))]  # fmt: skip
+        bad_receipt = ReceiptSubmitRequest(receipt=receipt(miner), validator_signature=bytes(64))
+        routes = [("/lease/receipt", bad_receipt)]
+        routes += [forwarded(miner, message) for message in every_forwarded(miner)]
         for path, message in routes:
             body = codec.encode(message)
             unsigned = await http.post(miner.url + path, content=body)

@@ -41,7 +41,7 @@ from byteleap.config import ValidatorConfig
 from byteleap.crypto import WorkerKey
 from byteleap.errors import StorageError
 from byteleap.leases.receipts import Receipt, check_chain, verify_signatures
-from byteleap.protocol.validator_api import SignedReceipt
+from byteleap.protocol.miner_api.receipts import SignedReceipt
 from byteleap.sessions.round_planner import Skip
 from neurons.chain import DevChainClient
 from neurons.common.miner_client import verify_hotkey_signature

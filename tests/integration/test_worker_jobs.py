@@ -17,11 +17,9 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.jobs import (
     ArtifactChunk,
     ArtifactQuery,
-    ErrorReply,
-    Heartbeat,
     JobAccepted,
     JobLogs,
     JobLogsQuery,
@@ -32,10 +30,9 @@ from byteleap.protocol.worker_link import (
     JobStatus,
     JobStatusQuery,
     JobSubmit,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
 )
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
+from byteleap.protocol.worker_link.session import ErrorReply, Heartbeat
 from tests.support.fake_miner import FakeMiner, recv
 from tests.support.worker import running_worker
 from workers.jobs.manager import JobManager

@@ -24,7 +24,7 @@ from bittensor import http_auth
 
 from byteleap.crypto import WorkerKey
 from byteleap.protocol import codec
-from byteleap.protocol.validator_api import ChallengeRequest
+from byteleap.protocol.miner_api.challenges import ChallengeRequest
 from tests.support.honest import SMALL, challenge_and_verify
 from tests.support.network import Network, network, running, worker_uuid
 from tests.wallets import coldkey_of, make_wallet

@@ -29,14 +29,9 @@ from websockets.exceptions import ConnectionClosed
 from byteleap.crypto import WorkerKey
 from byteleap.protocol import codec
 from byteleap.protocol.handshake import make_register
-from byteleap.protocol.worker_link import (
-    ChallengeCommit,
-    ErrorReply,
-    GpuCommit,
-    Hello,
-    LeaseAck,
-    Welcome,
-)
+from byteleap.protocol.worker_link.challenges import ChallengeCommit, GpuCommit
+from byteleap.protocol.worker_link.leases import LeaseAck
+from byteleap.protocol.worker_link.session import ErrorReply, Hello, Welcome
 from tests.support.honest import challenge_and_verify
 from tests.support.network import network, running, worker_uuid
 from tests.support.worker import inventory

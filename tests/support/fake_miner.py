@@ -18,7 +18,7 @@ from websockets.asyncio.server import Server, ServerConnection
 
 from byteleap.protocol import codec
 from byteleap.protocol.handshake import verify_register
-from byteleap.protocol.worker_link import Heartbeat, HeartbeatAck, Hello, Register, Welcome
+from byteleap.protocol.worker_link.session import Heartbeat, HeartbeatAck, Hello, Register, Welcome
 from tests.support.worker import MINER_HOTKEY
 
 

@@ -22,7 +22,7 @@ from bittensor import http_auth
 
 from byteleap.chain import MetagraphView, NeuronView
 from byteleap.protocol import codec
-from byteleap.protocol.validator_api import ApiError
+from byteleap.protocol.miner_api.errors import ApiError
 from neurons.miner.api import CONTENT_TYPE
 from tests.wallets import make_wallet
 

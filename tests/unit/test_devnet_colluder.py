@@ -21,16 +21,10 @@ import pytest
 
 from byteleap.errors import Forbidden, LinkError
 from byteleap.leases.receipts import check_chain, check_receipt, check_successor
-from byteleap.protocol.validator_api import (
-    GpuSummary,
-    InventoryResponse,
-    LeaseStartRequest,
-    LeaseStartResponse,
-    Receipt,
-    ReceiptSubmitResponse,
-    SignedReceipt,
-    WorkerSummary,
-)
+from byteleap.protocol.miner_api.forward import ForwardedAnswer, ForwardedMessage
+from byteleap.protocol.miner_api.inventory import GpuSummary, InventoryResponse, WorkerSummary
+from byteleap.protocol.miner_api.receipts import Receipt, ReceiptSubmitResponse, SignedReceipt
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart
 from devnet.colluder import (
     Ledger,
     ReceiptMint,
@@ -79,18 +73,19 @@ class FakeMiner:
             ],
         )
 
-    async def lease_start(self, request: LeaseStartRequest) -> LeaseStartResponse:
+    async def forward(self, worker_pubkey: str, message: ForwardedMessage) -> ForwardedAnswer:
+        assert isinstance(message, LeaseStart)
         if self.refuse_leases:
             self.refuse_leases -= 1
-            return LeaseStartResponse(lease_id=request.lease_id, accepted=False, reason="busy")
-        assert request.ends_at > self.clock()
-        self.leases[request.lease_id] = (
+            return LeaseAck(lease_id=message.lease_id, accepted=False, reason="busy")
+        assert message.ends_at > self.clock()
+        self.leases[message.lease_id] = (
             COLLUDER,
-            request.worker_pubkey,
-            list(request.gpu_uuids),
+            worker_pubkey,
+            list(message.gpu_uuids),
             self.clock(),
         )
-        return LeaseStartResponse(lease_id=request.lease_id, accepted=True)
+        return LeaseAck(lease_id=message.lease_id, accepted=True)
 
     async def submit_receipt(self, receipt: Receipt) -> ReceiptSubmitResponse:
         check_receipt(receipt, now=int(self.clock()))

@@ -33,7 +33,7 @@ from byteleap.protocol.common import (
     MAX_WORKERS,
     inventory_max_bytes,
 )
-from byteleap.protocol.validator_api import GpuSummary, InventoryResponse, WorkerSummary
+from byteleap.protocol.miner_api.inventory import GpuSummary, InventoryResponse, WorkerSummary
 from neurons.common.miner_client import MinerClient
 from neurons.validator import poller as poller_module
 from neurons.validator.poller import InventoryLimits, Poller, accept_inventory

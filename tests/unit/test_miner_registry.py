@@ -8,18 +8,10 @@ import pytest
 
 from byteleap.errors import ConfigError, Forbidden, LinkError, PeerUnavailable
 from byteleap.protocol.inventory import GpuInfo
-from byteleap.protocol.worker_link import (
-    ChallengeCommit,
-    ErrorReply,
-    GpuCommit,
-    Heartbeat,
-    JobInfo,
-    JobRefused,
-    JobStatus,
-    LeaseAck,
-    Reveal,
-    Unavailable,
-)
+from byteleap.protocol.worker_link.challenges import ChallengeCommit, GpuCommit, Reveal
+from byteleap.protocol.worker_link.jobs import JobInfo, JobRefused, JobStatus
+from byteleap.protocol.worker_link.leases import LeaseAck
+from byteleap.protocol.worker_link.session import ErrorReply, Heartbeat, Unavailable
 from byteleap.sessions.miner_registry import (
     CLOSE_GOING_AWAY,
     CLOSE_HEARTBEAT_TIMEOUT,

@@ -36,42 +36,44 @@ from byteleap.errors import (
     outcome_of,
 )
 from byteleap.protocol import (
-    COMMIT_TAG,
     HANDSHAKE_TAG,
     MAX_GPUS,
     MAX_OPENINGS,
     VALIDATOR_API,
     WORKER_LINK,
-    ApiError,
-    ChallengeCommit,
-    ChallengeDispatch,
-    ChallengeResponse,
-    ErrorReply,
-    GpuCommit,
     GpuInfo,
-    Heartbeat,
-    HeartbeatAck,
-    Hello,
     HostInfo,
     Inventory,
-    OpeningRequest,
-    Register,
-    Reveal,
-    RevealRequest,
-    RowOpening,
-    Unavailable,
     api_error_for,
-    commit_payload,
     decode,
     encode,
     error_reply_for,
-    evidence_payload,
     handshake_payload,
-    http_status_for,
     make_register,
     verify_register,
 )
 from byteleap.protocol.common import MAX_TEXT
+from byteleap.protocol.miner_api.challenges import ChallengeResponse, evidence_payload
+from byteleap.protocol.miner_api.errors import ApiError, http_status_for
+from byteleap.protocol.worker_link.challenges import (
+    COMMIT_TAG,
+    ChallengeCommit,
+    ChallengeDispatch,
+    GpuCommit,
+    OpeningRequest,
+    Reveal,
+    RevealRequest,
+    RowOpening,
+    commit_payload,
+)
+from byteleap.protocol.worker_link.session import (
+    ErrorReply,
+    Heartbeat,
+    HeartbeatAck,
+    Hello,
+    Register,
+    Unavailable,
+)
 
 SETTINGS = settings(max_examples=20, deadline=None)
 LIMIT = 1 << 20

@@ -21,7 +21,15 @@ from byteleap.errors import (
     ProtocolError,
 )
 from byteleap.protocol import codec
-from byteleap.protocol.common import MAX_TEXT
+from byteleap.protocol.common import MAX_TEXT, MAX_WORKERS
+from byteleap.protocol.miner_api.challenges import (
+    ChallengeRequest,
+    ChallengeResponse,
+    EpochFailure,
+    EpochRequest,
+)
+from byteleap.protocol.miner_api.errors import ApiError
+from byteleap.protocol.miner_api.forward import LeaseStatusRequest
 from byteleap.protocol.stream import (
     RECORD_PREFIX_BYTES,
     STREAM_CONTENT_TYPE,
@@ -30,16 +38,7 @@ from byteleap.protocol.stream import (
     encode_record,
     epoch_failure_for,
 )
-from byteleap.protocol.validator_api import (
-    MAX_WORKERS,
-    ApiError,
-    ChallengeRequest,
-    ChallengeResponse,
-    EpochFailure,
-    EpochRequest,
-    LeaseStatusRequest,
-)
-from byteleap.protocol.worker_link import GpuCommit
+from byteleap.protocol.worker_link.challenges import GpuCommit
 
 CHUNKINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PARAMS = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from byteleap.errors import PeerUnavailable
-from byteleap.protocol.validator_api import GpuSummary, InventoryResponse, WorkerSummary
+from byteleap.protocol.miner_api.inventory import GpuSummary, InventoryResponse, WorkerSummary
 from neurons.validator.poller import ROUND_TRIP_SAMPLES, Poller
 from neurons.validator.store.records import MinerRow, WorkerSnapshot
 

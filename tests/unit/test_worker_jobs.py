@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from byteleap.config.worker import JobsSection
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.jobs import (
     ArtifactChunk,
     ArtifactQuery,
     JobAccepted,

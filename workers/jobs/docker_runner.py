@@ -31,7 +31,7 @@ from pathlib import Path
 
 import structlog
 
-from byteleap.protocol.worker_link import JobSpec
+from byteleap.protocol.worker_link.jobs import JobSpec
 from workers.jobs.files import JobOutput, lease_dir_name
 from workers.jobs.runner import JobRun, RunResult, kill_group, outcome, run_process
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from byteleap.errors import WorkerFailure
-from byteleap.protocol.worker_link import MAX_ARTIFACTS, ArtifactInfo, ArtifactName
+from byteleap.protocol.worker_link.jobs import MAX_ARTIFACTS, ArtifactInfo, ArtifactName
 
 _ARTIFACT_NAME: TypeAdapter[str] = TypeAdapter(ArtifactName)
 _READ_CHUNK = 1024 * 1024

@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from byteleap.errors import MalformedMessage, WorkerFailure
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.jobs import (
     ArtifactChunk,
     ArtifactInfo,
     ArtifactQuery,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from byteleap.protocol.worker_link import JobSpec
+from byteleap.protocol.worker_link.jobs import JobSpec
 from workers.jobs.files import CappedLog, JobOutput, JobPaths
 
 #: seconds the pipes may stay open after the process ended (a straggling child holding them)

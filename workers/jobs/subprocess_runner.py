@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from byteleap.protocol.worker_link import JobSpec
+from byteleap.protocol.worker_link.jobs import JobSpec
 from workers.jobs.files import JobOutput
 from workers.jobs.runner import JobRun, RunResult, kill_group, outcome, run_process
 

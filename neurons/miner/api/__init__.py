@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from byteleap.config.miner import MinerApiSection
 from byteleap.leases.receipts import DEFAULT_SKEW_S, Verifier
 from byteleap.protocol.common import MAX_TEXT
-from byteleap.protocol.validator_api import ApiError
+from byteleap.protocol.miner_api.errors import ApiError
 from byteleap.sessions.miner_leases import LeaseTable
 from neurons.common.miner_client import verify_hotkey_signature
 from neurons.miner.api.challenges import CHALLENGE_SLACK_S, ChallengeService

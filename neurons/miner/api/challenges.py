@@ -14,8 +14,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 
 from byteleap.errors import ByteLeapError, MalformedMessage, PeerTimeout, PeerUnavailable
-from byteleap.protocol.stream import EpochRecord, encode_record, epoch_failure_for
-from byteleap.protocol.validator_api import (
+from byteleap.protocol.miner_api.challenges import (
     ChallengeRequest,
     ChallengeResponse,
     EpochFailure,
@@ -24,7 +23,8 @@ from byteleap.protocol.validator_api import (
     OpeningsResponse,
     evidence_payload,
 )
-from byteleap.protocol.worker_link import ChallengeDispatch, RevealRequest
+from byteleap.protocol.stream import EpochRecord, encode_record, epoch_failure_for
+from byteleap.protocol.worker_link.challenges import ChallengeDispatch, RevealRequest
 from neurons.miner.api.leases import LeaseService
 from neurons.miner.ports import WorkerDirectory
 

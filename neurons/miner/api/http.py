@@ -19,8 +19,8 @@ from fastapi.routing import APIRoute
 from byteleap.errors import ByteLeapError, MalformedMessage, MessageTooLarge
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
+from byteleap.protocol.miner_api.errors import ApiError, http_status_for
 from byteleap.protocol.stream import STREAM_CONTENT_TYPE
-from byteleap.protocol.validator_api import ApiError, http_status_for
 
 log = logging.getLogger("neurons.miner.api")
 

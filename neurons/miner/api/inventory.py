@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from byteleap.protocol.validator_api import HealthResponse, InventoryResponse
+from byteleap.protocol.miner_api.inventory import HealthResponse, InventoryResponse
 from neurons.miner.ports import WorkerDirectory
 
 

@@ -12,23 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from byteleap.protocol.validator_api import ForwardRequest, ForwardResponse, LeaseStatusResponse
-from byteleap.protocol.worker_link import (
-    JobRefused,
-    JobReply,
-    JobRequest,
-    JobSubmit,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
-)
-from byteleap.sessions.miner_leases import (
+from byteleap.protocol.miner_api.forward import ForwardRequest, ForwardResponse, LeaseStatusResponse
+from byteleap.protocol.worker_link.jobs import JobRefused, JobReply, JobRequest, JobSubmit
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
+from byteleap.sessions.lease_table_events import (
     Answer,
     ForwardRequested,
-    Instruction,
-    LeaseTable,
+    LeaseTableInstruction,
     Persist,
-    Refuse,
+    RefuseJob,
     Relay,
     StartAcked,
     StartAtWorker,
@@ -36,9 +28,10 @@ from byteleap.sessions.miner_leases import (
     StopAcked,
     StopAtWorker,
     StopRequested,
-    Tick,
+    TableTick,
     WorkerLost,
 )
+from byteleap.sessions.miner_leases import LeaseTable
 from neurons.miner.ports import WorkerDirectory
 from neurons.miner.store import MinerStore
 
@@ -65,7 +58,7 @@ class LeaseService:
         return self.table.leased(worker_pubkey, self.clock())
 
     def tick(self) -> None:
-        self.table.handle(Tick(self.clock()))
+        self.table.handle(TableTick(self.clock()))
 
     def status(self, lease_id: str) -> LeaseStatusResponse:
         record = self.table.get(lease_id, self.clock())
@@ -124,7 +117,7 @@ class LeaseService:
             submit=isinstance(request, JobSubmit),
         )
         (decision,) = self.table.handle(event)
-        if isinstance(decision, Refuse):
+        if isinstance(decision, RefuseJob):
             return JobRefused(
                 request_id=request.request_id,
                 lease_id=request.lease_id,
@@ -140,7 +133,7 @@ class LeaseService:
         return reply.model_copy(update={"request_id": request.request_id})
 
     async def _carry_out(
-        self, instructions: list[Instruction], message: LeaseStart | LeaseStop
+        self, instructions: list[LeaseTableInstruction], message: LeaseStart | LeaseStop
     ) -> LeaseAck:
         """Carry out the table's instructions (and those its answers call for) to its answer."""
         pending = list(instructions)

@@ -14,13 +14,14 @@ from starlette.datastructures import QueryParams
 
 from byteleap.errors import Forbidden, MalformedMessage
 from byteleap.leases.receipts import Verifier, check_receipt, signing_payload
-from byteleap.protocol.validator_api import (
+from byteleap.protocol.miner_api.receipts import (
     MAX_RECEIPTS_PAGE,
     ReceiptPage,
     ReceiptSubmitRequest,
     ReceiptSubmitResponse,
 )
-from byteleap.sessions.miner_leases import LEASE_RETENTION_S, IssueReceipt, ReceiptOffered
+from byteleap.sessions.lease_table_events import IssueReceipt, ReceiptOffered
+from byteleap.sessions.miner_leases import LEASE_RETENTION_S
 from neurons.miner.api.leases import LeaseService
 from neurons.miner.store import MinerStore
 

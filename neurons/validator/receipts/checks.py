@@ -1,7 +1,7 @@
 """What a fetched receipt must pass before it may count (SPEC 5.2), with no I/O.
 
 A miner's ``GET /receipts`` page is not trusted as it comes: the miner could serve anything. Each
-:class:`~byteleap.protocol.validator_api.SignedReceipt` is checked here in order of cost, and
+:class:`~byteleap.protocol.miner_api.receipts.SignedReceipt` is checked here in order of cost, and
 the first failure names the :class:`DropReason` the collector counts:
 
 1. ``wrong_miner``: the receipt bills another miner than the one that served it (a replay of
@@ -34,7 +34,7 @@ from byteleap.leases.receipts import (
     parse_canonical,
     signing_payload,
 )
-from byteleap.protocol.validator_api import SignedReceipt
+from byteleap.protocol.miner_api.receipts import SignedReceipt
 from neurons.validator.store.records import MinerRow
 
 

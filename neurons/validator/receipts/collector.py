@@ -27,7 +27,7 @@ import structlog
 
 from byteleap.errors import ByteLeapError, PeerTimeout, StorageError
 from byteleap.leases.receipts import DEFAULT_SKEW_S, Verifier
-from byteleap.protocol.validator_api import MAX_RECEIPTS_PAGE, ReceiptPage, SignedReceipt
+from byteleap.protocol.miner_api.receipts import MAX_RECEIPTS_PAGE, ReceiptPage, SignedReceipt
 from neurons.common.miner_client import verify_hotkey_signature
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.poller import pollable
