@@ -421,6 +421,25 @@ async def test_lease_lifecycle(ids: Identities, start_miner: Callable[..., Miner
     assert miner.fake.calls[1][2].reason == "renter done"
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/lease/start", "/lease/stop", "/lease/job/submit", "/lease/job/status", "/lease/job/cancel",
+     "/lease/job/logs", "/lease/job/result", "/lease/job/artifact"],
+)  # fmt: skip
+async def test_the_per_message_lease_routes_are_gone(
+    ids: Identities, start_miner: Callable[..., Miner], path: str
+) -> None:
+    """Leases and jobs go through ``POST /forward`` only (docs/design-changes.md)."""
+    miner = start_miner()
+    body = status_request()
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            miner.url + path, content=body, headers=signed(ids, miner, "POST", path, body)
+        )
+    assert response.status_code == 404
+    assert miner.fake.calls == []
+
+
 async def test_concurrent_validators_reach_different_workers(
     ids: Identities, start_miner: Callable[..., Miner]
 ) -> None:
