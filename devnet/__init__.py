@@ -8,7 +8,8 @@ talks over 127.0.0.1. The devnet only orchestrates and watches: it reads the val
 from their databases and the weights from the devchain, and it never decides anything a
 validator decides.
 
-Modules: :mod:`~devnet.plan` (what to start, pure), :mod:`~devnet.prepare`
+Modules: :mod:`~devnet.plan` (what to start, pure; its specs and tuning in
+:mod:`~devnet.specs`), :mod:`~devnet.prepare`
 (wallets, keys, configs, chain registration on disk), :mod:`~devnet.processes` (start and
 stop children), :mod:`~devnet.observe` (read the network's state),
 :mod:`~devnet.progress` (the live view), :mod:`~devnet.report` (the final table

@@ -28,14 +28,9 @@ from byteleap.errors import ByteLeapError
 from byteleap.sessions.worker_agent import WorkerAgent
 from daemonkit.cli import ConfigOption, fail, load_or_exit
 from daemonkit.logs import configure_logging
-from devnet.cheats import (
-    AlwaysBusyAgent,
-    Cheat,
-    CheatingExecutor,
-    CheatMode,
-    claimed_devices,
-    claimed_inventory,
-)
+from devnet.cheat_devices import AlwaysBusyAgent, claimed_devices, claimed_inventory
+from devnet.cheat_modes import Cheat, CheatMode
+from devnet.cheats import CheatingExecutor
 from workers.backends.numpy_backend import NumpyBackend
 from workers.backends.select import cpu_name
 from workers.inventory import collect_inventory

@@ -18,7 +18,7 @@ from rich.console import Console
 import byteleap
 from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import run_reference
-from devnet.cheats import CheatMode
+from devnet.cheat_modes import CheatMode
 
 app = typer.Typer(
     name="byteleap",
@@ -110,8 +110,8 @@ def devnet(
     miner no more than an honest miner's weight per device; a receipt_mint miner's lease share no
     more than its colluder's stake share), the honest miners are paid and the validators agree,
     1 when the network did not run or judged wrongly, 130 when interrupted."""
-    from devnet.plan import DevnetOptions
-    from devnet.runner import run_command
+    from devnet.command import run_command
+    from devnet.specs import DevnetOptions
 
     cheats = tuple(cheat or ())
     try:

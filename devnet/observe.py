@@ -14,16 +14,18 @@ With several validators, each one's store is read on its own (one :class:`Observ
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from byteleap.errors import Outcome
-from devnet.cheats import CheatMode
-from devnet.plan import Plan
-from devnet.prepare import Identity
+from byteleap.errors import ByteLeapError, Outcome, TransientError
+from devnet.cheat_modes import CheatMode
+from devnet.colluder import read_ledger
+from devnet.prepare import Network, NeuronIdentity
+from devnet.specs import ColluderSpec, Plan
 from neurons.chain import WeightsRecord
 from neurons.validator.store.records import (
     ChallengeRow,
@@ -78,7 +80,7 @@ class MinerState:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class LiveVerdict:
     """One closed challenge of one GPU, for the live view."""
 
     closed_at: datetime
@@ -95,7 +97,7 @@ class Snapshot:
     rounds: int
     rounds_done: int
     miners: tuple[MinerState, ...]
-    recent: tuple[Verdict, ...]
+    recent: tuple[LiveVerdict, ...]
     #: the devchain's newest vector of this validator
     weights_block: int | None
     #: the validator's newest submission: status and, when it set none, why
@@ -142,7 +144,7 @@ class ValidatorView:
 
 
 def validator_view(
-    name: str, identity: Identity, snap: Snapshot, weights: WeightsRecord | None
+    name: str, identity: NeuronIdentity, snap: Snapshot, weights: WeightsRecord | None
 ) -> ValidatorView:
     """What ``snap`` (one validator's snapshot, taken with ``weights``) says of its vector."""
     return ValidatorView(
@@ -207,7 +209,7 @@ def _describe(submission: WeightSubmission) -> str:
 
 def snapshot(
     plan: Plan,
-    miners: Mapping[str, Identity],
+    miners: Mapping[str, NeuronIdentity],
     observed: Observed,
     *,
     weights: WeightsRecord | None = None,
@@ -254,7 +256,7 @@ def snapshot(
         reverse=True,
     )
     recent = tuple(
-        Verdict(
+        LiveVerdict(
             closed_at=row.closed_at or row.dispatched_at,
             miner=names.get(row.miner_hotkey, row.miner_hotkey[:8]),
             worker=row.worker_pubkey[:8],
@@ -275,3 +277,92 @@ def snapshot(
         last_submission=_describe(observed.submissions[0]) if observed.submissions else None,
         explained=submission is not None,
     )
+
+
+#: the newest challenge rows read per poll (a devnet closes a few hundred at most)
+CHALLENGE_ROWS = 20_000
+
+
+#: the newest weight submissions read per poll (the final vector's is among them)
+SUBMISSION_ROWS = 10
+
+
+class StoreReader:
+    """Reads one validator's store (opened on its database URL once it exists) and its weights
+    on the devchain (``uid``; default: the first validator's)."""
+
+    def __init__(self, url: str, uid: int | None = None, name: str = "validator") -> None:
+        self.url = url
+        self.uid = uid
+        self.name = name
+        self.store: Any = None
+        self.last_error: str | None = None
+        self._last = Observed()
+
+    async def ready(self) -> bool:
+        """Open the store; False while the validator has not created its schema yet."""
+        if self.store is not None:
+            return True
+        from neurons.validator.store import open_store
+
+        store = None
+        try:
+            # no auto_upgrade: the schema is the validator's to create; until it is at head,
+            # open_store raises StorageError and the validator is still starting
+            store = await open_store(self.url, pool_size=2)
+            await store.miners()
+        except Exception as exc:  # the database may not even exist yet
+            self.last_error = exc.message if isinstance(exc, ByteLeapError) else repr(exc)
+            if store is not None:
+                await store.close()
+            return False
+        self.store = store
+        return True
+
+    async def read(self, network: Network, since: datetime) -> Observed:
+        chain = network.chain
+        weights = chain.weights_history(self.uid if self.uid is not None else network.validator.uid)
+        block = chain.current_block()
+        if self.store is None:
+            return Observed(weights=weights, block=block)
+        store = self.store
+        try:
+            self._last = Observed(
+                challenges=await store.recent_challenges(limit=CHALLENGE_ROWS),
+                tallies=await store.tally(since),
+                workers=await store.workers(datetime.now(UTC)),
+                submissions=await store.weight_submissions(limit=SUBMISSION_ROWS),
+            )
+        except TransientError as exc:  # a busy database: show the last good read again
+            self.last_error = exc.message
+        return replace(self._last, weights=weights, block=block)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+def bucket_end(when: float, bucket_seconds: int) -> float:
+    """When the availability bucket that ``when`` falls in is complete (buckets count from the
+    Unix epoch, as in ``byteleap.scoring.availability``)."""
+    return (math.floor(when / bucket_seconds) + 1) * bucket_seconds
+
+
+def colluder_report(spec: ColluderSpec, network: Network) -> dict[str, Any]:
+    """A colluding validator, for the report: its stake share and what its ledger says."""
+    identity = network.colluders[spec.name]
+    ledger = read_ledger(spec.ledger)
+    total = network.total_stake
+    return {
+        "name": spec.name,
+        "hotkey": identity.hotkey,
+        "uid": identity.uid,
+        "stake": identity.stake,
+        "stake_share": round(identity.stake / total, 6) if total else 0.0,
+        "miner_uid": network.miners[spec.miner].uid,
+        "leases": ledger.leases,
+        "receipts": ledger.receipts,
+        "billed_gpu_s": ledger.billed_gpu_s,
+        "errors": dict(ledger.errors),
+    }

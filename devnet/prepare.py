@@ -1,4 +1,4 @@
-"""Put a :class:`~devnet.plan.Plan` on disk: wallets, worker keys, configs, the devchain.
+"""Put a :class:`~devnet.specs.Plan` on disk: wallets, worker keys, configs, the devchain.
 
 After :func:`prepare`, every process of the plan can start: its config file exists, its wallet or
 key file is where the config says, and every hotkey is registered on the devchain (a miner whose
@@ -16,12 +16,12 @@ from pathlib import Path
 import bittensor as bt
 import yaml
 
-from devnet.plan import NeuronSpec, Plan, ValidatorSpec
+from devnet.specs import NeuronSpec, Plan, ValidatorSpec
 from neurons.chain import DevChain
 
 
 @dataclass(frozen=True)
-class Identity:
+class NeuronIdentity:
     """A neuron as the devchain knows it."""
 
     uid: int
@@ -37,14 +37,14 @@ class Network:
 
     chain: DevChain
     #: the validators, in the plan's order (the renters' first)
-    validators: tuple[Identity, ...]
+    validators: tuple[NeuronIdentity, ...]
     #: by miner name (``miner-1``, ``cheater-1``)
-    miners: dict[str, Identity]
+    miners: dict[str, NeuronIdentity]
     #: the colluding validators, by name (``colluder-1``)
-    colluders: dict[str, Identity] = field(default_factory=dict)
+    colluders: dict[str, NeuronIdentity] = field(default_factory=dict)
 
     @property
-    def validator(self) -> Identity:
+    def validator(self) -> NeuronIdentity:
         """The first validator."""
         return self.validators[0]
 
@@ -90,12 +90,12 @@ def prepare(plan: Plan) -> Network:
         write_worker_key(worker.key_file, worker.key_seed)
     chain = DevChain.create(plan.chain_path, plan.chain_params)
 
-    def register(neuron: NeuronSpec) -> Identity:
+    def register(neuron: NeuronSpec) -> NeuronIdentity:
         hotkey, coldkey = make_wallet(plan.wallets_dir, neuron.wallet_name, neuron.wallet_seed)
         validator = isinstance(neuron, ValidatorSpec)
         stake = neuron.stake if isinstance(neuron, ValidatorSpec) else 0.0
         uid = chain.register(hotkey, coldkey, stake=stake, validator_permit=validator)
-        return Identity(uid=uid, hotkey=hotkey, coldkey=coldkey, stake=stake)
+        return NeuronIdentity(uid=uid, hotkey=hotkey, coldkey=coldkey, stake=stake)
 
     validators = tuple(register(v) for v in plan.validators)
     colluders = {c.name: register(c) for c in plan.colluders}

@@ -12,6 +12,7 @@ it for error messages.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -19,12 +20,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from devnet.plan import ProcessSpec
+from byteleap.errors import ByteLeapError
+from devnet.specs import ProcessSpec
 
 #: seconds the children get to exit after SIGTERM before they are killed
 STOP_GRACE_S = 10.0
@@ -148,3 +150,42 @@ class ProcessGroup:
             if child.exit_code() is None:
                 child.popen.wait()
         return {child.name: child.popen.returncode for child in self.children}
+
+
+class DevnetFailed(ByteLeapError):
+    """The devnet could not finish. ``log`` is the tail of the process to blame, if any."""
+
+    code = "devnet"
+
+    def __init__(self, message: str, *, process: str | None = None, log: str = "") -> None:
+        super().__init__(message)
+        self.process = process
+        self.log = log
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM."""
+
+
+@contextlib.contextmanager
+def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Iterator[None]:
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def blame_exited(children: list[Child]) -> DevnetFailed:
+    child = children[0]
+    code = child.exit_code()
+    return DevnetFailed(
+        f"{child.name} ({child.spec.role}) exited with code {code}",
+        process=child.name,
+        log=child.tail(),
+    )

@@ -22,7 +22,7 @@ from devnet.observe import MinerState, Snapshot
 
 
 @dataclass(frozen=True)
-class Status:
+class RunStatus:
     """What the runner knows beyond the validator's state."""
 
     phase: str
@@ -35,7 +35,7 @@ class Progress(Protocol):
     def note(self, text: str) -> None:
         """Something happened that the snapshot does not show (a process started, ...)."""
 
-    def update(self, snap: Snapshot, status: Status) -> None: ...
+    def update(self, snap: Snapshot, status: RunStatus) -> None: ...
 
     def close(self) -> None: ...
 
@@ -51,7 +51,7 @@ def _fraud(miner: MinerState) -> str:
     return ", ".join(kinds) if kinds else str(miner.fraud or "-")
 
 
-def render(snap: Snapshot, status: Status, notes: list[str]) -> RenderableType:
+def render(snap: Snapshot, status: RunStatus, notes: list[str]) -> RenderableType:
     header = Text.assemble(
         ("ByteLeap devnet", "bold"),
         f"  {status.phase}  ·  block {snap.block}  ·  round "
@@ -118,7 +118,7 @@ class LiveProgress:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def update(self, snap: Snapshot, status: Status) -> None:
+    def update(self, snap: Snapshot, status: RunStatus) -> None:
         self._live.update(render(snap, status, self.notes))
 
     def close(self) -> None:
@@ -142,7 +142,7 @@ class LineProgress:
     def note(self, text: str) -> None:
         self._say(text)
 
-    def update(self, snap: Snapshot, status: Status) -> None:
+    def update(self, snap: Snapshot, status: RunStatus) -> None:
         if status.processes_up != self._up:
             self._up = status.processes_up
             self._say(f"{status.processes_up}/{status.processes_total} processes running")
@@ -178,7 +178,7 @@ class NoProgress:
     def note(self, text: str) -> None:
         pass
 
-    def update(self, snap: Snapshot, status: Status) -> None:
+    def update(self, snap: Snapshot, status: RunStatus) -> None:
         pass
 
     def close(self) -> None:

@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 
 from byteleap.errors import ByteLeapError
-from devnet.plan import RenterSpec
 from devnet.processes import child_environment
+from devnet.specs import RenterSpec
 
 #: how long a lease is booked for: the renter terminates it long before
 LEASE_HOURS = 0.05
@@ -67,7 +67,7 @@ class RenterFailed(ByteLeapError):
     code = "devnet_renter"
 
 
-class ApiError(ByteLeapError):
+class RenterApiError(ByteLeapError):
     """An error answer of the renter API (``{"error": {"code", "message"}}``)."""
 
     code = "renter_api"
@@ -78,14 +78,14 @@ class ApiError(ByteLeapError):
         self.api_code = code
 
 
-def error_of(status: int, body: bytes) -> ApiError:
+def error_of(status: int, body: bytes) -> RenterApiError:
     """The API's error from a non-2xx answer (whatever the body holds)."""
     try:
         error = json.loads(body)["error"]
-        return ApiError(status, str(error["code"]), str(error["message"]))
+        return RenterApiError(status, str(error["code"]), str(error["message"]))
     except (ValueError, KeyError, TypeError):
         text = body.decode("utf-8", "replace").strip()[:200]
-        return ApiError(status, "http_error", text or "no body")
+        return RenterApiError(status, "http_error", text or "no body")
 
 
 def job_spec(renter: str, python: str = sys.executable) -> dict[str, Any]:
@@ -206,7 +206,7 @@ class RenterApi:
         try:
             response = await self.http.request(method, "/v1" + path, json=body)
         except httpx.HTTPError as exc:
-            raise ApiError(0, "unreachable", f"{method} /v1{path}: {exc!r}") from None
+            raise RenterApiError(0, "unreachable", f"{method} /v1{path}: {exc!r}") from None
         if response.is_error:
             raise error_of(response.status_code, response.content)
         return response
@@ -223,7 +223,7 @@ def _capacity_text(capacity: Mapping[str, Any]) -> str:
     )
 
 
-class Renter:
+class SimulatedRenter:
     """One renter's walk through the API (see the module docstring)."""
 
     def __init__(
@@ -254,7 +254,7 @@ class Renter:
         while True:
             try:
                 capacity: Mapping[str, Any] = await self.api.json("GET", "/capacity")
-            except ApiError as exc:
+            except RenterApiError as exc:
                 raise self._fail("listing capacity", exc.message) from None
             if capacity.get("gpus"):
                 return capacity
@@ -278,7 +278,7 @@ class Renter:
             try:
                 lease: Mapping[str, Any] = await self.api.json("POST", "/leases", body)
                 return lease
-            except ApiError as exc:
+            except RenterApiError as exc:
                 if exc.api_code not in RETRYABLE or self._late():
                     raise self._fail("creating a lease of 1 GPU", exc.message) from None
             await asyncio.sleep(POLL_S)
@@ -321,7 +321,7 @@ class Renter:
                 f"{self.name}: job {job_id} {job['state']}, exit code {job['exit_code']}, "
                 f"stdout {stdout.strip()[:80]!r}, artifacts {', '.join(artifacts) or 'none'}"
             )
-        except ApiError as exc:
+        except RenterApiError as exc:
             await self._terminate_quietly(lease_id)
             raise self._fail(f"running a job on lease {lease_id}", exc.message) from None
         except RenterFailed:
@@ -332,7 +332,7 @@ class Renter:
             await asyncio.sleep(MIN_LEASE_S - held)
         try:
             ended = await self.api.json("DELETE", f"/leases/{lease_id}")
-        except ApiError as exc:
+        except RenterApiError as exc:
             raise self._fail(f"terminating lease {lease_id}", exc.message) from None
         self.note(
             f"{self.name}: lease {lease_id[:14]}… {ended['status']} "
@@ -356,7 +356,7 @@ class Renter:
 
     async def _terminate_quietly(self, lease_id: str) -> None:
         """End the lease after a failure (the failure is what gets reported)."""
-        with contextlib.suppress(ApiError):
+        with contextlib.suppress(RenterApiError):
             await self.api.request("DELETE", f"/leases/{lease_id}")
 
 
@@ -374,7 +374,7 @@ async def rent_all(
     async def one(spec: RenterSpec) -> RenterOutcome:
         api = RenterApi(api_url, keys[spec.name])
         try:
-            return await Renter(spec.name, api, note=note, miner_names=miner_names).run()
+            return await SimulatedRenter(spec.name, api, note=note, miner_names=miner_names).run()
         finally:
             await api.aclose()
 
@@ -387,7 +387,7 @@ async def rent_all(
 
 
 __all__ = [
-    "ApiError",
+    "RenterApiError",
     "RenterFailed",
     "RenterOutcome",
     "create_key",

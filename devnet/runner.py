@@ -29,72 +29,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
-import shutil
-import signal
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from byteleap.errors import ByteLeapError, TransientError
 from devnet.colluder import read_ledger
 from devnet.observe import (
     Observed,
     Snapshot,
+    StoreReader,
+    bucket_end,
+    colluder_report,
     scored_per_worker,
     snapshot,
     submission_for,
     validator_view,
 )
 from devnet.observe import first_weights_after as weights_after
-from devnet.plan import ColluderSpec, DevnetOptions, Plan, build_plan
 from devnet.prepare import Network, prepare
-from devnet.processes import Child, ProcessGroup
-from devnet.progress import LineProgress, LiveProgress, Progress, Status
+from devnet.processes import (
+    DevnetFailed,
+    Interrupted,
+    ProcessGroup,
+    blame_exited,
+    stop_on_signals,
+)
+from devnet.progress import Progress, RunStatus
 from devnet.renters import RenterFailed, RenterOutcome, create_keys, rent_all
 from devnet.report import (
     final_report,
-    problems,
-    render_checks,
-    render_renters,
-    render_table,
-    render_validators,
 )
+from devnet.specs import Plan
 from neurons.chain import WeightsRecord
 
 #: seconds between two reads of the network's state
 POLL_S = 0.5
-#: the newest challenge rows read per poll (a devnet closes a few hundred at most)
-CHALLENGE_ROWS = 20_000
-#: the newest weight submissions read per poll (the final vector's is among them)
-SUBMISSION_ROWS = 10
 #: seconds the final vector's stored explanation may lag behind the vector on the chain
 EXPLANATION_WAIT_S = 10.0
 #: seconds the renters wait for the colluders to lease their miners' workers (and the final
 #: weights for a minted receipt that bills something) before the run goes on without them
 COLLUDER_WAIT_S = 30.0
-
-
-class DevnetFailed(ByteLeapError):
-    """The devnet could not finish. ``log`` is the tail of the process to blame, if any."""
-
-    code = "devnet"
-
-    def __init__(self, message: str, *, process: str | None = None, log: str = "") -> None:
-        super().__init__(message)
-        self.process = process
-        self.log = log
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM."""
 
 
 @dataclass(frozen=True)
@@ -105,92 +81,6 @@ class Limits:
     total_s: float = 300.0
 
 
-class StoreReader:
-    """Reads one validator's store (opened on its database URL once it exists) and its weights
-    on the devchain (``uid``; default: the first validator's)."""
-
-    def __init__(self, url: str, uid: int | None = None, name: str = "validator") -> None:
-        self.url = url
-        self.uid = uid
-        self.name = name
-        self.store: Any = None
-        self.last_error: str | None = None
-        self._last = Observed()
-
-    async def ready(self) -> bool:
-        """Open the store; False while the validator has not created its schema yet."""
-        if self.store is not None:
-            return True
-        from neurons.validator.store import open_store
-
-        store = None
-        try:
-            # no auto_upgrade: the schema is the validator's to create; until it is at head,
-            # open_store raises StorageError and the validator is still starting
-            store = await open_store(self.url, pool_size=2)
-            await store.miners()
-        except Exception as exc:  # the database may not even exist yet
-            self.last_error = exc.message if isinstance(exc, ByteLeapError) else repr(exc)
-            if store is not None:
-                await store.close()
-            return False
-        self.store = store
-        return True
-
-    async def read(self, network: Network, since: datetime) -> Observed:
-        chain = network.chain
-        weights = chain.weights_history(self.uid if self.uid is not None else network.validator.uid)
-        block = chain.current_block()
-        if self.store is None:
-            return Observed(weights=weights, block=block)
-        store = self.store
-        try:
-            self._last = Observed(
-                challenges=await store.recent_challenges(limit=CHALLENGE_ROWS),
-                tallies=await store.tally(since),
-                workers=await store.workers(datetime.now(UTC)),
-                submissions=await store.weight_submissions(limit=SUBMISSION_ROWS),
-            )
-        except TransientError as exc:  # a busy database: show the last good read again
-            self.last_error = exc.message
-        return replace(self._last, weights=weights, block=block)
-
-    async def close(self) -> None:
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
-
-
-@contextlib.contextmanager
-def _signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Iterator[None]:
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
-def bucket_end(when: float, bucket_seconds: int) -> float:
-    """When the availability bucket that ``when`` falls in is complete (buckets count from the
-    Unix epoch, as in ``byteleap.scoring.availability``)."""
-    return (math.floor(when / bucket_seconds) + 1) * bucket_seconds
-
-
-def _blame_exited(children: list[Child]) -> DevnetFailed:
-    child = children[0]
-    code = child.exit_code()
-    return DevnetFailed(
-        f"{child.name} ({child.spec.role}) exited with code {code}",
-        process=child.name,
-        log=child.tail(),
-    )
-
-
 def _behind(plan: Plan, observed: Observed, needed: int, who: str = "") -> list[str]:
     counts = scored_per_worker(observed.challenges)
     return [
@@ -198,25 +88,6 @@ def _behind(plan: Plan, observed: Observed, needed: int, who: str = "") -> list[
         for w in plan.honest_workers
         if counts[w.pubkey] < needed
     ]
-
-
-def colluder_report(spec: ColluderSpec, network: Network) -> dict[str, Any]:
-    """A colluding validator, for the report: its stake share and what its ledger says."""
-    identity = network.colluders[spec.name]
-    ledger = read_ledger(spec.ledger)
-    total = network.total_stake
-    return {
-        "name": spec.name,
-        "hotkey": identity.hotkey,
-        "uid": identity.uid,
-        "stake": identity.stake,
-        "stake_share": round(identity.stake / total, 6) if total else 0.0,
-        "miner_uid": network.miners[spec.miner].uid,
-        "leases": ledger.leases,
-        "receipts": ledger.receipts,
-        "billed_gpu_s": ledger.billed_gpu_s,
-        "errors": dict(ledger.errors),
-    }
 
 
 @dataclass(frozen=True)
@@ -274,7 +145,7 @@ class Devnet:
         ]
         group = ProcessGroup()
         try:
-            with _signals(asyncio.get_running_loop(), stop):
+            with stop_on_signals(asyncio.get_running_loop(), stop):
                 # every child starts before anything here starts a thread (see processes.py)
                 for spec in plan.processes():
                     group.start(spec)
@@ -403,7 +274,7 @@ class Devnet:
                 raise Interrupted
             exited = group.exited()
             if exited:
-                raise _blame_exited(exited)
+                raise blame_exited(exited)
             elapsed = self.clock() - started
             for reader in readers:
                 await reader.ready()
@@ -524,8 +395,8 @@ class Devnet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=POLL_S)
 
-    def _status(self, phase: str, elapsed: float, group: ProcessGroup, total: int) -> Status:
-        return Status(phase, elapsed, group.running(), total)
+    def _status(self, phase: str, elapsed: float, group: ProcessGroup, total: int) -> RunStatus:
+        return RunStatus(phase, elapsed, group.running(), total)
 
     def _not_up(
         self,
@@ -589,81 +460,3 @@ class Devnet:
             if several:
                 message = f"not every validator set weights after the last round within {limit}"
         return DevnetFailed(message, process=validator.name, log=validator.tail())
-
-
-# --------------------------------------------------------------------------- the command
-
-
-def _progress(as_json: bool, err: Console) -> Progress:
-    if err.is_terminal and not as_json:
-        return LiveProgress(err)
-    return LineProgress(err)
-
-
-def run_command(
-    options: DevnetOptions,
-    *,
-    as_json: bool,
-    keep: bool,
-    run_dir: Path | None,
-    timeout_s: float,
-    out: Console,
-    err: Console,
-) -> int:
-    """``byteleap devnet``: run, report, clean up. Returns the exit code: 0 when the network
-    judged every miner as it must, 1 when it did not or could not run, 130 when interrupted."""
-    if run_dir is not None and run_dir.exists() and any(run_dir.iterdir()):
-        err.print(f"[bold red]error[/]: {run_dir} is not empty", highlight=False)
-        return 2
-    directory = run_dir or Path(tempfile.mkdtemp(prefix="byteleap-devnet-"))
-    keep = keep or run_dir is not None
-    result: Result | None = None
-    blamed: str | None = None
-    exit_codes: dict[str, int] = {}
-    try:
-        plan = build_plan(options, directory)
-        devnet = Devnet(plan, _progress(as_json, err), limits=Limits(total_s=timeout_s))
-        try:
-            result = asyncio.run(devnet.run())
-        finally:
-            exit_codes = devnet.exit_codes
-    except DevnetFailed as exc:
-        blamed = exc.process
-        err.print(f"[bold red]devnet failed[/]: {exc.message}", highlight=False)
-        if exc.log:
-            where = f" ({exc.process})" if exc.process else ""
-            err.print(f"[bold]last lines of the log{where}:[/]", highlight=False)
-            err.print(exc.log, highlight=False, markup=False)
-    except (Interrupted, KeyboardInterrupt):
-        err.print("devnet: interrupted; every process was stopped", highlight=False)
-        return 130
-    except ByteLeapError as exc:
-        err.print(f"[bold red]devnet failed[/]: {exc.message}", highlight=False)
-    finally:
-        for name, code in exit_codes.items():
-            if name != blamed and code not in (0, -signal.SIGTERM):
-                err.print(f"devnet: {name} exited with code {code} on shutdown", highlight=False)
-        if keep:
-            err.print(f"devnet: run directory kept at {directory}", highlight=False)
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
-    if result is None:
-        return 1
-    report = result.report
-    if as_json:
-        out.file.write(json.dumps(report) + "\n")  # exactly the JSON: no markup, no wrapping
-        out.file.flush()
-    else:
-        names = {m.uid: m.name for m in result.snapshot.miners}
-        out.print(render_table(report, names=names))
-        validators = render_validators(report)
-        if validators is not None:
-            out.print(validators)
-        renters = render_renters(report, names=names)
-        if renters is not None:
-            out.print(renters)
-        out.print(render_checks(report))
-    found = problems(report)
-    for problem in found:
-        err.print(f"[bold red]unexpected[/]: {problem}", highlight=False)
-    return 1 if found else 0

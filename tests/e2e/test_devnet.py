@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 
 from byteleap.protocol.common import MAX_GPUS
-from devnet.cheats import EXPECTED_FAILURES, CheatMode
-from devnet.plan import DevnetOptions, build_plan
-from devnet.processes import read_tail
+from devnet.cheat_modes import EXPECTED_FAILURES, CheatMode
+from devnet.plan import build_plan
+from devnet.processes import DevnetFailed, read_tail
 from devnet.progress import NoProgress
 from devnet.renters import ARTIFACT, expected_stdout
-from devnet.runner import Devnet, DevnetFailed
+from devnet.runner import Devnet
+from devnet.specs import DevnetOptions
 from neurons.validator.renter.keys import KEY_PREFIX
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

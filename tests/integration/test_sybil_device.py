@@ -37,7 +37,7 @@ from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig
 from byteleap.crypto import WorkerKey
 from byteleap.errors import Outcome
-from devnet.cheats import SharedDevice
+from devnet.cheat_devices import SharedDevice
 from neurons.chain import DevChain, DevChainClient, DevChainParams
 from neurons.miner.daemon import MinerDaemon
 from neurons.validator.daemon import ValidatorDaemon

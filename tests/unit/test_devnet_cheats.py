@@ -10,13 +10,13 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
-from byteleap.challenge.reference import RowOpening
+from byteleap.challenge.reference import OpenedRow
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.crypto import WorkerKey
 from byteleap.errors import FraudReason, VerificationFailed
@@ -24,20 +24,17 @@ from byteleap.hardware import CPU_MODEL, UNKNOWN, identify
 from byteleap.protocol import codec
 from byteleap.protocol.common import MAX_GPUS
 from byteleap.protocol.inventory import GpuInfo, HostInfo, Inventory
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.challenges import (
     ChallengeDispatch,
     GpuCommit,
-    Heartbeat,
-    Hello,
-    LeaseAck,
-    LeaseStart,
     OpeningRequest,
     RevealRequest,
-    Unavailable,
-    Welcome,
 )
-from byteleap.sessions.worker_agent import ChallengeFinished, Connected, Received, Send, Tick
-from devnet.cheats import (
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart
+from byteleap.protocol.worker_link.session import Heartbeat, Hello, Unavailable, Welcome
+from byteleap.sessions.agent_events import AgentTick, ChallengeFinished, Connected, Received, Send
+from devnet.cheat_devices import AlwaysBusyAgent, SharedDevice, claimed_devices, claimed_inventory
+from devnet.cheat_modes import (
     AMBIGUOUS_MODEL,
     BOUNDED_MODES,
     COMPANION_DEVICE_MIB,
@@ -52,15 +49,11 @@ from devnet.cheats import (
     PHANTOM_BUSY_CLAIMS,
     PHANTOM_MODEL,
     SYBIL_DEVICE_MIB,
-    AlwaysBusyAgent,
     Cheat,
-    CheatingExecutor,
     CheatMode,
-    SharedDevice,
-    claimed_devices,
-    claimed_inventory,
     mode_for,
 )
+from devnet.cheats import CheatingExecutor
 from workers.backends.base import Abandoned
 from workers.backends.numpy_backend import NumpyBackend
 
@@ -128,7 +121,7 @@ async def verify_all(
             miner_hotkey=HOTKEY, worker_pubkey=key.public_key, gpu_uuid=commit.gpu_uuid
         )
         commitment = Commitment(binding, SEED, params, tuple(commit.root_list()))
-        openings = [RowOpening(o.stage, o.row, o.values, tuple(o.proof_list())) for o in revealed]
+        openings = [OpenedRow(o.stage, o.row, o.values, tuple(o.proof_list())) for o in revealed]
         try:
             out[commit.gpu_uuid] = verify_openings(commitment, samples, openings)
         except VerificationFailed as exc:
@@ -184,7 +177,7 @@ async def test_skipped_stages_commit_stage_zero_honestly() -> None:
     )
     binding = Binding(miner_hotkey=HOTKEY, worker_pubkey=key.public_key, gpu_uuid=uuid)
     commitment = Commitment(binding, SEED, PARAMS, tuple(commit.root_list()))
-    openings = [RowOpening(o.stage, o.row, o.values, tuple(o.proof_list())) for o in revealed]
+    openings = [OpenedRow(o.stage, o.row, o.values, tuple(o.proof_list())) for o in revealed]
     assert verify_openings(commitment, sample, openings) == 16 * 4
 
 
@@ -299,7 +292,7 @@ def busy_agent() -> tuple[AlwaysBusyAgent, list[str]]:
     return agent, [d.uuid for d in claimed]
 
 
-def sent(instructions: list[object]) -> list[object]:
+def sent(instructions: Sequence[object]) -> list[object]:
     return [i.message for i in instructions if isinstance(i, Send)]
 
 
@@ -308,7 +301,7 @@ def test_a_phantom_busy_worker_is_always_busy_and_never_computes() -> None:
     assert len(uuids) == len(set(uuids)) == PHANTOM_BUSY_CLAIMS == MAX_GPUS
     assert all(uuid.startswith("CPU-") for uuid in uuids)
     # its heartbeats say busy, with nothing running; its inventory lists every claimed device
-    (beat,) = [m for m in sent(agent.handle(Tick(10.0))) if isinstance(m, Heartbeat)]
+    (beat,) = [m for m in sent(agent.handle(AgentTick(10.0))) if isinstance(m, Heartbeat)]
     assert beat.state == "busy" and agent.running is None
     assert [gpu.uuid for gpu in agent.inventory.gpus] == uuids
     # a challenge is refused as busy at once: no RunChallenge, nothing kept to reveal

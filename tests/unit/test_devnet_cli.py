@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import devnet.runner as runner
-from devnet.cheats import CheatMode
+import devnet.command as command
+from devnet.cheat_modes import CheatMode
 from devnet.cli import app
-from devnet.plan import DevnetOptions
+from devnet.specs import DevnetOptions
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[DevnetOptions]:
         seen.append(options)
         return 0
 
-    monkeypatch.setattr(runner, "run_command", run_command)
+    monkeypatch.setattr(command, "run_command", run_command)
     return seen
 
 

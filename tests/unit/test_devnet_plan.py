@@ -14,9 +14,12 @@ from byteleap.challenge.params import ChallengeParams
 from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, load_config, validate_config
 from byteleap.crypto import WorkerKey
 from byteleap.protocol.common import MAX_GPUS
-from devnet.cheats import PHANTOM_BUSY_CLAIMS, SYBIL_CLAIMS, CheatMode, mode_for
+from devnet.cheat_modes import PHANTOM_BUSY_CLAIMS, SYBIL_CLAIMS, CheatMode, mode_for
 from devnet.colluder import Ledger
-from devnet.plan import (
+from devnet.observe import colluder_report
+from devnet.plan import build_plan
+from devnet.prepare import prepare
+from devnet.specs import (
     COLLUDER_EPOCH_S,
     COLLUDER_STAKE,
     DATABASE_URL_ENV,
@@ -30,11 +33,8 @@ from devnet.plan import (
     VALIDATOR_TUNING,
     DevnetOptions,
     Plan,
-    build_plan,
     validator_stake,
 )
-from devnet.prepare import prepare
-from devnet.runner import colluder_report
 from neurons.chain import DevChain
 from workers.keys import read_key
 

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from devnet.plan import ProcessSpec
 from devnet.processes import ProcessGroup, child_environment, read_tail
+from devnet.specs import ProcessSpec
 
 
 def spec(tmp_path: Path, name: str, code: str) -> ProcessSpec:

@@ -20,20 +20,21 @@ import pytest
 
 from byteleap.config import ValidatorConfig, validate_config
 from byteleap.config.validator import LeasesSection
-from devnet.plan import RENTER_SPEND_LIMIT, DevnetOptions, Plan, build_plan
+from devnet.plan import build_plan
 from devnet.prepare import write_configs
 from devnet.renters import (
     ARTIFACT,
-    ApiError,
-    Renter,
     RenterApi,
+    RenterApiError,
     RenterFailed,
     RenterOutcome,
+    SimulatedRenter,
     create_key,
     error_of,
     expected_stdout,
     job_spec,
 )
+from devnet.specs import RENTER_SPEND_LIMIT, DevnetOptions, Plan
 from neurons.validator.leasing.manager import LeaseManager
 from neurons.validator.renter import create_renter_app, hash_key, new_key
 from neurons.validator.renter.keys import KEY_PREFIX
@@ -168,7 +169,7 @@ async def run_renter(url: str, key: str) -> RenterOutcome:
     api = RenterApi(url, key)
     notes: list[str] = []
     try:
-        renter = Renter("renter-1", api, note=notes.append, miner_names={}, deadline_s=1.0)
+        renter = SimulatedRenter("renter-1", api, note=notes.append, miner_names={}, deadline_s=1.0)
         return await renter.run()
     finally:
         await api.aclose()
@@ -203,7 +204,7 @@ async def test_a_refused_key_fails_with_the_apis_own_error(
 async def test_an_api_that_is_not_there_is_an_error_not_a_hang() -> None:
     api = RenterApi("http://127.0.0.1:9", new_key(), timeout_s=2.0)  # the discard port
     try:
-        with pytest.raises(ApiError) as failed:
+        with pytest.raises(RenterApiError) as failed:
             await api.json("GET", "/capacity")
     finally:
         await api.aclose()

@@ -16,41 +16,39 @@ from rich.console import Console
 from byteleap.challenge.params import CPU_DEFAULT
 from byteleap.errors import Outcome
 from byteleap.protocol.common import MAX_GPUS
-from devnet.cheats import CheatMode
+from devnet.cheat_modes import CheatMode
 from devnet.observe import (
     Observed,
     ValidatorView,
+    bucket_end,
     first_weights_after,
     rounds_done,
     snapshot,
     submission_for,
     validator_view,
 )
-from devnet.plan import DevnetOptions, Plan, build_plan
-from devnet.prepare import Identity
-from devnet.progress import LineProgress, Status, render
+from devnet.plan import build_plan
+from devnet.prepare import NeuronIdentity
+from devnet.progress import LineProgress, RunStatus, render
 from devnet.renters import RenterOutcome
 from devnet.report import (
-    AGREEMENT_TARGET,
     agreement,
-    checks,
     cosine,
     final_report,
-    honest_weight_per_device,
-    problems,
     render_checks,
     render_renters,
     render_table,
     render_validators,
 )
-from devnet.runner import bucket_end
+from devnet.report_checks import AGREEMENT_TARGET, checks, honest_weight_per_device, problems
+from devnet.specs import DevnetOptions, Plan
 from neurons.chain import WeightsRecord
 from neurons.validator.store.records import ChallengeRow, MinerTally, WeightSubmission, WorkerRow
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def small_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
+def small_plan(tmp_path: Path) -> tuple[Plan, dict[str, NeuronIdentity]]:
     ports = iter(range(30_000, 30_100))
     plan = build_plan(
         DevnetOptions(miners=2, workers=1, cheaters=2, rounds=2),
@@ -59,7 +57,7 @@ def small_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
         rng=random.Random(2),
     )
     identities = {
-        m.name: Identity(uid=i + 1, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
+        m.name: NeuronIdentity(uid=i + 1, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
         for i, m in enumerate(plan.miners)
     }
     return plan, identities
@@ -128,7 +126,7 @@ def test_a_worker_counts_for_availability_once_its_bucket_has_ended() -> None:
     assert bucket_end(1_000.0, 300) == 1_200
 
 
-def observed(plan: Plan, ids: dict[str, Identity]) -> Observed:
+def observed(plan: Plan, ids: dict[str, NeuronIdentity]) -> Observed:
     honest = ids["miner-1"].hotkey
     tallies = [
         MinerTally(honest, {"verified": 3}, {}),
@@ -235,7 +233,7 @@ def test_the_table_and_the_live_view_show_every_miner(tmp_path: Path) -> None:
     console = Console(file=io.StringIO(), width=160)
     names = {m.uid: m.name for m in snap.miners}
     console.print(render_table(final_report(snap, duration_s=3.0), names=names))
-    console.print(render(snap, Status("challenging", 3.0, 8, 9), ["network up"]))
+    console.print(render(snap, RunStatus("challenging", 3.0, 8, 9), ["network up"]))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     for name in ("miner-1", "miner-2", "cheater-1", "cheater-2", "fake_rows", "bad_proof 3"):
         assert name in text
@@ -247,8 +245,8 @@ def test_the_line_view_says_each_change_once(tmp_path: Path) -> None:
     snap = snapshot(plan, ids, observed(plan, ids))
     console = Console(file=io.StringIO(), width=200)
     progress = LineProgress(console)
-    progress.update(snap, Status("challenging", 1.0, 9, 9))
-    progress.update(snap, Status("challenging", 2.0, 9, 9))
+    progress.update(snap, RunStatus("challenging", 1.0, 9, 9))
+    progress.update(snap, RunStatus("challenging", 2.0, 9, 9))
     lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert lines.count("devnet: 9/9 processes running") == 1
     assert lines.count("devnet: cheater-1: first bad_proof") == 1
@@ -258,7 +256,7 @@ def test_the_line_view_says_each_change_once(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- leases
 
 
-def explained(plan: Plan, ids: dict[str, Identity], *, block: int = 40) -> WeightSubmission:
+def explained(plan: Plan, ids: dict[str, NeuronIdentity], *, block: int = 40) -> WeightSubmission:
     """The validator's stored submission of the vector at ``block``: miner-1 leased."""
 
     def miner(revenue: float, challenge: float, lease: float) -> dict[str, object]:
@@ -300,7 +298,10 @@ def outcome(miner_hotkey: str, exit_code: int | None = 0) -> RenterOutcome:
 
 
 def leased_report(
-    plan: Plan, ids: dict[str, Identity], submission: WeightSubmission, exit_code: int | None = 0
+    plan: Plan,
+    ids: dict[str, NeuronIdentity],
+    submission: WeightSubmission,
+    exit_code: int | None = 0,
 ) -> dict[str, object]:
     data = replace(observed(plan, ids), submissions=[submission])
     uids = {identity.hotkey: identity.uid for identity in ids.values()}
@@ -369,7 +370,7 @@ def test_the_line_view_shows_the_lease_revenue_behind_a_weight_vector(tmp_path: 
     plan, ids = small_plan(tmp_path)
     data = replace(observed(plan, ids), submissions=[explained(plan, ids)])
     console = Console(file=io.StringIO(), width=300)
-    LineProgress(console).update(snapshot(plan, ids, data), Status("renting", 1.0, 9, 9))
+    LineProgress(console).update(snapshot(plan, ids, data), RunStatus("renting", 1.0, 9, 9))
     lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     (line,) = [x for x in lines if x.startswith("devnet: weights at block 40")]
     assert line.endswith("(lease revenue: miner-1 0.002500)")
@@ -378,7 +379,7 @@ def test_the_line_view_shows_the_lease_revenue_behind_a_weight_vector(tmp_path: 
 # ------------------------------------------------------------------- sybils and model claims
 
 
-def cheats_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
+def cheats_plan(tmp_path: Path) -> tuple[Plan, dict[str, NeuronIdentity]]:
     ports = iter(range(31_000, 31_100))
     plan = build_plan(
         DevnetOptions(
@@ -393,7 +394,7 @@ def cheats_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
         rng=random.Random(5),
     )
     identities = {
-        m.name: Identity(uid=i + 1, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
+        m.name: NeuronIdentity(uid=i + 1, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
         for i, m in enumerate(plan.miners)
     }
     return plan, identities
@@ -565,7 +566,7 @@ def test_a_validator_view_takes_its_vector_and_its_explained_lease_shares(tmp_pa
     plan, ids = small_plan(tmp_path)
     record = weights(40, 1.0, {1: 40_000, 2: 20_000, 3: 0})
     data = replace(observed(plan, ids), submissions=[explained(plan, ids)])
-    me = Identity(uid=7, hotkey="5V", coldkey="5C", stake=5_000.0)
+    me = NeuronIdentity(uid=7, hotkey="5V", coldkey="5C", stake=5_000.0)
     shown = validator_view("validator-2", me, snapshot(plan, ids, data, weights=record), record)
     assert (shown.uid, shown.stake, shown.weights_block) == (7, 5_000.0, 40)
     assert shown.weights == {1: 40_000 / 60_000, 2: 20_000 / 60_000, 3: 0.0}
@@ -578,7 +579,7 @@ def test_a_validator_view_takes_its_vector_and_its_explained_lease_shares(tmp_pa
 # --------------------------------------------------------------------------- excuse modes
 
 
-def excuse_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
+def excuse_plan(tmp_path: Path) -> tuple[Plan, dict[str, NeuronIdentity]]:
     ports = iter(range(32_000, 32_100))
     plan = build_plan(
         DevnetOptions(
@@ -594,7 +595,7 @@ def excuse_plan(tmp_path: Path) -> tuple[Plan, dict[str, Identity]]:
         rng=random.Random(6),
     )
     identities = {
-        m.name: Identity(uid=i + 3, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
+        m.name: NeuronIdentity(uid=i + 3, hotkey=f"5Hotkey{m.name}", coldkey=f"5Cold{i}")
         for i, m in enumerate(plan.miners)
     }
     return plan, identities
