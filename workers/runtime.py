@@ -28,22 +28,17 @@ from byteleap.config.worker import LinkSection
 from byteleap.errors import ByteLeapError, WorkerFailure
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
-from byteleap.protocol.worker_link import (
-    ChallengeDispatch,
-    JobRefused,
-    JobRequest,
-    JobSubmit,
-    RevealRequest,
-)
-from byteleap.sessions.worker_agent import (
+from byteleap.protocol.worker_link.challenges import ChallengeDispatch, RevealRequest
+from byteleap.protocol.worker_link.jobs import JobRefused, JobRequest, JobSubmit
+from byteleap.sessions.agent_events import (
+    AgentInstruction,
+    AgentTick,
     CancelJobs,
     ChallengeFinished,
     CloseLink,
     Connected,
     Disconnected,
     HandleJob,
-    Instruction,
-    LinkPhase,
     LogEvent,
     OpenRows,
     PurgeJobs,
@@ -52,9 +47,8 @@ from byteleap.sessions.worker_agent import (
     RunChallenge,
     Send,
     StopChallenge,
-    Tick,
-    WorkerAgent,
 )
+from byteleap.sessions.worker_agent import LinkPhase, WorkerAgent
 from daemonkit.signals import run_daemon
 from workers.backends.base import Abandoned
 from workers.compute import ChallengeExecutor
@@ -198,7 +192,7 @@ class WorkerRuntime:
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            self._carry_out(self.agent.handle(Tick(self.clock())))
+            self._carry_out(self.agent.handle(AgentTick(self.clock())))
 
     # ------------------------------------------------------------------ instructions
 
@@ -207,7 +201,7 @@ class WorkerRuntime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _carry_out(self, instructions: list[Instruction]) -> None:
+    def _carry_out(self, instructions: list[AgentInstruction]) -> None:
         for instruction in instructions:
             match instruction:
                 case Send(message=message):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from byteleap.aliases import WorkerRef
 from byteleap.scoring.observations import (
     AvailabilityCount,
     AvailabilityObservation,
@@ -50,7 +51,6 @@ HOUR_SECONDS = 3600
 #: a bucket counts when its worker was verified in the bucket's hour or this many hours before
 VERIFIED_WITHIN_HOURS = 24
 
-WorkerKey = tuple[str, str]  # (miner_hotkey, worker_id)
 #: ``[first, stop)`` bucket indexes, sorted, disjoint and not touching
 BucketRanges = tuple[tuple[int, int], ...]
 
@@ -153,20 +153,20 @@ def _hours_to_buckets(first_hour: int, last_hour: int, bucket_seconds: int) -> t
 
 
 def availability_coverage(
-    verified_hours: Mapping[WorkerKey, Iterable[datetime]],
+    verified_hours: Mapping[WorkerRef, Iterable[datetime]],
     lease_intervals: Iterable[LeaseInterval],
     params: ScoringParams,
     now: datetime,
-) -> dict[WorkerKey, BucketRanges]:
+) -> dict[WorkerRef, BucketRanges]:
     """:func:`worker_coverage` of every worker that has verified hours or leases.
 
     ``verified_hours`` maps ``(miner_hotkey, worker_id)`` to the instants (any instant within
     the hour will do, usually the truncated hour) at which it had a verified challenge.
     """
-    leases: dict[WorkerKey, list[LeaseInterval]] = {}
+    leases: dict[WorkerRef, list[LeaseInterval]] = {}
     for iv in lease_intervals:
         leases.setdefault((iv.miner_hotkey, iv.worker_id), []).append(iv)
-    out: dict[WorkerKey, BucketRanges] = {}
+    out: dict[WorkerRef, BucketRanges] = {}
     for key in set(verified_hours) | set(leases):
         hours = [hour_index(at) for at in verified_hours.get(key, ())]
         ranges = worker_coverage(hours, leases.get(key, ()), params, now)
@@ -264,7 +264,7 @@ def count_availability(
     now: datetime,
     *,
     miners: Iterable[str] | None = None,
-    verified_hours: Mapping[WorkerKey, Iterable[datetime]] | None = None,
+    verified_hours: Mapping[WorkerRef, Iterable[datetime]] | None = None,
     lease_intervals: Iterable[LeaseInterval] = (),
 ) -> list[AvailabilityCount]:
     """Aggregate raw polls into the per-worker counts :func:`availability_from_counts` takes.
@@ -328,7 +328,7 @@ def availability_from_observations(
     now: datetime,
     *,
     miners: Iterable[str] | None = None,
-    verified_hours: Mapping[WorkerKey, Iterable[datetime]] | None = None,
+    verified_hours: Mapping[WorkerRef, Iterable[datetime]] | None = None,
     lease_intervals: Iterable[LeaseInterval] = (),
 ) -> dict[str, MinerAvailability]:
     """Availability per miner from raw polls (or stored buckets) in the horizon; the

@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from byteleap.aliases import WorkerRef
 from byteleap.errors import Outcome
 from byteleap.scoring.observations import ChallengeObservation, LeaseInterval, require_aware
 from byteleap.scoring.ownership import GpuOwnership
 from byteleap.scoring.params import ScoringParams
-
-WorkerKey = tuple[str, str]  # (miner_hotkey, worker_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +112,9 @@ def challenge_window(
 
 def challenge_windows(
     lease_intervals: Iterable[LeaseInterval], params: ScoringParams, now: datetime
-) -> dict[WorkerKey, ChallengeWindow]:
+) -> dict[WorkerRef, ChallengeWindow]:
     """The window of every worker that has lease intervals (others use the plain window)."""
-    by_worker: dict[WorkerKey, list[LeaseInterval]] = {}
+    by_worker: dict[WorkerRef, list[LeaseInterval]] = {}
     for iv in lease_intervals:
         by_worker.setdefault((iv.miner_hotkey, iv.worker_id), []).append(iv)
     return {
@@ -268,7 +267,7 @@ def challenge_scores(
     plain_start = now - params.challenge_window
     plain = ChallengeWindow(start=plain_start, end=now)
 
-    by_worker: dict[WorkerKey, dict[str, list[ChallengeObservation]]] = {}
+    by_worker: dict[WorkerRef, dict[str, list[ChallengeObservation]]] = {}
     for obs in challenges:
         if obs.issued_at >= now or (allowed is not None and obs.miner_hotkey not in allowed):
             continue

@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from byteleap.aliases import WorkerRef
 from byteleap.challenge.verify import StageSample
 from byteleap.config.validator import ChallengeSection
 from byteleap.errors import (
@@ -60,10 +61,7 @@ from byteleap.errors import (
     TransientError,
     UnexplainedBusy,
 )
-from byteleap.protocol.validator_api import (
-    ChallengeRequest,
-    EpochRequest,
-)
+from byteleap.protocol.miner_api.challenges import ChallengeRequest, EpochRequest
 from byteleap.sessions.round_checks import (
     check_commits,
     draw_samples,
@@ -81,12 +79,12 @@ from byteleap.sessions.round_events import (
     DispatchEpoch,
     EpochNotStored,
     EpochStored,
-    Event,
-    Instruction,
     MinerDispatched,
     RecordCommit,
     RequestReveal,
     RevealArrived,
+    RoundEvent,
+    RoundInstruction,
     StoreEpoch,
     StreamEnded,
     Verified,
@@ -97,7 +95,6 @@ from byteleap.sessions.round_records import (
     ChallengeOpen,
     ChallengeVerdict,
     VerifyReport,
-    WorkerKey,
 )
 
 #: seconds beyond ``reveal_timeout_s`` before the validator stops waiting on its own
@@ -110,7 +107,7 @@ SAMPLED_MERKLE_ONLY = (
 )
 
 
-class Stage(enum.StrEnum):
+class ChallengeStage(enum.StrEnum):
     PLANNED = "planned"  # prepared, not stored yet
     STORED = "stored"  # its rows are stored; its miner's request not sent yet
     DISPATCHED = "dispatched"  # its miner's request went out; no answer yet
@@ -130,7 +127,7 @@ class ChallengeState:
     planned: PlannedChallenge
     challenge_id: str
     seed: bytes
-    stage: Stage = Stage.PLANNED
+    stage: ChallengeStage = ChallengeStage.PLANNED
     #: seconds from its miner's dispatch to the answer
     elapsed: float | None = None
     roots: dict[str, tuple[bytes, ...]] = field(default_factory=dict)
@@ -140,7 +137,7 @@ class ChallengeState:
     verdicts: dict[str, ChallengeVerdict] = field(default_factory=dict)
 
     @property
-    def key(self) -> WorkerKey:
+    def key(self) -> WorkerRef:
         return self.planned.key
 
     def request(self) -> ChallengeRequest:
@@ -169,7 +166,7 @@ class EpochRound:
         ids: Sequence[tuple[str, bytes]],
         now: datetime,
         section: ChallengeSection,
-        known_lease: Callable[[WorkerKey], bool] = lambda _key: False,
+        known_lease: Callable[[WorkerRef], bool] = lambda _key: False,
         sampling_rng: Callable[[], random.Random] = random.SystemRandom,
     ) -> None:
         if len(ids) != len(plan.challenges):
@@ -201,7 +198,7 @@ class EpochRound:
         """Nothing is left to do: not stored, or every challenge closed."""
         if self.stored is False:
             return True
-        return all(s.stage is Stage.CLOSED for s in self.challenges.values())
+        return all(s.stage is ChallengeStage.CLOSED for s in self.challenges.values())
 
     @property
     def spread_s(self) -> float:
@@ -215,24 +212,24 @@ class EpochRound:
             self.challenges[cid]
             for ids in self.by_miner.values()
             for cid in ids
-            if self.challenges[cid].stage is Stage.CLOSED
+            if self.challenges[cid].stage is ChallengeStage.CLOSED
         ]
 
     # ------------------------------------------------------------------ events
 
-    def start(self) -> list[Instruction]:
+    def start(self) -> list[RoundInstruction]:
         """Store every challenge first (an empty plan has nothing to do)."""
         if not self.challenges:
             return []
         return [StoreEpoch(tuple(self._opened(s) for s in self.challenges.values()))]
 
-    def handle_stimulus(self, *events: Event) -> list[Instruction]:
-        out: list[Instruction] = []
+    def handle_stimulus(self, *events: RoundEvent) -> list[RoundInstruction]:
+        out: list[RoundInstruction] = []
         for event in events:
             out.extend(self._handle(event))
         return out
 
-    def _handle(self, event: Event) -> list[Instruction]:
+    def _handle(self, event: RoundEvent) -> list[RoundInstruction]:
         match event:
             case EpochStored():
                 return self._stored(event)
@@ -253,7 +250,7 @@ class EpochRound:
                 return [
                     self._close(state, event.now, missing)
                     for cid in self.by_miner.get(event.miner_hotkey, ())
-                    if (state := self.challenges[cid]).stage is Stage.DISPATCHED
+                    if (state := self.challenges[cid]).stage is ChallengeStage.DISPATCHED
                 ]
             case RevealArrived():
                 return self._revealed(event)
@@ -261,41 +258,46 @@ class EpochRound:
                 return self._verified(event)
             case ChallengeCrashed():
                 crashed = self.challenges.get(event.challenge_id)
-                if crashed is None or crashed.stage in (Stage.CLOSING, Stage.CLOSED):
+                if crashed is None or crashed.stage in (
+                    ChallengeStage.CLOSING,
+                    ChallengeStage.CLOSED,
+                ):
                     return []
                 crashed.verdicts.clear()  # nothing decided before the crash stands
                 return [self._close(crashed, event.now, event.error)]
             case ChallengeClosed():
                 closed = self.challenges[event.challenge_id]
-                self._expect(closed.stage is Stage.CLOSING, f"{closed.challenge_id} closed twice")
-                closed.stage = Stage.CLOSED
+                self._expect(
+                    closed.stage is ChallengeStage.CLOSING, f"{closed.challenge_id} closed twice"
+                )
+                closed.stage = ChallengeStage.CLOSED
                 return []
         raise TypeError(f"not an event of an epoch: {event!r}")
 
-    def _stored(self, event: EpochStored) -> list[Instruction]:
+    def _stored(self, event: EpochStored) -> list[RoundInstruction]:
         self._expect(self.stored is None, "the epoch was stored twice")
         self.stored = True
         self.fraction, self.merkle = event.fraction, event.merkle
-        out: list[Instruction] = []
+        out: list[RoundInstruction] = []
         for miner, ids in self.by_miner.items():
             states = [self.challenges[cid] for cid in ids]
             for state in states:
-                state.stage = Stage.STORED
+                state.stage = ChallengeStage.STORED
             wait = max(s.planned.sizing.deadline_s for s in states) + STREAM_SLACK_S
             request = EpochRequest(epoch_id=self.epoch_id, challenges=[s.request() for s in states])
             out.append(DispatchEpoch(miner, states[0].planned.endpoint, request, wait))
         return out
 
-    def _miner_dispatched(self, event: MinerDispatched) -> list[Instruction]:
+    def _miner_dispatched(self, event: MinerDispatched) -> list[RoundInstruction]:
         self._expect(self.epoch_t0 is not None, "a miner was dispatched before the clock started")
         self.dispatched_at[event.miner_hotkey] = event.at
         for cid in self.by_miner[event.miner_hotkey]:
-            self.challenges[cid].stage = Stage.DISPATCHED
+            self.challenges[cid].stage = ChallengeStage.DISPATCHED
         return []
 
-    def _answer(self, event: AnswerArrived) -> list[Instruction]:
+    def _answer(self, event: AnswerArrived) -> list[RoundInstruction]:
         state = self.challenges.get(event.challenge_id)
-        if state is None or state.stage is not Stage.DISPATCHED:
+        if state is None or state.stage is not ChallengeStage.DISPATCHED:
             return []  # the client answers each challenge once; defensive
         assert self.epoch_t0 is not None
         planned, cid, now = state.planned, state.challenge_id, event.now
@@ -334,14 +336,16 @@ class EpochRound:
         # which reveals are opened exactly: decided now, after the commit, and never told
         fraction = self.fraction
         state.exact = frozenset(u for u in roots if fraction >= 1.0 or rng.random() < fraction)
-        state.stage = Stage.COMMITTED
+        state.stage = ChallengeStage.COMMITTED
         request = openings_request(planned, cid, state.samples)
         wait = self.section.reveal_timeout_s + REVEAL_SLACK_S
         return [RecordCommit(cid, now, roots), RequestReveal(cid, request, wait)]
 
-    def _revealed(self, event: RevealArrived) -> list[Instruction]:
+    def _revealed(self, event: RevealArrived) -> list[RoundInstruction]:
         state = self.challenges[event.challenge_id]
-        self._expect(state.stage is Stage.COMMITTED, f"a reveal {state.challenge_id} never asked")
+        self._expect(
+            state.stage is ChallengeStage.COMMITTED, f"a reveal {state.challenge_id} never asked"
+        )
         cid, now, elapsed, revealed = state.challenge_id, event.now, state.elapsed, event.answer
         if isinstance(revealed, BaseException):
             for uuid in state.roots:
@@ -367,7 +371,7 @@ class EpochRound:
                     checked=0,
                     detail=SAMPLED_NOT_CHECKED,
                 )
-        state.stage = Stage.VERIFYING
+        state.stage = ChallengeStage.VERIFYING
         if not uuids:
             return [self._close(state, now)]
         jobs = verify_jobs(
@@ -375,9 +379,11 @@ class EpochRound:
         )
         return [Verify(cid, jobs, uuids, state.exact)]
 
-    def _verified(self, event: Verified) -> list[Instruction]:
+    def _verified(self, event: Verified) -> list[RoundInstruction]:
         state = self.challenges[event.challenge_id]
-        self._expect(state.stage is Stage.VERIFYING, f"{state.challenge_id} was not verifying")
+        self._expect(
+            state.stage is ChallengeStage.VERIFYING, f"{state.challenge_id} was not verifying"
+        )
         cid, now, elapsed = state.challenge_id, event.now, state.elapsed
         for uuid, report in event.reports.items():
             if isinstance(report, VerifyReport):
@@ -420,7 +426,7 @@ class EpochRound:
                     state.verdicts[uuid] = verdict(cid, uuid, missing, now)
         if elapsed_s is not None:
             state.elapsed = elapsed_s
-        state.stage = Stage.CLOSING
+        state.stage = ChallengeStage.CLOSING
         return CloseChallenge(cid, state.planned, state.closed_verdicts(), state.elapsed)
 
     def _opened(self, state: ChallengeState) -> ChallengeOpen:
@@ -446,7 +452,7 @@ class EpochRound:
 
     def validate(self) -> None:
         """Check every invariant of the round (tests call it at teardown); AssertionError."""
-        order = list(Stage)
+        order = list(ChallengeStage)
         for cid, s in self.challenges.items():
             assert s.challenge_id == cid
             gpus = set(s.planned.gpu_uuids)
@@ -455,15 +461,15 @@ class EpochRound:
             assert set(s.rates) == set(s.roots), f"{cid}: a root without its throughput"
             assert s.exact <= set(s.roots), f"{cid}: opens a GPU without a valid commit"
             if self.stored is not True:
-                assert s.stage is Stage.PLANNED, f"{cid}: went on without being stored"
-            if order.index(s.stage) >= order.index(Stage.DISPATCHED):
+                assert s.stage is ChallengeStage.PLANNED, f"{cid}: went on without being stored"
+            if order.index(s.stage) >= order.index(ChallengeStage.DISPATCHED):
                 assert self.epoch_t0 is not None, f"{cid}: dispatched before the clock"
                 assert s.planned.miner_hotkey in self.dispatched_at, f"{cid}: never dispatched"
-            if s.stage in (Stage.CLOSING, Stage.CLOSED):
+            if s.stage in (ChallengeStage.CLOSING, ChallengeStage.CLOSED):
                 assert set(s.verdicts) == gpus, f"{cid}: closed without a verdict per GPU"
-            elif s.stage in (Stage.COMMITTED, Stage.VERIFYING):
+            elif s.stage in (ChallengeStage.COMMITTED, ChallengeStage.VERIFYING):
                 assert s.roots, f"{cid}: {s.stage} without a valid commit"
-                assert not (set(s.verdicts) & set(s.roots)) or s.stage is Stage.VERIFYING
+                assert not (set(s.verdicts) & set(s.roots)) or s.stage is ChallengeStage.VERIFYING
             else:
                 assert not s.verdicts, f"{cid}: a verdict before any answer"
             for v in s.verdicts.values():
@@ -479,7 +485,7 @@ class EpochRound:
 __all__ = [
     "REVEAL_SLACK_S",
     "STREAM_SLACK_S",
+    "ChallengeStage",
     "ChallengeState",
     "EpochRound",
-    "Stage",
 ]

@@ -31,15 +31,16 @@ can follow it. A lost worker ends the lease at its last stored receipt, with no 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from byteleap.leases.receipts import MAX_PERIOD_S, MICROS, Receipt, ReceiptKind
+from byteleap.aliases import WorkerRef
+from byteleap.leases.receipts import MAX_PERIOD_S, ReceiptKind
 from byteleap.sessions.lease_events import (
-    Abandoned,
+    AttemptAbandoned,
+    BookTick,
     ExtendRequested,
     ExtensionPersisted,
     InsertLease,
-    Lease,
     LeaseEvent,
     LeaseInserted,
     LeaseInstruction,
@@ -55,19 +56,17 @@ from byteleap.sessions.lease_events import (
     ReceiptRefused,
     ReceiptStored,
     Refusal,
-    Refuse,
+    RefuseRenter,
     SendReceipt,
-    StartAtMiner,
     StartLinkFailed,
     StartPeerWrong,
     StartRefused,
     StatusPersisted,
     StopAtMiner,
     StopFailed,
+    StoredLease,
     StoreReceipt,
     TerminateRequested,
-    Tick,
-    WorkerKey,
 )
 from byteleap.sessions.lease_state import (
     HOLDING,
@@ -75,18 +74,14 @@ from byteleap.sessions.lease_state import (
     LeaseEntry,
     LeaseRules,
     Phase,
+    at_unix,
     check_invariants,
+    draft_receipt,
     lost_reason,
     over_limit,
+    start_at_miner,
+    unix,
 )
-
-
-def _ts(at: datetime) -> int:
-    return int(at.timestamp())
-
-
-def _at(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 class LeaseBook:
@@ -98,7 +93,7 @@ class LeaseBook:
 
     # ------------------------------------------------------------------ queries
 
-    def lease(self, lease_id: str) -> Lease | None:
+    def lease(self, lease_id: str) -> StoredLease | None:
         entry = self._entries.get(lease_id)
         return None if entry is None else entry.lease
 
@@ -113,7 +108,7 @@ class LeaseBook:
         entry = self._entries.get(lease_id)
         return entry is not None and entry.busy
 
-    def held_workers(self) -> set[WorkerKey]:
+    def held_workers(self) -> set[WorkerRef]:
         return {e.lease.worker for e in self._entries.values() if e.phase in HOLDING}
 
     def __len__(self) -> int:
@@ -137,9 +132,9 @@ class LeaseBook:
                 return self._extend(event)
             case TerminateRequested(lease_id=lease_id, at=at):
                 return self._terminate(lease_id, at)
-            case Tick():
+            case BookTick():
                 return [i for e in list(self._entries.values()) for i in self._tick(e, event)]
-            case Abandoned():
+            case AttemptAbandoned():
                 return self._abandoned(event)
         entry = self._entries.get(event.lease_id)
         if entry is None:
@@ -147,7 +142,9 @@ class LeaseBook:
         match event:
             case LeaseInserted():
                 entry.persisted = True
-                return self._await(entry, "start", self._start_at_miner(entry), Phase.STARTING)
+                return self._await(
+                    entry, "start", start_at_miner(self.rules, entry), Phase.STARTING
+                )
             case MinerAccepted(at=at):
                 return self._move(entry, PersistStatus(entry.lease.id, "active", ("pending",), at))
             case StartRefused(reason=reason, at=at):
@@ -172,7 +169,7 @@ class LeaseBook:
             case ReceiptStored(at=at):
                 return self._settled(entry, stored=True, at=at)
             case ReceiptRefused(error=error, at=at):
-                return self._receipt_refused(entry, error, _ts(at))
+                return self._receipt_refused(entry, error, unix(at))
             case ReceiptLinkFailed(error=error, at=at):
                 return self._receipt_deferred(entry, error, at)
         raise TypeError(f"not a lease event: {event!r}")
@@ -185,17 +182,17 @@ class LeaseBook:
         limit = self.rules.max_duration_hours
         if e.duration_hours > limit:
             message = f"a lease lasts at most {limit} hours; {e.duration_hours:g} asked for"
-            return [Refuse(e.lease_id, Refusal.TOO_LONG, message)]
+            return [RefuseRenter(e.lease_id, Refusal.TOO_LONG, message)]
         booking = e.booking
         if booking is None:
-            return [Refuse(e.lease_id, Refusal.NO_CAPACITY, e.no_match)]
+            return [RefuseRenter(e.lease_id, Refusal.NO_CAPACITY, e.no_match)]
         if (booking.miner_hotkey, booking.worker_pubkey) in self.held_workers():
             message = "the chosen worker is held by another lease"
-            return [Refuse(e.lease_id, Refusal.NO_CAPACITY, message)]
+            return [RefuseRenter(e.lease_id, Refusal.NO_CAPACITY, message)]
         why = over_limit(e.spending, booking.price_per_gpu_hour * e.count * e.duration_hours)
         if why is not None:
-            return [Refuse(e.lease_id, Refusal.SPEND_LIMIT, why)]
-        lease = Lease(
+            return [RefuseRenter(e.lease_id, Refusal.SPEND_LIMIT, why)]
+        lease = StoredLease(
             id=e.lease_id,
             renter_id=e.renter_id,
             miner_hotkey=booking.miner_hotkey,
@@ -203,23 +200,12 @@ class LeaseBook:
             gpu_uuids=tuple(sorted(booking.gpu_uuids)),
             price_per_gpu_hour=booking.price_per_gpu_hour,
             created_at=e.at,
-            ends_at=_at(_ts(e.at) + round(e.duration_hours * 3600)),
+            ends_at=at_unix(unix(e.at) + round(e.duration_hours * 3600)),
             status="pending",
         )
-        entry = LeaseEntry(lease, Phase.REQUESTED, 1, _ts(e.at), endpoint=booking.endpoint)
+        entry = LeaseEntry(lease, Phase.REQUESTED, 1, unix(e.at), endpoint=booking.endpoint)
         self._entries[lease.id] = entry
         return self._await(entry, "insert", InsertLease(lease))
-
-    def _start_at_miner(self, entry: LeaseEntry) -> StartAtMiner:
-        lease = entry.lease
-        return StartAtMiner(
-            lease.id,
-            lease.miner_hotkey,
-            entry.endpoint,
-            lease.worker_pubkey,
-            lease.gpu_uuids,
-            hold_until=_ts(lease.created_at) + self.rules.max_duration_hours * 3600,
-        )
 
     def _loaded(self, e: LeaseLoaded) -> list[LeaseInstruction]:
         lease = e.lease
@@ -229,7 +215,7 @@ class LeaseBook:
             lease,
             Phase.ACTIVE if lease.status == "active" else Phase.ORPHANED,
             next_seq=1 if e.receipt_seq is None else e.receipt_seq + 1,
-            billed_until=_ts(lease.start) if e.receipt_end is None else e.receipt_end,
+            billed_until=unix(lease.start) if e.receipt_end is None else e.receipt_end,
             stored_until=e.receipt_end,
             persisted=True,
         )
@@ -249,16 +235,16 @@ class LeaseBook:
         ):
             status = "not active" if lease is None else lease.status
             message = f"lease {e.lease_id} is {status}: it cannot be extended"
-            return [Refuse(e.lease_id, Refusal.NOT_ACTIVE, message)]
+            return [RefuseRenter(e.lease_id, Refusal.NOT_ACTIVE, message)]
         ends_at = lease.ends_at + timedelta(seconds=round(e.hours * 3600))
         hours = (ends_at - lease.start).total_seconds() / 3600
         limit = self.rules.max_duration_hours
         if hours > limit:
             message = f"a lease lasts at most {limit} hours; {hours:g} asked for"
-            return [Refuse(e.lease_id, Refusal.TOO_LONG, message)]
+            return [RefuseRenter(e.lease_id, Refusal.TOO_LONG, message)]
         why = over_limit(e.spending, lease.price_per_gpu_hour * lease.gpus * e.hours)
         if why is not None:
-            return [Refuse(e.lease_id, Refusal.SPEND_LIMIT, why)]
+            return [RefuseRenter(e.lease_id, Refusal.SPEND_LIMIT, why)]
         entry.extending = ends_at
         return [PersistExtension(lease.id, ends_at)]
 
@@ -266,7 +252,7 @@ class LeaseBook:
         ends_at, entry.extending = entry.extending, None
         if not moved or ends_at is None:
             message = f"lease {entry.lease.id} ended meanwhile"
-            return [Refuse(entry.lease.id, Refusal.NOT_ACTIVE, message)]
+            return [RefuseRenter(entry.lease.id, Refusal.NOT_ACTIVE, message)]
         entry.lease = replace(entry.lease, ends_at=ends_at)
         return [Notice(entry.lease.id, "lease_extended", {"ends_at": ends_at.isoformat()})]
 
@@ -276,7 +262,7 @@ class LeaseBook:
             return []
         if entry.phase in (Phase.REQUESTED, Phase.STARTING, Phase.ORPHANED):
             message = f"lease {lease_id} is still starting; try again in a moment"
-            return [Refuse(lease_id, Refusal.NOT_ACTIVE, message)]
+            return [RefuseRenter(lease_id, Refusal.NOT_ACTIVE, message)]
         if entry.phase is Phase.ACTIVE:
             return self._end(entry, "terminated by the renter", at)
         return []
@@ -314,7 +300,7 @@ class LeaseBook:
     def _lose(self, entry: LeaseEntry, reason: str) -> list[LeaseInstruction]:
         entry.pending, entry.flushing = None, False
         stored = entry.stored_until
-        ended_at = entry.lease.start if stored is None else _at(stored)
+        ended_at = entry.lease.start if stored is None else at_unix(stored)
         move = PersistStatus(
             entry.lease.id, "lost", ("active",), ended_at=ended_at, end_reason=reason
         )
@@ -337,7 +323,7 @@ class LeaseBook:
         )
         if move.status == "active":
             entry.phase = Phase.ACTIVE
-            started = _ts(lease.start)
+            started = unix(lease.start)
             entry.next_seq, entry.billed_until = 1, started
             detail = {
                 "miner": lease.miner_hotkey,
@@ -354,7 +340,7 @@ class LeaseBook:
                 Notice(lease.id, "lease_start_failed", {"reason": reason})
             ]
             if entry.refusal is not None:
-                out.append(Refuse(lease.id, Refusal.START_FAILED, entry.refusal))
+                out.append(RefuseRenter(lease.id, Refusal.START_FAILED, entry.refusal))
             if not entry.stop_after_fail:
                 return [*out, *self._drop(entry)]
             stop = StopAtMiner(lease.id, lease.miner_hotkey, "lease start failed")
@@ -382,7 +368,7 @@ class LeaseBook:
         if entry.end_issued:
             return self._drop(entry)
         entry.end_issued = True
-        end = max(entry.billed_until, _ts(entry.end_at or lease.ends_at))
+        end = max(entry.billed_until, unix(entry.end_at or lease.ends_at))
         start = max(entry.billed_until, end - MAX_PERIOD_S)
         return self._issue(entry, "end", start, end, at)
 
@@ -390,7 +376,7 @@ class LeaseBook:
         self._entries.pop(entry.lease.id, None)
         return []
 
-    def _abandoned(self, e: Abandoned) -> list[LeaseInstruction]:
+    def _abandoned(self, e: AttemptAbandoned) -> list[LeaseInstruction]:
         what = e.instruction
         lease_id = what.lease.id if isinstance(what, InsertLease) else what.lease_id
         entry = self._entries.get(lease_id)
@@ -410,7 +396,7 @@ class LeaseBook:
 
     # ------------------------------------------------------------------ the tick
 
-    def _tick(self, entry: LeaseEntry, tick: Tick) -> list[LeaseInstruction]:
+    def _tick(self, entry: LeaseEntry, tick: BookTick) -> list[LeaseInstruction]:
         if entry.busy:
             return []
         lease, now = entry.lease, tick.at
@@ -433,7 +419,7 @@ class LeaseBook:
         return self._hourly_if_due(entry, now)
 
     def _hourly_if_due(self, entry: LeaseEntry, now: datetime) -> list[LeaseInstruction]:
-        now_ts = _ts(now)
+        now_ts = unix(now)
         if now_ts - entry.billed_until < self.rules.receipt_interval_s:
             return []
         start = max(entry.billed_until, now_ts - MAX_PERIOD_S)
@@ -449,22 +435,7 @@ class LeaseBook:
         end: int,
         at: datetime,
     ) -> list[LeaseInstruction]:
-        lease = entry.lease
-        entry.pending = Receipt(
-            netuid=self.rules.netuid,
-            lease_id=lease.id,
-            seq=0 if kind == "start" else entry.next_seq,
-            kind=kind,
-            validator_hotkey=self.rules.validator_hotkey,
-            miner_hotkey=lease.miner_hotkey,
-            worker_pubkey=lease.worker_pubkey,
-            gpu_uuids=sorted(lease.gpu_uuids),
-            gpus=lease.gpus,
-            price_per_gpu_hour_micros=round(lease.price_per_gpu_hour * MICROS),
-            period_start=start,
-            period_end=end,
-            issued_at=max(_ts(at), end),
-        )
+        entry.pending = draft_receipt(self.rules, entry, kind, start, end, at)
         return self._send(entry)
 
     def _send(self, entry: LeaseEntry) -> list[LeaseInstruction]:
@@ -475,15 +446,7 @@ class LeaseBook:
         )
 
     def _settled(self, entry: LeaseEntry, *, stored: bool, at: datetime) -> list[LeaseInstruction]:
-        receipt, entry.pending = entry.pending, None
-        entry.awaiting = None
-        flushed, entry.flushing = entry.flushing, False
-        if receipt is not None:
-            entry.next_seq = max(entry.next_seq, receipt.seq + 1)
-            entry.billed_until = max(entry.billed_until, receipt.period_end)
-            entry.settled = receipt
-            if stored:
-                entry.stored_until = max(entry.stored_until or 0, receipt.period_end)
+        flushed = entry.settle(stored=stored)
         if entry.phase is Phase.ENDING:
             return self._continue_ending(entry, at)
         if entry.phase is Phase.ACTIVE and flushed:
@@ -494,7 +457,7 @@ class LeaseBook:
         pending = entry.pending
         seq = None if pending is None else pending.seq
         notice = Notice(entry.lease.id, "receipt_refused", {"seq": seq, "error": error})
-        return [notice, *self._settled(entry, stored=False, at=_at(at))]
+        return [notice, *self._settled(entry, stored=False, at=at_unix(at))]
 
     def _receipt_deferred(
         self, entry: LeaseEntry, error: str, at: datetime

@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from byteleap.protocol.validator_api import Receipt, SignedReceipt
+from byteleap.aliases import WorkerRef
+from byteleap.protocol.miner_api.receipts import Receipt, SignedReceipt
 
 #: a lease's status as it is persisted (the ``leases.status`` column)
 LeaseStatus = Literal["pending", "active", "ended", "lost", "failed"]
-#: ``(miner hotkey, worker pubkey)``
-WorkerKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class Lease:
+class StoredLease:
     """One lease as it is persisted: the same fields as the store's row."""
 
     id: str
@@ -48,7 +47,7 @@ class Lease:
         return len(self.gpu_uuids)
 
     @property
-    def worker(self) -> WorkerKey:
+    def worker(self) -> WorkerRef:
         return (self.miner_hotkey, self.worker_pubkey)
 
     @property
@@ -119,7 +118,7 @@ class LeaseLoaded:
     """A pending or active lease read from the store that the book does not hold yet (a
     restart, or a row written by someone else), with where its stored receipts stand."""
 
-    lease: Lease
+    lease: StoredLease
     #: highest stored receipt ``seq`` and its ``period_end`` (None: no receipt yet)
     receipt_seq: int | None
     receipt_end: int | None
@@ -140,12 +139,12 @@ class TerminateRequested:
 
 
 @dataclass(frozen=True, slots=True)
-class Tick:
+class BookTick:
     """The lease loop's look at every lease: expiries, lost workers, due and pending receipts.
     ``workers`` has every worker the polls know."""
 
     at: datetime
-    workers: Mapping[WorkerKey, WorkerSighting] = field(default_factory=dict)
+    workers: Mapping[WorkerRef, WorkerSighting] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,15 +253,15 @@ class ReceiptLinkFailed:
 
 @dataclass(frozen=True, slots=True)
 class InsertLease:
-    """Write the new ``pending`` row -> :class:`LeaseInserted` or :class:`Abandoned`."""
+    """Write the new ``pending`` row -> :class:`LeaseInserted` or :class:`AttemptAbandoned`."""
 
-    lease: Lease
+    lease: StoredLease
 
 
 @dataclass(frozen=True, slots=True)
 class PersistStatus:
     """Move the row to ``status`` if it is in ``expect`` -> :class:`StatusPersisted` or
-    :class:`Abandoned`."""
+    :class:`AttemptAbandoned`."""
 
     lease_id: str
     status: LeaseStatus
@@ -274,7 +273,8 @@ class PersistStatus:
 
 @dataclass(frozen=True, slots=True)
 class PersistExtension:
-    """Move an active row's ``ends_at`` -> :class:`ExtensionPersisted` or :class:`Abandoned`."""
+    """Move an active row's ``ends_at`` -> :class:`ExtensionPersisted` or
+    :class:`AttemptAbandoned`."""
 
     lease_id: str
     ends_at: datetime
@@ -315,14 +315,14 @@ class SendReceipt:
 
 @dataclass(frozen=True, slots=True)
 class StoreReceipt:
-    """Store the countersigned receipt -> :class:`ReceiptStored` or :class:`Abandoned`."""
+    """Store the countersigned receipt -> :class:`ReceiptStored` or :class:`AttemptAbandoned`."""
 
     lease_id: str
     signed: SignedReceipt
 
 
 @dataclass(frozen=True, slots=True)
-class Refuse:
+class RefuseRenter:
     """Answer the renter's request with this refusal (nothing comes back)."""
 
     lease_id: str
@@ -347,13 +347,13 @@ LeaseInstruction = (
     | StopAtMiner
     | SendReceipt
     | StoreReceipt
-    | Refuse
+    | RefuseRenter
     | Notice
 )
 
 
 @dataclass(frozen=True, slots=True)
-class Abandoned:
+class AttemptAbandoned:
     """``instruction`` did not produce its result: a store write failed, the driver was
     cancelled, or a bug. The book forgets the attempt (the driver raises the error after this):
     a row that was not written is forgotten, a start no longer running is left for the tick to
@@ -367,7 +367,7 @@ LeaseEvent = (
     | LeaseLoaded
     | ExtendRequested
     | TerminateRequested
-    | Tick
+    | BookTick
     | LeaseInserted
     | StatusPersisted
     | ExtensionPersisted
@@ -381,17 +381,17 @@ LeaseEvent = (
     | ReceiptStored
     | ReceiptRefused
     | ReceiptLinkFailed
-    | Abandoned
+    | AttemptAbandoned
 )
 
 
 __all__ = [
-    "Abandoned",
+    "AttemptAbandoned",
+    "BookTick",
     "Booking",
     "ExtendRequested",
     "ExtensionPersisted",
     "InsertLease",
-    "Lease",
     "LeaseEvent",
     "LeaseInserted",
     "LeaseInstruction",
@@ -408,7 +408,7 @@ __all__ = [
     "ReceiptRefused",
     "ReceiptStored",
     "Refusal",
-    "Refuse",
+    "RefuseRenter",
     "SendReceipt",
     "Spending",
     "StartAtMiner",
@@ -419,8 +419,7 @@ __all__ = [
     "StopAtMiner",
     "StopFailed",
     "StoreReceipt",
+    "StoredLease",
     "TerminateRequested",
-    "Tick",
-    "WorkerKey",
     "WorkerSighting",
 ]

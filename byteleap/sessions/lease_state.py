@@ -7,15 +7,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from byteleap.leases.receipts import Receipt
+from byteleap.aliases import WorkerRef
+from byteleap.leases.receipts import MICROS, Receipt, ReceiptKind
 from byteleap.sessions.lease_events import (
-    Lease,
     PersistStatus,
     Spending,
-    WorkerKey,
+    StartAtMiner,
+    StoredLease,
     WorkerSighting,
 )
 
@@ -59,7 +60,7 @@ class LeaseRules:
 
 @dataclass(slots=True)
 class LeaseEntry:
-    lease: Lease
+    lease: StoredLease
     phase: Phase
     #: the next receipt's ``seq`` and where its period starts (unix seconds)
     next_seq: int
@@ -89,6 +90,67 @@ class LeaseEntry:
     def busy(self) -> bool:
         return self.awaiting is not None
 
+    def settle(self, *, stored: bool) -> bool:
+        """The pending receipt settled (``stored``, or refused and dropped): move the billing
+        on past it. Returns whether a tick was flushing it (an hourly may follow)."""
+        receipt, self.pending = self.pending, None
+        self.awaiting = None
+        flushed, self.flushing = self.flushing, False
+        if receipt is not None:
+            self.next_seq = max(self.next_seq, receipt.seq + 1)
+            self.billed_until = max(self.billed_until, receipt.period_end)
+            self.settled = receipt
+            if stored:
+                self.stored_until = max(self.stored_until or 0, receipt.period_end)
+        return flushed
+
+
+def unix(at: datetime) -> int:
+    """``at`` as whole unix seconds."""
+    return int(at.timestamp())
+
+
+def at_unix(seconds: int) -> datetime:
+    """Unix ``seconds`` as an aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def start_at_miner(rules: LeaseRules, entry: LeaseEntry) -> StartAtMiner:
+    """Ask the miner to hold ``entry``'s worker until ``leases.max_duration_hours`` after the
+    lease was created."""
+    lease = entry.lease
+    return StartAtMiner(
+        lease.id,
+        lease.miner_hotkey,
+        entry.endpoint,
+        lease.worker_pubkey,
+        lease.gpu_uuids,
+        hold_until=unix(lease.created_at) + rules.max_duration_hours * 3600,
+    )
+
+
+def draft_receipt(
+    rules: LeaseRules, entry: LeaseEntry, kind: ReceiptKind, start: int, end: int, at: datetime
+) -> Receipt:
+    """The receipt for ``entry``'s lease over ``[start, end)``, issued at ``at`` (never before
+    ``end``); a ``start`` receipt has ``seq`` 0."""
+    lease = entry.lease
+    return Receipt(
+        netuid=rules.netuid,
+        lease_id=lease.id,
+        seq=0 if kind == "start" else entry.next_seq,
+        kind=kind,
+        validator_hotkey=rules.validator_hotkey,
+        miner_hotkey=lease.miner_hotkey,
+        worker_pubkey=lease.worker_pubkey,
+        gpu_uuids=sorted(lease.gpu_uuids),
+        gpus=lease.gpus,
+        price_per_gpu_hour_micros=round(lease.price_per_gpu_hour * MICROS),
+        period_start=start,
+        period_end=end,
+        issued_at=max(unix(at), end),
+    )
+
 
 def over_limit(spending: Spending, amount: float) -> str | None:
     """Why booking ``amount`` more is refused (None when it fits)."""
@@ -101,7 +163,7 @@ def over_limit(spending: Spending, amount: float) -> str | None:
 
 
 def lost_reason(
-    lease: Lease, worker: WorkerSighting | None, now: datetime, grace_s: float
+    lease: StoredLease, worker: WorkerSighting | None, now: datetime, grace_s: float
 ) -> str | None:
     """Why ``lease``'s worker counts as lost at ``now`` (None while it is there)."""
     grace = timedelta(seconds=grace_s)
@@ -121,7 +183,7 @@ def check_invariants(entries: Mapping[str, LeaseEntry]) -> None:
     """Raise ``AssertionError`` where ``entries`` break an invariant: no worker or GPU in two
     holding leases, every lease past ``requested`` has a persisted row, every status matches
     its phase, and receipts never overlap or go back in ``seq``."""
-    workers: dict[WorkerKey, str] = {}
+    workers: dict[WorkerRef, str] = {}
     gpus: dict[tuple[str, str], str] = {}
     for lease_id, entry in entries.items():
         lease = entry.lease
@@ -162,7 +224,11 @@ __all__ = [
     "LeaseEntry",
     "LeaseRules",
     "Phase",
+    "at_unix",
     "check_invariants",
+    "draft_receipt",
     "lost_reason",
     "over_limit",
+    "start_at_miner",
+    "unix",
 ]

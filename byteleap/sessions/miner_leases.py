@@ -28,205 +28,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from byteleap.errors import Forbidden, PeerUnavailable
-from byteleap.protocol.validator_api import LeaseState, Receipt
-from byteleap.protocol.worker_link import JobRefusal
+from byteleap.sessions.lease_table_events import (
+    Answer,
+    ForwardRequested,
+    IssueReceipt,
+    LeaseRecord,
+    LeaseTableEvent,
+    LeaseTableInstruction,
+    Persist,
+    ReceiptOffered,
+    RefuseJob,
+    Relay,
+    StartAcked,
+    StartAtWorker,
+    StartRequested,
+    StopAcked,
+    StopAtWorker,
+    StopRequested,
+    TableTick,
+    WorkerLost,
+)
 
 #: ended leases are remembered this long for ``/lease/status`` (and late receipts)
 LEASE_RETENTION_S = 7 * 24 * 3600.0
 #: most leases remembered; the oldest ended ones are dropped first
 MAX_LEASES = 100_000
-
-
-@dataclass
-class LeaseRecord:
-    """One lease as the miner keeps (and persists) it."""
-
-    lease_id: str
-    owner: str  # the validator hotkey that started it
-    worker_pubkey: str
-    gpu_uuids: list[str]
-    ends_at: int
-    state: LeaseState
-    updated: float
-    #: unix time the lease was started (the worker acknowledged it)
-    started_at: float = 0.0
-    #: unix time it was stopped; None while it runs, or when it simply expired at ``ends_at``
-    stopped_at: float | None = None
-
-    @property
-    def billable_until(self) -> float:
-        """The lease's end for billing: when it was stopped, else ``ends_at``."""
-        return (
-            float(self.ends_at)
-            if self.stopped_at is None
-            else min(float(self.ends_at), self.stopped_at)
-        )
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class StartRequested:
-    """A validator asks to lease ``gpu_uuids`` of a worker until ``ends_at``."""
-
-    at: float
-    caller: str
-    lease_id: str
-    worker_pubkey: str
-    gpu_uuids: tuple[str, ...]
-    ends_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class StartAcked:
-    """The worker answered the :class:`StartAtWorker` of ``lease_id``."""
-
-    at: float
-    lease_id: str
-    accepted: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class StopRequested:
-    """A validator asks to end one of its leases."""
-
-    at: float
-    caller: str
-    lease_id: str
-    reason: str
-    #: when given, the lease's worker must be this one
-    worker_pubkey: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StopAcked:
-    """The worker answered the :class:`StopAtWorker` of ``lease_id``."""
-
-    at: float
-    lease_id: str
-    accepted: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerLost:
-    """The worker could not be asked about ``lease_id`` (gone, link failed, no answer in time).
-
-    A lease still ``starting`` is dropped (the validator retries or gives up); an ``active``
-    one stays, since the worker keeps its leases across a reconnect."""
-
-    at: float
-    lease_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passed: leases past ``ends_at`` end, long-ended ones are forgotten."""
-
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptOffered:
-    """A validator asks the miner to countersign ``receipt`` (its other checks already passed)."""
-
-    at: float
-    caller: str
-    receipt: Receipt
-    skew_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardRequested:
-    """A validator asks to relay a message to the worker of one of its leases.
-
-    ``submit`` is set for a new job, which only an ``active`` lease takes; ``worker_pubkey``,
-    when given, must be the lease's worker."""
-
-    at: float
-    caller: str
-    lease_id: str
-    worker_pubkey: str | None = None
-    submit: bool = False
-
-
-Event = (
-    StartRequested
-    | StartAcked
-    | StopRequested
-    | StopAcked
-    | WorkerLost
-    | Tick
-    | ReceiptOffered
-    | ForwardRequested
-)
-
-
-# --------------------------------------------------------------------------- instructions
-
-
-@dataclass(frozen=True, slots=True)
-class StartAtWorker:
-    """Send ``LeaseStart`` to the worker; feed back :class:`StartAcked` or :class:`WorkerLost`."""
-
-    lease_id: str
-    worker_pubkey: str
-    gpu_uuids: tuple[str, ...]
-    ends_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class StopAtWorker:
-    """Send ``LeaseStop`` to the worker; feed back :class:`StopAcked` or :class:`WorkerLost`."""
-
-    lease_id: str
-    worker_pubkey: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Persist:
-    """Write this snapshot of a lease to the miner's store."""
-
-    record: LeaseRecord
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """Answer the validator's start or stop: accepted (or stopped), and why not."""
-
-    lease_id: str
-    accepted: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class IssueReceipt:
-    """Countersign and store the receipt: it fits the lease."""
-
-    receipt: Receipt
-
-
-@dataclass(frozen=True, slots=True)
-class Relay:
-    """Relay the validator's message to this worker."""
-
-    lease_id: str
-    worker_pubkey: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    """Answer the validator's job request with this refusal (an answer, not a failure)."""
-
-    lease_id: str
-    refusal: JobRefusal
-    reason: str
-
-
-Instruction = StartAtWorker | StopAtWorker | Persist | Answer | IssueReceipt | Relay | Refuse
 
 
 # --------------------------------------------------------------------------- the table
@@ -284,14 +110,14 @@ class LeaseTable:
 
     # ------------------------------------------------------------------ events
 
-    def handle(self, *events: Event) -> list[Instruction]:
+    def handle(self, *events: LeaseTableEvent) -> list[LeaseTableInstruction]:
         """Apply ``events`` in order; the instructions they call for, in order."""
-        out: list[Instruction] = []
+        out: list[LeaseTableInstruction] = []
         for event in events:
             out += self._handle(event)
         return out
 
-    def _handle(self, event: Event) -> list[Instruction]:
+    def _handle(self, event: LeaseTableEvent) -> list[LeaseTableInstruction]:
         match event:
             case StartRequested():
                 return self._start(event)
@@ -306,7 +132,7 @@ class LeaseTable:
                 if record is not None and record.state == "starting":
                     del self._leases[lease_id]
                 return []
-            case Tick(at=at):
+            case TableTick(at=at):
                 self._expire_all(at)
                 self._prune(at)
                 return []
@@ -316,7 +142,7 @@ class LeaseTable:
                 return self._forward(event)
         raise TypeError(f"not a lease event: {event!r}")  # pragma: no cover
 
-    def _start(self, event: StartRequested) -> list[Instruction]:
+    def _start(self, event: StartRequested) -> list[LeaseTableInstruction]:
         existing = self._current(event.lease_id, event.at)
         if existing is not None and existing.state != "ended":
             same = (
@@ -344,7 +170,7 @@ class LeaseTable:
         )
         return [StartAtWorker(event.lease_id, event.worker_pubkey, event.gpu_uuids, event.ends_at)]
 
-    def _started(self, event: StartAcked) -> list[Instruction]:
+    def _started(self, event: StartAcked) -> list[LeaseTableInstruction]:
         record = self._current(event.lease_id, event.at)
         if record is None or record.state == "ended":
             return [
@@ -359,7 +185,7 @@ class LeaseTable:
         record.started_at = record.updated = event.at
         return [Persist(replace(record)), Answer(event.lease_id, True, event.reason)]
 
-    def _stop(self, event: StopRequested) -> list[Instruction]:
+    def _stop(self, event: StopRequested) -> list[LeaseTableInstruction]:
         record = self._current(event.lease_id, event.at)
         if record is None:
             return [Answer(event.lease_id, False, "unknown lease")]
@@ -371,7 +197,7 @@ class LeaseTable:
             return [Answer(event.lease_id, True, "already ended")]
         return [StopAtWorker(event.lease_id, record.worker_pubkey, event.reason)]
 
-    def _stopped(self, event: StopAcked) -> list[Instruction]:
+    def _stopped(self, event: StopAcked) -> list[LeaseTableInstruction]:
         # The owner ended the lease. The worker either stopped it or does not hold it (it
         # restarted, say): either way no job runs under it any more, so the miner ends it too,
         # rather than refusing challenges to that worker until ends_at.
@@ -382,7 +208,7 @@ class LeaseTable:
         record.stopped_at = record.updated = event.at
         return [Persist(replace(record)), Answer(event.lease_id, event.accepted, event.reason)]
 
-    def _receipt(self, event: ReceiptOffered) -> list[Instruction]:
+    def _receipt(self, event: ReceiptOffered) -> list[LeaseTableInstruction]:
         receipt, caller, skew = event.receipt, event.caller, event.skew_s
         record = self._current(receipt.lease_id, event.at)
         if record is None or record.state == "starting":
@@ -399,11 +225,11 @@ class LeaseTable:
             raise Forbidden("the receipt's period ends after the lease ended")
         return [IssueReceipt(receipt)]
 
-    def _forward(self, event: ForwardRequested) -> list[Instruction]:
+    def _forward(self, event: ForwardRequested) -> list[LeaseTableInstruction]:
         record = self._current(event.lease_id, event.at)
         if record is None:
             return [
-                Refuse(
+                RefuseJob(
                     event.lease_id, "unknown_lease", f"this miner routed no lease {event.lease_id}"
                 )
             ]
@@ -413,7 +239,7 @@ class LeaseTable:
             raise Forbidden(f"lease {event.lease_id} holds another worker")
         if event.submit and record.state != "active":
             return [
-                Refuse(
+                RefuseJob(
                     event.lease_id,
                     "lease_ended",
                     f"lease {event.lease_id} is {record.state}: it takes no new jobs",
@@ -484,23 +310,5 @@ class LeaseTable:
 __all__ = [
     "LEASE_RETENTION_S",
     "MAX_LEASES",
-    "Answer",
-    "Event",
-    "ForwardRequested",
-    "Instruction",
-    "IssueReceipt",
-    "LeaseRecord",
     "LeaseTable",
-    "Persist",
-    "ReceiptOffered",
-    "Refuse",
-    "Relay",
-    "StartAcked",
-    "StartAtWorker",
-    "StartRequested",
-    "StopAcked",
-    "StopAtWorker",
-    "StopRequested",
-    "Tick",
-    "WorkerLost",
 ]

@@ -14,9 +14,9 @@ made here, from plain arguments, with the clocks passed in, so it is tested with
   the session (a second, slowly refilling bucket of "strikes");
 * which pending request a reply answers (``RequestKey`` → the caller's future-like token).
 
-Methods return :class:`Instruction` lists (close this session, fail that request) for the hub to
-carry out; refusals raise the typed error the hub sends back to the peer (``Forbidden``) or hands
-to its caller (``PeerUnavailable``).
+Methods return :class:`RegistryInstruction` lists (close this session, fail that request) for the
+hub to carry out; refusals raise the typed error the hub sends back to the peer (``Forbidden``) or
+hands to its caller (``PeerUnavailable``).
 
 Why a *stale* session may be replaced while a *live* one may not: a worker whose network
 dropped reconnects long before TCP tells the miner its old connection is dead. Its new, freshly
@@ -34,22 +34,19 @@ from typing import Any, Generic, TypeVar
 
 from byteleap.errors import ByteLeapError, Forbidden, LinkError, PeerUnavailable
 from byteleap.protocol.inventory import Inventory
-from byteleap.protocol.validator_api import GpuSummary, WorkerSummary
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.miner_api.inventory import GpuSummary, WorkerSummary
+from byteleap.protocol.worker_link.challenges import ChallengeCommit, Reveal
+from byteleap.protocol.worker_link.jobs import (
     ArtifactChunk,
-    ChallengeCommit,
-    ErrorReply,
-    Heartbeat,
     JobAccepted,
     JobLogs,
     JobRefused,
     JobReply,
     JobResult,
     JobStatus,
-    LeaseAck,
-    Reveal,
-    Unavailable,
 )
+from byteleap.protocol.worker_link.leases import LeaseAck
+from byteleap.protocol.worker_link.session import ErrorReply, Heartbeat, Unavailable
 
 T = TypeVar("T")
 
@@ -110,7 +107,7 @@ class FailRequest(Generic[T]):
     error: ByteLeapError
 
 
-Instruction = CloseSession | FailRequest[Any]
+RegistryInstruction = CloseSession | FailRequest[Any]
 
 
 @dataclass(frozen=True)
@@ -230,7 +227,7 @@ class WorkerRegistry(Generic[T]):
         inventory: Inventory,
         now: float,
         wall: float,
-    ) -> list[Instruction]:
+    ) -> list[RegistryInstruction]:
         """Admit an authenticated, authorized worker; the hub checked signature and key.
 
         Raises ``Forbidden`` when the same key has a live session or the book is full. A stale
@@ -239,7 +236,7 @@ class WorkerRegistry(Generic[T]):
         pubkey = bytes(pubkey)
         if session_id in self._sessions:
             raise ValueError(f"session id {session_id} is already in use")
-        out: list[Instruction] = []
+        out: list[RegistryInstruction] = []
         old = self.session_of(pubkey)
         if old is not None:
             if now - old.last_seen < self.limits.stale_after_s:
@@ -379,16 +376,16 @@ class WorkerRegistry(Generic[T]):
 
     # ------------------------------------------------------------------ endings
 
-    def disconnected(self, session_id: str) -> list[Instruction]:
+    def disconnected(self, session_id: str) -> list[RegistryInstruction]:
         """The session's connection closed: remove it and fail what waits on it."""
         session = self._sessions.get(session_id)
         if session is None:
             return []
         return self._remove(session, LinkError("the worker's connection closed"))
 
-    def sweep(self, now: float) -> list[Instruction]:
+    def sweep(self, now: float) -> list[RegistryInstruction]:
         """Sessions silent for ``heartbeat_timeout_s`` are lost: removed, closed, failed."""
-        out: list[Instruction] = []
+        out: list[RegistryInstruction] = []
         limit = self.limits.heartbeat_timeout_s
         for session in list(self._sessions.values()):
             if now - session.last_seen >= limit:
@@ -398,14 +395,14 @@ class WorkerRegistry(Generic[T]):
                 )
         return out
 
-    def close_all(self, reason: str = "the miner is shutting down") -> list[Instruction]:
-        out: list[Instruction] = []
+    def close_all(self, reason: str = "the miner is shutting down") -> list[RegistryInstruction]:
+        out: list[RegistryInstruction] = []
         for session in list(self._sessions.values()):
             out += self._remove(session, LinkError(reason))
             out.append(CloseSession(session.session_id, CLOSE_GOING_AWAY, reason))
         return out
 
-    def _remove(self, session: Session[T], error: ByteLeapError) -> list[Instruction]:
+    def _remove(self, session: Session[T], error: ByteLeapError) -> list[RegistryInstruction]:
         session.state = SessionState.LOST
         self._sessions.pop(session.session_id, None)
         if self._by_key.get(session.pubkey) == session.session_id:
@@ -460,7 +457,7 @@ __all__ = [
     "CLOSE_REPLACED",
     "CloseSession",
     "FailRequest",
-    "Instruction",
+    "RegistryInstruction",
     "RegistryLimits",
     "RequestKey",
     "Resolved",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from byteleap.protocol.validator_api import (
+from byteleap.protocol.miner_api.challenges import (
     ChallengeResponse,
     EpochRequest,
     OpeningsRequest,
@@ -103,7 +103,7 @@ class ChallengeClosed:
     challenge_id: str
 
 
-Event = (
+RoundEvent = (
     EpochStored
     | EpochNotStored
     | ClockStarted
@@ -169,7 +169,9 @@ class CloseChallenge:
     elapsed_s: float | None
 
 
-Instruction = StoreEpoch | DispatchEpoch | RecordCommit | RequestReveal | Verify | CloseChallenge
+RoundInstruction = (
+    StoreEpoch | DispatchEpoch | RecordCommit | RequestReveal | Verify | CloseChallenge
+)
 
 
 __all__ = [
@@ -181,12 +183,12 @@ __all__ = [
     "DispatchEpoch",
     "EpochNotStored",
     "EpochStored",
-    "Event",
-    "Instruction",
     "MinerDispatched",
     "RecordCommit",
     "RequestReveal",
     "RevealArrived",
+    "RoundEvent",
+    "RoundInstruction",
     "StoreEpoch",
     "StreamEnded",
     "Verified",

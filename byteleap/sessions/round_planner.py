@@ -39,11 +39,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from byteleap.aliases import WorkerRef
 from byteleap.challenge.params import ChallengeParams
 from byteleap.challenge.sizing import ExpectedRates, Sizing, size_challenge
 from byteleap.config.validator import ChallengeSection
-from byteleap.hardware import CPU_MODEL, CPU_UUID_PREFIX, UNKNOWN, Identity, identify
-from byteleap.sessions.round_records import GpuSnapshot, WorkerKey, WorkerRow
+from byteleap.hardware import CPU_MODEL, CPU_UUID_PREFIX, UNKNOWN, DeviceIdentity, identify
+from byteleap.sessions.round_records import GpuSnapshot, WorkerRow
 
 
 class Skip(enum.StrEnum):
@@ -71,11 +72,11 @@ class PlannedChallenge:
     #: the name each device reported (stored with the challenge)
     gpu_models: Mapping[str, str]
     #: each device's identity in the catalogue (for the throughput checks)
-    identities: Mapping[str, Identity]
+    identities: Mapping[str, DeviceIdentity]
     sizing: Sizing
 
     @property
-    def key(self) -> WorkerKey:
+    def key(self) -> WorkerRef:
         return (self.miner_hotkey, self.worker_pubkey)
 
     @property
@@ -92,7 +93,7 @@ class EpochPlan:
     """What one epoch challenges, and why everything else is left out."""
 
     challenges: tuple[PlannedChallenge, ...]
-    skipped: Mapping[WorkerKey, Skip] = field(default_factory=dict)
+    skipped: Mapping[WorkerRef, Skip] = field(default_factory=dict)
     #: (miner, worker, gpu uuid) -> why the GPU cannot be verified
     unverifiable: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
 
@@ -115,13 +116,13 @@ def is_cpu_device(gpu: GpuSnapshot) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _identify_model(
     cpu: bool, name: str, memory_mib: int, compute_capability: str | None
-) -> Identity:
+) -> DeviceIdentity:
     # a GPU's identity depends on its uuid only through the CPU- prefix: one catalogue lookup
     # per distinct (name, memory, capability) instead of one per GPU of a 200,000-GPU epoch
     return identify("CPU-" if cpu else "GPU-", name, memory_mib, compute_capability)
 
 
-def identify_gpu(gpu: GpuSnapshot) -> Identity:
+def identify_gpu(gpu: GpuSnapshot) -> DeviceIdentity:
     return _identify_model(is_cpu_device(gpu), gpu.model, gpu.memory_mib, gpu.compute_capability)
 
 
@@ -131,7 +132,7 @@ class DeviceChoice:
 
     device_class: str  # "cpu" or "gpu"
     devices: tuple[GpuSnapshot, ...]
-    identities: Mapping[str, Identity]
+    identities: Mapping[str, DeviceIdentity]
     skip: Skip | None = None
     #: uuid -> reason, for GPUs left out as unverifiable
     unverifiable: Mapping[str, str] = field(default_factory=dict)
@@ -193,7 +194,7 @@ def device_notes(worker: WorkerRow, *, cpu_workers: bool) -> dict[str, str]:
 
 
 def skip_reason(
-    worker: WorkerRow, in_flight: Collection[WorkerKey], leased: Collection[WorkerKey]
+    worker: WorkerRow, in_flight: Collection[WorkerRef], leased: Collection[WorkerRef]
 ) -> Skip | None:
     """Why ``worker`` is not challenged now, before its devices are looked at.
 
@@ -255,8 +256,8 @@ class EpochPlanner:
         *,
         rates: ExpectedRates,
         round_trips: Mapping[str, float] | None = None,
-        in_flight: Collection[WorkerKey] = (),
-        leased: Collection[WorkerKey] = (),
+        in_flight: Collection[WorkerRef] = (),
+        leased: Collection[WorkerRef] = (),
     ) -> EpochPlan:
         """Every challenge of an epoch starting now.
 
@@ -269,7 +270,7 @@ class EpochPlanner:
         ``deadline_grace_s``). The challenges come in a random order, so no miner is always
         dispatched first."""
         trips = round_trips or {}
-        skipped: dict[WorkerKey, Skip] = {}
+        skipped: dict[WorkerRef, Skip] = {}
         unverifiable: dict[tuple[str, str, str], str] = {}
         planned: list[PlannedChallenge] = []
         for worker in workers:
@@ -313,7 +314,6 @@ __all__ = [
     "EpochPlanner",
     "PlannedChallenge",
     "Skip",
-    "WorkerKey",
     "challenge_devices",
     "deadline_ms",
     "device_notes",

@@ -13,15 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from byteleap.challenge.params import ChallengeParams
 from byteleap.challenge.verify import StageSample
 from byteleap.errors import FraudReason, Outcome, VerificationFailed
-
-WorkerState = Literal["idle", "busy", "leased"]
-#: a worker's identity: (miner hotkey, worker public key hex)
-WorkerKey = tuple[str, str]
+from byteleap.protocol.worker_link.session import WorkerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +143,5 @@ __all__ = [
     "VerifyJob",
     "VerifyReport",
     "WireOpening",
-    "WorkerKey",
     "WorkerRow",
-    "WorkerState",
 ]

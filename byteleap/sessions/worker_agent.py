@@ -1,6 +1,6 @@
 """The worker's link logic as a state machine with no I/O.
 
-``WorkerAgent.handle(event) -> list[Instruction]`` is synchronous and deterministic (the clock
+``WorkerAgent.handle(event) -> list[AgentInstruction]`` is synchronous and deterministic (the clock
 arrives inside events). The asyncio runtime (``workers.runtime``) moves bytes and runs the compute
 the instructions ask for, then feeds the results back as new events. Everything that can go wrong
 on the link (handshake order, duplicate challenges, reveals for unknown challenges, leases arriving
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from byteleap.crypto import WorkerKey
@@ -31,32 +31,51 @@ from byteleap.protocol import codec
 from byteleap.protocol.common import Message
 from byteleap.protocol.handshake import make_register
 from byteleap.protocol.inventory import Inventory
-from byteleap.protocol.worker_link import (
-    ArtifactQuery,
+from byteleap.protocol.worker_link.challenges import (
     ChallengeCommit,
     ChallengeDispatch,
-    ErrorReply,
-    GpuCommit,
-    Heartbeat,
-    HeartbeatAck,
-    Hello,
+    Reveal,
+    RevealRequest,
+)
+from byteleap.protocol.worker_link.jobs import (
+    ArtifactQuery,
     JobCancel,
     JobLogsQuery,
     JobRefusal,
     JobRefused,
-    JobRequest,
     JobResultQuery,
     JobStatusQuery,
     JobSubmit,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
-    Reveal,
-    RevealRequest,
-    RowOpening,
+)
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
+from byteleap.protocol.worker_link.session import (
+    ErrorReply,
+    Heartbeat,
+    HeartbeatAck,
+    Hello,
     Unavailable,
     Welcome,
     WorkerState,
+)
+from byteleap.sessions.agent_events import (
+    AgentEvent,
+    AgentInstruction,
+    AgentTick,
+    CancelJobs,
+    ChallengeFinished,
+    CloseLink,
+    Connected,
+    Disconnected,
+    HandleJob,
+    InventoryChanged,
+    LogEvent,
+    OpenRows,
+    PurgeJobs,
+    Received,
+    RowsOpened,
+    RunChallenge,
+    Send,
+    StopChallenge,
 )
 
 #: job requests other than a submit: answered by the job manager for any lease
@@ -73,140 +92,11 @@ class LinkPhase(StrEnum):
     READY = "ready"
 
 
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class Connected:
-    now: float
-
-
-@dataclass(frozen=True)
-class Disconnected:
-    now: float
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Received:
-    """Raw bytes or text from the miner (decoding happens here, so it is tested here)."""
-
-    data: bytes | str
-    now: float
-
-
-@dataclass(frozen=True)
-class Tick:
-    now: float
-
-
-@dataclass(frozen=True)
-class InventoryChanged:
-    inventory: Inventory
-
-
-@dataclass(frozen=True)
-class ChallengeFinished:
-    """The compute for a challenge ended: ``commits`` on success, ``error`` otherwise."""
-
-    challenge_id: str
-    commits: tuple[GpuCommit, ...] = ()
-    error: ByteLeapError | None = None
-    abandoned: bool = False
-
-
-@dataclass(frozen=True)
-class RowsOpened:
-    challenge_id: str
-    openings: tuple[RowOpening, ...] = ()
-    error: ByteLeapError | None = None
-
-
-Event = (
-    Connected | Disconnected | Received | Tick | InventoryChanged | ChallengeFinished | RowsOpened
-)
-
-
-# --------------------------------------------------------------------------- instructions
-
-
-@dataclass(frozen=True)
-class Send:
-    message: Message
-
-
-@dataclass(frozen=True)
-class RunChallenge:
-    dispatch: ChallengeDispatch
-
-
-@dataclass(frozen=True)
-class OpenRows:
-    request: RevealRequest
-
-
-@dataclass(frozen=True)
-class StopChallenge:
-    """Abandon the running challenge (a lease started, or we are shutting down)."""
-
-    challenge_id: str
-
-
-@dataclass(frozen=True)
-class HandleJob:
-    """Give a job request to the job manager and send its answer. ``gpu_uuids`` are the lease's
-    GPUs (for a submit; empty otherwise)."""
-
-    request: JobRequest
-    gpu_uuids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CancelJobs:
-    """Cancel the unfinished jobs of ``lease_id`` (of every lease when ``None``)."""
-
-    lease_id: str | None
-
-
-@dataclass(frozen=True)
-class PurgeJobs:
-    """Discard the finished jobs (and their files) of every lease except ``keep_lease``."""
-
-    keep_lease: str
-
-
-@dataclass(frozen=True)
-class CloseLink:
-    reason: str
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    """Something an operator should see; ``level`` is a logging level name."""
-
-    level: str
-    event: str
-    fields: dict[str, object] = field(default_factory=dict)
-
-
-Instruction = (
-    Send
-    | RunChallenge
-    | OpenRows
-    | StopChallenge
-    | HandleJob
-    | CancelJobs
-    | PurgeJobs
-    | CloseLink
-    | LogEvent
-)
-
-
 # --------------------------------------------------------------------------- the agent
 
 
 @dataclass
-class Lease:
+class WorkerLease:
     lease_id: str
     gpu_uuids: tuple[str, ...]
     ends_at: int
@@ -246,7 +136,7 @@ class WorkerAgent:
         self.last_acked = -1
         self.connects = 0
 
-        self.lease: Lease | None = None
+        self.lease: WorkerLease | None = None
         self.running: ChallengeDispatch | None = None
         self.kept: OrderedDict[str, ChallengeDispatch] = OrderedDict()
         self.unsent: list[ChallengeCommit] = []
@@ -260,7 +150,7 @@ class WorkerAgent:
             return "leased"
         return "busy" if self.running is not None else "idle"
 
-    def handle(self, event: Event) -> list[Instruction]:
+    def handle(self, event: AgentEvent) -> list[AgentInstruction]:
         match event:
             case Connected():
                 return self._connected()
@@ -268,7 +158,7 @@ class WorkerAgent:
                 return self._disconnected(reason)
             case Received(data=data, now=now):
                 return self._received(data, now)
-            case Tick(now=now):
+            case AgentTick(now=now):
                 return self._tick(now)
             case InventoryChanged(inventory=inventory):
                 self.inventory = inventory
@@ -279,21 +169,21 @@ class WorkerAgent:
                 return self._rows_opened(event)
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover
 
-    def shutdown(self) -> list[Instruction]:
+    def shutdown(self) -> list[AgentInstruction]:
         """Abandon the running challenge and stop every job, cleanly."""
-        out: list[Instruction] = [CancelJobs(None)] if self.job_runner is not None else []
+        out: list[AgentInstruction] = [CancelJobs(None)] if self.job_runner is not None else []
         if self.running is not None:
             out.append(StopChallenge(self.running.challenge_id))
         return out
 
     # ------------------------------------------------------------------ link lifecycle
 
-    def _connected(self) -> list[Instruction]:
+    def _connected(self) -> list[AgentInstruction]:
         self.phase = LinkPhase.AWAIT_HELLO
         self.connects += 1
         return []
 
-    def _disconnected(self, reason: str) -> list[Instruction]:
+    def _disconnected(self, reason: str) -> list[AgentInstruction]:
         was = self.phase
         self.phase = LinkPhase.DISCONNECTED
         self.session_id = None
@@ -301,7 +191,7 @@ class WorkerAgent:
             return []
         return [LogEvent("WARNING", "link_lost", {"reason": reason, "state": self.state})]
 
-    def _received(self, data: bytes | str, now: float) -> list[Instruction]:
+    def _received(self, data: bytes | str, now: float) -> list[AgentInstruction]:
         try:
             message = codec.decode(data, codec.MINER_TO_WORKER, max_bytes=self.max_message_bytes)
         except ProtocolError as exc:
@@ -358,7 +248,7 @@ class WorkerAgent:
             )
         ]
 
-    def _hello(self, hello: Hello, now: float) -> list[Instruction]:
+    def _hello(self, hello: Hello, now: float) -> list[AgentInstruction]:
         if self.expected_miner_hotkey and hello.miner_hotkey != self.expected_miner_hotkey:
             return [CloseLink(f"miner hotkey {hello.miner_hotkey} is not the configured one")]
         self.miner_hotkey = hello.miner_hotkey
@@ -373,13 +263,13 @@ class WorkerAgent:
         )
         return [Send(register)]
 
-    def _welcome(self, welcome: Welcome, now: float) -> list[Instruction]:
+    def _welcome(self, welcome: Welcome, now: float) -> list[AgentInstruction]:
         self.phase = LinkPhase.READY
         self.session_id = welcome.session_id
         # the key is pinned now: a join token is single-use and must not be sent again
         self.join_token = None
         self.next_heartbeat = now
-        out: list[Instruction] = [
+        out: list[AgentInstruction] = [
             LogEvent(
                 "INFO", "registered", {"session": welcome.session_id, "miner": self.miner_hotkey}
             )
@@ -388,7 +278,7 @@ class WorkerAgent:
         self.unsent.clear()
         return out + self._tick(now)
 
-    def _tick(self, now: float) -> list[Instruction]:
+    def _tick(self, now: float) -> list[AgentInstruction]:
         if self.phase is not LinkPhase.READY or now < self.next_heartbeat:
             return []
         self.next_heartbeat = now + self.heartbeat_interval
@@ -405,7 +295,7 @@ class WorkerAgent:
     def _refuse(self, exc: ByteLeapError, in_reply_to: str) -> ErrorReply:
         return codec.error_reply_for(exc, in_reply_to=in_reply_to)
 
-    def _dispatch(self, dispatch: ChallengeDispatch) -> list[Instruction]:
+    def _dispatch(self, dispatch: ChallengeDispatch) -> list[AgentInstruction]:
         cid = dispatch.challenge_id
         if self.lease is not None:
             return [Send(Unavailable(challenge_id=cid, leased=True))]
@@ -429,7 +319,7 @@ class WorkerAgent:
             RunChallenge(dispatch),
         ]
 
-    def _challenge_finished(self, event: ChallengeFinished) -> list[Instruction]:
+    def _challenge_finished(self, event: ChallengeFinished) -> list[AgentInstruction]:
         running = self.running
         if running is None or running.challenge_id != event.challenge_id:
             return []
@@ -458,10 +348,10 @@ class WorkerAgent:
             return [LogEvent("INFO", "commit_queued_until_reconnect", {"challenge": cid})]
         return [Send(commit), LogEvent("INFO", "challenge_committed", {"challenge": cid})]
 
-    def _deliver(self, message: Message) -> list[Instruction]:
+    def _deliver(self, message: Message) -> list[AgentInstruction]:
         return [Send(message)] if self.phase is LinkPhase.READY else []
 
-    def _reveal_request(self, request: RevealRequest) -> list[Instruction]:
+    def _reveal_request(self, request: RevealRequest) -> list[AgentInstruction]:
         cid = request.challenge_id
         dispatch = self.kept.get(cid)
         if dispatch is None:
@@ -483,7 +373,7 @@ class WorkerAgent:
         self.opening.add(cid)
         return [OpenRows(request)]
 
-    def _rows_opened(self, event: RowsOpened) -> list[Instruction]:
+    def _rows_opened(self, event: RowsOpened) -> list[AgentInstruction]:
         self.opening.discard(event.challenge_id)
         if event.error is not None:
             return self._deliver(self._refuse(event.error, event.challenge_id))
@@ -492,7 +382,7 @@ class WorkerAgent:
 
     # ------------------------------------------------------------------ leases
 
-    def _lease_start(self, start: LeaseStart) -> list[Instruction]:
+    def _lease_start(self, start: LeaseStart) -> list[AgentInstruction]:
         if self.lease is not None and self.lease.lease_id != start.lease_id:
             ack = LeaseAck(
                 lease_id=start.lease_id,
@@ -506,8 +396,8 @@ class WorkerAgent:
                 lease_id=start.lease_id, accepted=False, reason=f"unknown GPU {', '.join(unknown)}"
             )
             return [Send(ack)]
-        self.lease = Lease(start.lease_id, tuple(start.gpu_uuids), start.ends_at)
-        out: list[Instruction] = []
+        self.lease = WorkerLease(start.lease_id, tuple(start.gpu_uuids), start.ends_at)
+        out: list[AgentInstruction] = []
         if self.job_runner is not None:
             out.append(PurgeJobs(start.lease_id))
         if self.running is not None:
@@ -516,12 +406,12 @@ class WorkerAgent:
         out.append(LogEvent("INFO", "lease_started", {"lease": start.lease_id}))
         return out
 
-    def _lease_stop(self, stop: LeaseStop) -> list[Instruction]:
+    def _lease_stop(self, stop: LeaseStop) -> list[AgentInstruction]:
         if self.lease is None or self.lease.lease_id != stop.lease_id:
             ack = LeaseAck(lease_id=stop.lease_id, accepted=False, reason="no such lease")
             return [Send(ack)]
         self.lease = None
-        out: list[Instruction] = [CancelJobs(stop.lease_id)] if self.job_runner else []
+        out: list[AgentInstruction] = [CancelJobs(stop.lease_id)] if self.job_runner else []
         return [
             *out,
             Send(LeaseAck(lease_id=stop.lease_id, accepted=True)),
@@ -530,8 +420,8 @@ class WorkerAgent:
 
     # ------------------------------------------------------------------ jobs
 
-    def _job_submit(self, submit: JobSubmit) -> list[Instruction]:
-        def refuse(reason: JobRefusal, message: str) -> list[Instruction]:
+    def _job_submit(self, submit: JobSubmit) -> list[AgentInstruction]:
+        def refuse(reason: JobRefusal, message: str) -> list[AgentInstruction]:
             refused = JobRefused(
                 request_id=submit.request_id,
                 lease_id=submit.lease_id,

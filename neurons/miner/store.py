@@ -43,7 +43,7 @@ from byteleap.leases.receipts import (
     check_successor,
     parse_canonical,
 )
-from byteleap.sessions.miner_leases import LeaseRecord
+from byteleap.sessions.lease_table_events import LeaseRecord
 
 T = TypeVar("T")
 

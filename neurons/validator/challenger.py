@@ -28,7 +28,7 @@ import structlog
 
 from byteleap.config.validator import ChallengeSection
 from byteleap.errors import ByteLeapError, PeerTimeout, StorageError
-from byteleap.protocol.validator_api import EpochRequest, OpeningsRequest, OpeningsResponse
+from byteleap.protocol.miner_api.challenges import EpochRequest, OpeningsRequest, OpeningsResponse
 from byteleap.sessions.epoch_round import EpochRound
 from byteleap.sessions.round_events import (
     AnswerArrived,
@@ -39,12 +39,12 @@ from byteleap.sessions.round_events import (
     DispatchEpoch,
     EpochNotStored,
     EpochStored,
-    Event,
-    Instruction,
     MinerDispatched,
     RecordCommit,
     RequestReveal,
     RevealArrived,
+    RoundEvent,
+    RoundInstruction,
     StreamEnded,
     Verified,
     Verify,
@@ -55,7 +55,7 @@ from neurons.common.miner_client import EpochArrival
 from neurons.validator.excuses import ExcuseWatch
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store.records import ValidatorStore
-from neurons.validator.verification import Verifier
+from neurons.validator.verification import VerifierPool
 from neurons.validator.verify_budget import VerifyBudget
 
 log = structlog.get_logger("byteleap.validator.challenge")
@@ -68,7 +68,7 @@ CLOSE_RETRY_MAX_S = 10.0
 CLIENT_IDLE_EPOCHS = 10
 
 
-class MinerApi(Protocol):
+class ChallengeApi(Protocol):
     """What the challenger needs of :class:`neurons.common.miner_client.MinerClient`."""
 
     def prepare_epoch(self, request: EpochRequest, *, wait_s: float) -> Any: ...
@@ -88,7 +88,7 @@ class MinerApi(Protocol):
 
 
 #: ``connect(miner_hotkey, base_url, timeout)`` -> a client of that miner
-ClientFactory = Callable[[str, str, float], MinerApi]
+ClientFactory = Callable[[str, str, float], ChallengeApi]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class _Send:
     """One miner's share of an epoch, its request built and signed, ready to go."""
 
     dispatch: DispatchEpoch
-    client: MinerApi
+    client: ChallengeApi
     prepared: Any
 
 
@@ -129,7 +129,7 @@ class Challenger:
         *,
         store: ValidatorStore,
         connect: ClientFactory,
-        verifier: Verifier,
+        verifier: VerifierPool,
         section: ChallengeSection,
         metrics: ValidatorMetrics | None = None,
         wall_clock: Callable[[], datetime],
@@ -160,11 +160,11 @@ class Challenger:
         self._gate = asyncio.Semaphore(section.max_concurrency)
         #: miner hotkey -> (endpoint, client, the epoch count when last used); kept across
         #: epochs, so an epoch reuses open connections instead of building a client per miner
-        self._clients: dict[str, tuple[str, MinerApi, int]] = {}
-        self._retired: list[MinerApi] = []
+        self._clients: dict[str, tuple[str, ChallengeApi, int]] = {}
+        self._retired: list[ChallengeApi] = []
         self._epochs_run = 0
 
-    def _client(self, miner_hotkey: str, endpoint: str) -> MinerApi:
+    def _client(self, miner_hotkey: str, endpoint: str) -> ChallengeApi:
         known = self._clients.get(miner_hotkey)
         if known is not None and known[0] == endpoint:
             client = known[1]
@@ -298,7 +298,9 @@ class Challenger:
             tasks.append(asyncio.create_task(self._carry_out(epoch, client, [close])))
         await asyncio.gather(*tasks)
 
-    def _feed(self, epoch: EpochRound, event: Event, challenge_id: str) -> list[Instruction]:
+    def _feed(
+        self, epoch: EpochRound, event: RoundEvent, challenge_id: str
+    ) -> list[RoundInstruction]:
         """``epoch.handle_stimulus(event)``; a crash in it closes the challenge as excused."""
         try:
             return epoch.handle_stimulus(event)
@@ -307,7 +309,7 @@ class Challenger:
             return epoch.handle_stimulus(ChallengeCrashed(challenge_id, exc, self.wall_clock()))
 
     async def _carry_out(
-        self, epoch: EpochRound, client: MinerApi, instructions: Sequence[Instruction]
+        self, epoch: EpochRound, client: ChallengeApi, instructions: Sequence[RoundInstruction]
     ) -> None:
         """Carry out one challenge's instructions, and those that come of them, in order."""
         queue = deque(instructions)
@@ -322,8 +324,8 @@ class Challenger:
                 queue = deque(epoch.handle_stimulus(crashed))
 
     async def _execute(
-        self, epoch: EpochRound, client: MinerApi, instruction: Instruction
-    ) -> list[Instruction]:
+        self, epoch: EpochRound, client: ChallengeApi, instruction: RoundInstruction
+    ) -> list[RoundInstruction]:
         if isinstance(instruction, RecordCommit):
             try:
                 await self.store.record_commit(
@@ -339,7 +341,7 @@ class Challenger:
             async with self._gate:
                 revealed = await self._reveal(client, instruction.request, instruction.wait_s)
                 event = RevealArrived(challenge_id, revealed, self.wall_clock())
-                out: list[Instruction] = []
+                out: list[RoundInstruction] = []
                 for follow in self._feed(epoch, event, challenge_id):
                     if isinstance(follow, Verify):
                         out.extend(await self._verify(epoch, follow))
@@ -355,7 +357,7 @@ class Challenger:
         raise TypeError(f"not an instruction of a challenge: {instruction!r}")
 
     async def _reveal(
-        self, client: MinerApi, request: OpeningsRequest, wait_s: float
+        self, client: ChallengeApi, request: OpeningsRequest, wait_s: float
     ) -> OpeningsResponse | BaseException:
         """The reveal, or the error to score: after a valid commit, any failure is a timeout."""
         try:
@@ -365,7 +367,7 @@ class Challenger:
         except ByteLeapError as exc:
             return exc
 
-    async def _verify(self, epoch: EpochRound, instruction: Verify) -> list[Instruction]:
+    async def _verify(self, epoch: EpochRound, instruction: Verify) -> list[RoundInstruction]:
         """Run the verifier's jobs in the process pool; their reports go back to the round."""
         reports = await self.verifier.verify_all(list(instruction.jobs))
         by_gpu: dict[str, VerifyReport | BaseException] = {}
@@ -471,7 +473,7 @@ class Challenger:
             )
 
 
-async def _close_quietly(client: MinerApi) -> None:
+async def _close_quietly(client: ChallengeApi) -> None:
     try:
         await client.aclose()
     except Exception:  # closing a broken connection must not stop the others closing
@@ -488,9 +490,9 @@ def _summary(verdict: ChallengeVerdict) -> dict[str, Any]:
 
 
 __all__ = [
+    "ChallengeApi",
     "ChallengeResult",
     "Challenger",
     "ClientFactory",
     "EpochReport",
-    "MinerApi",
 ]

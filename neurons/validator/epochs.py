@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from byteleap.aliases import WorkerRef
 from byteleap.challenge.sizing import (
     CalibrationSettings,
     ExpectedRates,
@@ -24,7 +25,7 @@ from byteleap.challenge.sizing import (
 from byteleap.config import ValidatorConfig
 from byteleap.errors import ByteLeapError, Outcome
 from byteleap.hardware import identify
-from byteleap.sessions.round_planner import EpochPlan, EpochPlanner, WorkerKey
+from byteleap.sessions.round_planner import EpochPlan, EpochPlanner
 from neurons.validator.challenger import Challenger, ChallengeResult, EpochReport
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.poller import Poller
@@ -64,16 +65,16 @@ class EpochRunner:
         self.on_challenge = on_challenge
         #: workers under a lease this validator knows of: its own, and those its receipts show
         #: running (refreshed at every plan); only they may answer "busy" or "leased"
-        self.known_leases: frozenset[WorkerKey] = frozenset()
+        self.known_leases: frozenset[WorkerRef] = frozenset()
         #: running epochs and the workers each one holds
-        self.running: dict[asyncio.Task[None], frozenset[WorkerKey]] = {}
+        self.running: dict[asyncio.Task[None], frozenset[WorkerRef]] = {}
         #: the latest calibration (for ``scores --explain`` and the metrics)
         self.rates: ExpectedRates | None = None
         #: verified throughputs that calibrate: seeded at start, then fed by every epoch
         self.samples = SampleWindow(timedelta(hours=cfg.challenge.calibration_hours))
         self._samples_seeded = False
 
-    def knows_lease(self, key: WorkerKey) -> bool:
+    def knows_lease(self, key: WorkerRef) -> bool:
         return key in self.known_leases
 
     async def seed_samples(self) -> int:
@@ -121,10 +122,10 @@ class EpochRunner:
         self.rates = rates
         return rates
 
-    async def refresh_known_leases(self, now: datetime) -> frozenset[WorkerKey]:
+    async def refresh_known_leases(self, now: datetime) -> frozenset[WorkerRef]:
         """The workers under a lease this validator knows of: its own pending or active leases,
         and every lease its collected receipts show running."""
-        held: set[WorkerKey] = set()
+        held: set[WorkerRef] = set()
         if self.lease_store is not None:
             held |= await self.lease_store.held_workers()
         if self.receipt_store is not None:

@@ -18,9 +18,9 @@ import pytest
 
 from byteleap.config.validator import ChallengeSection
 from byteleap.errors import LinkError, Outcome, PeerUnavailable, TransientError
-from byteleap.protocol.validator_api import ChallengeResponse, OpeningsResponse
+from byteleap.protocol.miner_api.challenges import ChallengeResponse, OpeningsResponse
 from byteleap.sessions import epoch_round
-from byteleap.sessions.epoch_round import EpochRound, Stage
+from byteleap.sessions.epoch_round import ChallengeStage, EpochRound
 from byteleap.sessions.round_events import (
     AnswerArrived,
     ChallengeClosed,
@@ -134,7 +134,7 @@ def test_everything_is_stored_before_anything_is_sent() -> None:
     assert isinstance(store, StoreEpoch)
     assert [o.challenge_id for o in store.opens] == list(r.challenges)
     assert all(o.dispatched_at == NOW for o in store.opens)
-    assert all(s.stage is Stage.PLANNED for s in r.challenges.values())
+    assert all(s.stage is ChallengeStage.PLANNED for s in r.challenges.values())
     out = r.handle_stimulus(EpochStored(), ClockStarted(100.0))
     # one request per miner carrying all of its workers' challenges
     assert sorted((i.miner_hotkey, len(i.request.challenges)) for i in out) == sorted(  # type: ignore[union-attr]
@@ -145,7 +145,7 @@ def test_everything_is_stored_before_anything_is_sent() -> None:
         longest = max(c.deadline_ms for c in i.request.challenges) / 1000
         assert i.wait_s >= longest + epoch_round.STREAM_SLACK_S - 0.001
         r.handle_stimulus(MinerDispatched(i.miner_hotkey, 100.5))
-    assert all(s.stage is Stage.DISPATCHED for s in r.challenges.values())
+    assert all(s.stage is ChallengeStage.DISPATCHED for s in r.challenges.values())
     assert r.spread_s == 0.0
 
 
@@ -209,7 +209,7 @@ def test_a_stream_that_ends_closes_only_what_it_did_not_answer() -> None:
     dispatched(r)
     first, second = r.challenges.values()
     r.handle_stimulus(AnswerArrived(first.challenge_id, LinkError("x"), at(r, 1), NOW))
-    assert first.stage is Stage.CLOSING
+    assert first.stage is ChallengeStage.CLOSING
     (close,) = r.handle_stimulus(StreamEnded(MINER_A, NOW))
     assert isinstance(close, CloseChallenge) and close.challenge_id == second.challenge_id
     assert close.verdicts[0].failure == LinkError.code
@@ -239,7 +239,7 @@ def test_commit_then_reveal_then_verify_then_close(monkeypatch: pytest.MonkeyPat
     assert isinstance(record, RecordCommit) and isinstance(reveal, RequestReveal)
     assert set(record.roots) == set(state.planned.gpu_uuids)
     assert {o.gpu_uuid for o in reveal.request.openings} == set(state.planned.gpu_uuids)
-    assert state.stage is Stage.COMMITTED and state.elapsed == pytest.approx(2.0)
+    assert state.stage is ChallengeStage.COMMITTED and state.elapsed == pytest.approx(2.0)
     revealed = OpeningsResponse(challenge_id=state.challenge_id, openings=[])
     (verify,) = r.handle_stimulus(RevealArrived(state.challenge_id, revealed, NOW))
     assert isinstance(verify, Verify) and verify.exact == frozenset(state.planned.gpu_uuids)
@@ -312,14 +312,14 @@ def test_events_out_of_order_are_refused() -> None:
         r.handle_stimulus(MinerDispatched(MINER_A, 1.0))
     with pytest.raises(RuntimeError, match="stored twice"):
         r.handle_stimulus(EpochStored())
-    assert all(s.stage is Stage.STORED for s in r.challenges.values())
+    assert all(s.stage is ChallengeStage.STORED for s in r.challenges.values())
 
 
 def test_validate_catches_a_broken_invariant() -> None:
     r = new_round(make_plan(worker(1)))
     dispatched(r)
     (state,) = r.challenges.values()
-    state.stage = Stage.CLOSED  # closed without a verdict
+    state.stage = ChallengeStage.CLOSED  # closed without a verdict
     with pytest.raises(AssertionError, match="without a verdict per GPU"):
         r.validate()
-    state.stage = Stage.DISPATCHED
+    state.stage = ChallengeStage.DISPATCHED

@@ -11,15 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from byteleap.leases.receipts import check_chain
-from byteleap.protocol.validator_api import Receipt, SignedReceipt
+from byteleap.protocol.miner_api.receipts import Receipt, SignedReceipt
 from byteleap.sessions.lease_book import LeaseBook, LeaseRules, Phase
 from byteleap.sessions.lease_events import (
-    Abandoned,
+    AttemptAbandoned,
     Booking,
+    BookTick,
     ExtendRequested,
     ExtensionPersisted,
     InsertLease,
-    Lease,
     LeaseEvent,
     LeaseInserted,
     LeaseInstruction,
@@ -35,7 +35,7 @@ from byteleap.sessions.lease_events import (
     ReceiptRefused,
     ReceiptStored,
     Refusal,
-    Refuse,
+    RefuseRenter,
     SendReceipt,
     Spending,
     StartAtMiner,
@@ -44,9 +44,9 @@ from byteleap.sessions.lease_events import (
     StatusPersisted,
     StopAtMiner,
     StopFailed,
+    StoredLease,
     StoreReceipt,
     TerminateRequested,
-    Tick,
     WorkerSighting,
 )
 
@@ -81,9 +81,9 @@ def requested(lease_id: str = "L1", hours: float = 5, **kw: object) -> LeaseRequ
     return LeaseRequested(**values)  # type: ignore[arg-type]
 
 
-def tick(at: datetime) -> Tick:
+def tick(at: datetime) -> BookTick:
     """A tick at which the polls see the worker online, holding the lease."""
-    return Tick(at, {("5Miner", WORKER): WorkerSighting(True, at, "leased")})
+    return BookTick(at, {("5Miner", WORKER): WorkerSighting(True, at, "leased")})
 
 
 def countersigned(receipt: Receipt) -> SignedReceipt:
@@ -151,17 +151,17 @@ def test_a_request_is_written_then_started_held_until_the_cap(book: LeaseBook) -
 def test_refusals_come_in_the_documented_order(book: LeaseBook) -> None:
     too_long = book.handle(requested(hours=145, booking=None, no_match="none"))
     assert too_long == [
-        Refuse("L1", Refusal.TOO_LONG, "a lease lasts at most 144 hours; 145 asked for")
+        RefuseRenter("L1", Refusal.TOO_LONG, "a lease lasts at most 144 hours; 145 asked for")
     ]
     assert book.handle(requested(booking=None, no_match="none here")) == [
-        Refuse("L1", Refusal.NO_CAPACITY, "none here")
+        RefuseRenter("L1", Refusal.NO_CAPACITY, "none here")
     ]
     (over,) = book.handle(requested(spending=Spending(9.0, 10.0)))
-    assert isinstance(over, Refuse) and over.refusal is Refusal.SPEND_LIMIT
+    assert isinstance(over, RefuseRenter) and over.refusal is Refusal.SPEND_LIMIT
     assert len(book) == 0
     book.handle(requested())
     (held,) = book.handle(requested("L2"))  # the same worker again
-    assert isinstance(held, Refuse) and held.refusal is Refusal.NO_CAPACITY
+    assert isinstance(held, RefuseRenter) and held.refusal is Refusal.NO_CAPACITY
 
 
 def test_the_start_receipt_follows_the_acceptance_and_hourly_ones_the_interval(
@@ -191,8 +191,8 @@ def test_a_refused_start_fails_without_a_stop_and_answers_the_renter(book: Lease
     assert isinstance(persist, PersistStatus)
     assert (persist.status, persist.end_reason) == ("failed", "refused: busy")
     out = book.handle(StatusPersisted("L1", True, T0))
-    assert only(out, Refuse) == [
-        Refuse("L1", Refusal.START_FAILED, "the miner refused the lease: busy")
+    assert only(out, RefuseRenter) == [
+        RefuseRenter("L1", Refusal.START_FAILED, "the miner refused the lease: busy")
     ]
     assert only(out, StopAtMiner) == [] and not book.knows("L1")
 
@@ -203,14 +203,14 @@ def test_a_start_lost_on_the_link_fails_and_is_stopped(book: LeaseBook) -> None:
     assert isinstance(persist, PersistStatus) and persist.end_reason == "timeout: no answer"
     out = book.handle(StatusPersisted("L1", True, T0))
     assert only(out, StopAtMiner) == [StopAtMiner("L1", "5Miner", "lease start failed")]
-    assert only(out, Refuse) == []
+    assert only(out, RefuseRenter) == []
     assert book.handle(StopFailed("L1", "down", T0)) == [] and not book.knows("L1")
 
 
 def test_a_start_abandoned_is_failed_by_the_next_tick(book: LeaseBook) -> None:
     book.handle(requested())
     (start_at,) = book.handle(LeaseInserted("L1"))
-    assert book.handle(Abandoned(start_at)) == []
+    assert book.handle(AttemptAbandoned(start_at)) == []
     assert book.phase("L1") is Phase.ORPHANED and book.held_workers()
     (persist,) = book.handle(tick(T0))
     assert isinstance(persist, PersistStatus)
@@ -219,7 +219,7 @@ def test_a_start_abandoned_is_failed_by_the_next_tick(book: LeaseBook) -> None:
 
 def test_an_insert_that_failed_forgets_the_booking(book: LeaseBook) -> None:
     (insert,) = book.handle(requested())
-    assert book.handle(Abandoned(insert)) == [] and not book.knows("L1")
+    assert book.handle(AttemptAbandoned(insert)) == [] and not book.knows("L1")
 
 
 # --------------------------------------------------------------------------- receipts
@@ -300,18 +300,18 @@ def test_a_receipt_pending_at_the_end_is_dropped_so_the_end_receipt_follows(
 
 def test_a_pending_lease_cannot_be_terminated_or_extended(book: LeaseBook) -> None:
     book.handle(requested(), LeaseInserted("L1"))
-    book.handle(Abandoned(StartAtMiner("L1", "5Miner", "", WORKER, ("GPU-1",), 0)))
+    book.handle(AttemptAbandoned(StartAtMiner("L1", "5Miner", "", WORKER, ("GPU-1",), 0)))
     (refused,) = book.handle(TerminateRequested("L1", T0))
-    assert isinstance(refused, Refuse) and refused.refusal is Refusal.NOT_ACTIVE
+    assert isinstance(refused, RefuseRenter) and refused.refusal is Refusal.NOT_ACTIVE
     (refused,) = book.handle(ExtendRequested("L1", 1, FREE, T0))
-    assert isinstance(refused, Refuse) and refused.refusal is Refusal.NOT_ACTIVE
+    assert isinstance(refused, RefuseRenter) and refused.refusal is Refusal.NOT_ACTIVE
 
 
 def test_a_lost_worker_ends_billing_at_the_last_stored_receipt(book: LeaseBook) -> None:
     active(book)
     seen = {("5Miner", WORKER): WorkerSighting(False, T0 + timedelta(minutes=1), "leased")}
-    assert book.handle(Tick(T0 + timedelta(minutes=5), seen)) == []
-    (persist,) = book.handle(Tick(T0 + timedelta(minutes=12), seen))
+    assert book.handle(BookTick(T0 + timedelta(minutes=5), seen)) == []
+    (persist,) = book.handle(BookTick(T0 + timedelta(minutes=12), seen))
     assert isinstance(persist, PersistStatus)
     assert (persist.status, persist.ended_at) == ("lost", T0)
     assert persist.end_reason == "the worker has been missing from its miner's polls"
@@ -324,16 +324,16 @@ def test_an_extension_is_capped_by_duration_and_spending(book: LeaseBook) -> Non
     active(book)
     (persist,) = book.handle(ExtendRequested("L1", 2, Spending(10.0, 20.0), T0))
     assert persist == PersistExtension("L1", T0 + timedelta(hours=7))
-    assert only(book.handle(ExtensionPersisted("L1", True)), Refuse) == []
+    assert only(book.handle(ExtensionPersisted("L1", True)), RefuseRenter) == []
     assert book.lease("L1").ends_at == T0 + timedelta(hours=7)  # type: ignore[union-attr]
     (too_long,) = book.handle(ExtendRequested("L1", 200, FREE, T0))
-    assert isinstance(too_long, Refuse) and too_long.refusal is Refusal.TOO_LONG
+    assert isinstance(too_long, RefuseRenter) and too_long.refusal is Refusal.TOO_LONG
     (over,) = book.handle(ExtendRequested("L1", 2, Spending(18.0, 20.0), T0))
-    assert isinstance(over, Refuse) and over.refusal is Refusal.SPEND_LIMIT
+    assert isinstance(over, RefuseRenter) and over.refusal is Refusal.SPEND_LIMIT
 
 
 def test_a_loaded_row_resumes_its_receipt_chain(book: LeaseBook) -> None:
-    lease = Lease("L9", 1, "5Miner", WORKER, ("GPU-1",), 1.0, T0, T0 + timedelta(hours=9),
+    lease = StoredLease("L9", 1, "5Miner", WORKER, ("GPU-1",), 1.0, T0, T0 + timedelta(hours=9),
                   "active", started_at=T0)  # fmt: skip
     start_ts = int(T0.timestamp())
     assert book.handle(LeaseLoaded(lease, 3, start_ts + 3 * 3600)) == []
@@ -351,13 +351,13 @@ def answer(
     """One possible result of ``instruction`` (``choice`` picks among them)."""
     match instruction:
         case InsertLease(lease=lease):
-            return [LeaseInserted(lease.id)] if choice % 4 else [Abandoned(instruction)]
+            return [LeaseInserted(lease.id)] if choice % 4 else [AttemptAbandoned(instruction)]
         case StartAtMiner(lease_id=lease_id):
             options: list[LeaseEvent] = [
                 MinerAccepted(lease_id, at),
                 StartRefused(lease_id, "busy", at),
                 StartLinkFailed(lease_id, "timeout", at),
-                Abandoned(instruction),
+                AttemptAbandoned(instruction),
             ]
             return [options[choice % 4]]
         case PersistStatus(lease_id=lease_id):
@@ -379,7 +379,7 @@ def answer(
             return [options[choice % 3]]
         case StoreReceipt(lease_id=lease_id, signed=signed):
             if choice % 4 == 0:
-                return [Abandoned(instruction)]
+                return [AttemptAbandoned(instruction)]
             return [ReceiptStored(lease_id, signed.receipt.seq, at)]
     return []
 
@@ -421,7 +421,7 @@ def test_random_event_sequences_keep_the_invariants(
                 for w in WORKERS
                 if state != "gone"
             }
-            event = Tick(now, sightings)
+            event = BookTick(now, sightings)
         elif kind == "terminate":
             event = TerminateRequested(f"L{a}", now)
         else:

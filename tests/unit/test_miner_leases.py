@@ -8,16 +8,14 @@ import pytest
 
 from byteleap.errors import Forbidden, PeerUnavailable
 from byteleap.leases.receipts import Receipt
-from byteleap.sessions.miner_leases import (
-    LEASE_RETENTION_S,
+from byteleap.sessions.lease_table_events import (
     Answer,
     ForwardRequested,
     IssueReceipt,
     LeaseRecord,
-    LeaseTable,
     Persist,
     ReceiptOffered,
-    Refuse,
+    RefuseJob,
     Relay,
     StartAcked,
     StartAtWorker,
@@ -25,9 +23,10 @@ from byteleap.sessions.miner_leases import (
     StopAcked,
     StopAtWorker,
     StopRequested,
-    Tick,
+    TableTick,
     WorkerLost,
 )
+from byteleap.sessions.miner_leases import LEASE_RETENTION_S, LeaseTable
 
 V1, V2 = "validator-one", "validator-two"
 WORKER, OTHER_WORKER = "aa" * 32, "bb" * 32
@@ -188,10 +187,10 @@ def test_a_lease_ends_at_its_end_and_is_forgotten_after_the_retention(table: Lea
     assert table.leased(WORKER, 999.0) and not table.leased(WORKER, 1000.0)
     lease = table.get("L1", 1000.0)
     assert lease is not None and lease.state == "ended" and lease.billable_until == 1000.0
-    table.handle(Tick(1000.0))
-    table.handle(Tick(1000.0 + LEASE_RETENTION_S))
+    table.handle(TableTick(1000.0))
+    table.handle(TableTick(1000.0 + LEASE_RETENTION_S))
     assert table.get("L1", 1000.0 + LEASE_RETENTION_S) is not None
-    table.handle(Tick(1001.0 + LEASE_RETENTION_S))
+    table.handle(TableTick(1001.0 + LEASE_RETENTION_S))
     assert len(table) == 0
 
 
@@ -236,10 +235,10 @@ def test_forwarding_relays_to_the_leases_worker_for_its_owner_only(table: LeaseT
 
 def test_forwarding_refuses_unknown_leases_and_new_jobs_on_ended_ones(table: LeaseTable) -> None:
     (refusal,) = table.handle(ForwardRequested(1.0, V1, "nope"))
-    assert isinstance(refusal, Refuse) and refusal.refusal == "unknown_lease"
+    assert isinstance(refusal, RefuseJob) and refusal.refusal == "unknown_lease"
     active(table)
     (refusal,) = table.handle(ForwardRequested(1000.0, V1, "L1", submit=True))
-    assert isinstance(refusal, Refuse) and refusal.refusal == "lease_ended"
+    assert isinstance(refusal, RefuseJob) and refusal.refusal == "lease_ended"
     # queries about the jobs of an ended lease still reach the worker
     assert table.handle(ForwardRequested(1000.0, V1, "L1")) == [Relay("L1", WORKER)]
 
@@ -247,7 +246,7 @@ def test_forwarding_refuses_unknown_leases_and_new_jobs_on_ended_ones(table: Lea
 def test_a_starting_lease_takes_no_jobs(table: LeaseTable) -> None:
     table.handle(start())
     (refusal,) = table.handle(ForwardRequested(100.0, V1, "L1", submit=True))
-    assert isinstance(refusal, Refuse) and "starting" in refusal.reason
+    assert isinstance(refusal, RefuseJob) and "starting" in refusal.reason
 
 
 # --------------------------------------------------------------------------- receipts

@@ -18,6 +18,7 @@ from byteleap.sessions.miner_registry import (
     CLOSE_REPLACED,
     CloseSession,
     FailRequest,
+    RegistryInstruction,
     RegistryLimits,
     SessionState,
     TokenBucket,
@@ -45,7 +46,9 @@ def registry() -> WorkerRegistry[str]:
     return WorkerRegistry(LIMITS)
 
 
-def join(reg: WorkerRegistry[str], sid: str, key: bytes = KEY_A, now: float = 0.0) -> list:
+def join(
+    reg: WorkerRegistry[str], sid: str, key: bytes = KEY_A, now: float = 0.0
+) -> list[RegistryInstruction]:
     return reg.register(
         sid, key, agent_version="1.0", inventory=inventory("GPU-1"), now=now, wall=WALL + now
     )
@@ -100,6 +103,7 @@ def test_silence_makes_a_session_lost_closes_it_and_fails_its_requests() -> None
     assert reg.sweep(30.9) == []
     assert reg.summaries(31.0) == []  # overdue: no longer listed even before the sweep
     out = reg.sweep(31.0)
+    assert isinstance(out[0], FailRequest)
     assert out[0] == FailRequest("waiter", out[0].error)
     assert isinstance(out[0].error, LinkError)
     assert out[1] == CloseSession("s1", CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
@@ -267,7 +271,8 @@ def test_replies_update_the_state() -> None:
     assert session.state is SessionState.HEALTHY  # committed: idle again before the next beat
     reg.begin(KEY_A, ("challenge", "c2"), "w")
     reg.reply("s1", Unavailable(challenge_id="c2", leased=True))
-    assert session.state is SessionState.LEASED
+    # mypy keeps the narrowing of the assert above across reg.reply(), which changes the state
+    assert session.state is SessionState.LEASED  # type: ignore[comparison-overlap]
     reg.lease_changed("s1", leased=False)
     assert session.state is SessionState.HEALTHY
 

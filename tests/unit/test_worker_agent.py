@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,39 +13,41 @@ from byteleap.crypto import WorkerKey
 from byteleap.errors import WorkerFailure
 from byteleap.protocol import codec
 from byteleap.protocol.handshake import verify_register
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.challenges import (
     ChallengeCommit,
     ChallengeDispatch,
-    ErrorReply,
     GpuCommit,
-    Heartbeat,
-    HeartbeatAck,
-    Hello,
+    OpeningRequest,
+    Reveal,
+    RevealRequest,
+    RowOpening,
+)
+from byteleap.protocol.worker_link.jobs import (
     JobCancel,
     JobLogsQuery,
     JobRefused,
     JobSpec,
     JobStatusQuery,
     JobSubmit,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
-    OpeningRequest,
+)
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
+from byteleap.protocol.worker_link.session import (
+    ErrorReply,
+    Heartbeat,
+    HeartbeatAck,
+    Hello,
     Register,
-    Reveal,
-    RevealRequest,
-    RowOpening,
     Unavailable,
     Welcome,
 )
-from byteleap.sessions.worker_agent import (
+from byteleap.sessions.agent_events import (
+    AgentTick,
     CancelJobs,
     ChallengeFinished,
     CloseLink,
     Connected,
     Disconnected,
     HandleJob,
-    LinkPhase,
     OpenRows,
     PurgeJobs,
     Received,
@@ -51,9 +55,8 @@ from byteleap.sessions.worker_agent import (
     RunChallenge,
     Send,
     StopChallenge,
-    Tick,
-    WorkerAgent,
 )
+from byteleap.sessions.worker_agent import LinkPhase, WorkerAgent
 from tests.support.worker import MINER_HOTKEY, inventory
 
 GPU = "GPU-11111111-2222-3333-4444-555555555555"
@@ -64,7 +67,7 @@ def frame(message) -> bytes:
     return codec.encode(message)
 
 
-def sent(instructions) -> list:
+def sent(instructions) -> list[Any]:
     return [i.message for i in instructions if isinstance(i, Send)]
 
 
@@ -131,14 +134,14 @@ def test_refused_registration_closes_the_link() -> None:
 
 def test_heartbeats_follow_the_interval_and_report_state() -> None:
     agent = ready_agent()
-    assert sent(agent.handle(Tick(1.0))) == []
-    (beat,) = sent(agent.handle(Tick(5.0)))
+    assert sent(agent.handle(AgentTick(1.0))) == []
+    (beat,) = sent(agent.handle(AgentTick(5.0)))
     assert isinstance(beat, Heartbeat) and beat.seq == 1 and beat.state == "idle"
-    assert sent(agent.handle(Tick(9.9))) == []
+    assert sent(agent.handle(AgentTick(9.9))) == []
     agent.handle(Received(frame(HeartbeatAck(seq=1)), 10.0))
     assert agent.last_acked == 1
     agent.handle(Received(frame(dispatch()), 10.0))
-    (beat,) = sent(agent.handle(Tick(10.0)))
+    (beat,) = sent(agent.handle(AgentTick(10.0)))
     assert beat.state == "busy"
 
 
@@ -202,7 +205,7 @@ def test_a_lease_stops_the_running_challenge_and_refuses_new_ones() -> None:
     assert abandoned == Unavailable(challenge_id="c1", leased=True)
     (refused,) = sent(agent.handle(Received(frame(dispatch("c2")), 2.0)))
     assert refused == Unavailable(challenge_id="c2", leased=True)
-    (beat,) = sent(agent.handle(Tick(100.0)))
+    (beat,) = sent(agent.handle(AgentTick(100.0)))
     assert beat.state == "leased"
     other = LeaseStart(lease_id="L2", gpu_uuids=[GPU], ends_at=2_000_000_000)
     (ack,) = sent(agent.handle(Received(frame(other), 3.0)))

@@ -28,15 +28,15 @@ import structlog
 
 from byteleap.config.validator import LeasesSection
 from byteleap.errors import ByteLeapError
-from byteleap.protocol.validator_api import LeaseStartRequest
+from byteleap.protocol.worker_link.leases import LeaseStart
 from byteleap.sessions.lease_book import LeaseBook, LeaseRules
 from byteleap.sessions.lease_events import (
-    Abandoned,
+    AttemptAbandoned,
     Booking,
+    BookTick,
     ExtendRequested,
     ExtensionPersisted,
     InsertLease,
-    Lease,
     LeaseEvent,
     LeaseInserted,
     LeaseInstruction,
@@ -52,7 +52,7 @@ from byteleap.sessions.lease_events import (
     ReceiptRefused,
     ReceiptStored,
     Refusal,
-    Refuse,
+    RefuseRenter,
     SendReceipt,
     Spending,
     StartAtMiner,
@@ -62,9 +62,9 @@ from byteleap.sessions.lease_events import (
     StatusPersisted,
     StopAtMiner,
     StopFailed,
+    StoredLease,
     StoreReceipt,
     TerminateRequested,
-    Tick,
     WorkerSighting,
 )
 from neurons.validator.leasing.errors import (
@@ -76,9 +76,9 @@ from neurons.validator.leasing.errors import (
     NotFound,
     SpendLimitExceeded,
 )
-from neurons.validator.leasing.gateway import Connect, MinerGateway, peer_wrong
+from neurons.validator.leasing.gateway import ConnectMiner, MinerGateway, peer_wrong
 from neurons.validator.leasing.matching import (
-    CapacityLine,
+    CapacityGroup,
     LeaseRequest,
     NoMatch,
     Offer,
@@ -110,12 +110,12 @@ def new_lease_id() -> str:
     return "lease-" + secrets.token_hex(16)
 
 
-def to_row(lease: Lease) -> LeaseRow:
-    return LeaseRow(**{f.name: getattr(lease, f.name) for f in fields(Lease)})
+def to_row(lease: StoredLease) -> LeaseRow:
+    return LeaseRow(**{f.name: getattr(lease, f.name) for f in fields(StoredLease)})
 
 
-def to_lease(row: LeaseRow) -> Lease:
-    return Lease(**{f.name: getattr(row, f.name) for f in fields(Lease)})
+def to_lease(row: LeaseRow) -> StoredLease:
+    return StoredLease(**{f.name: getattr(row, f.name) for f in fields(StoredLease)})
 
 
 def _by_lease(instructions: Iterable[LeaseInstruction]) -> list[list[LeaseInstruction]]:
@@ -137,7 +137,7 @@ class LeaseManager:
         section: LeasesSection,
         netuid: int,
         validator_hotkey: str,
-        connect: Connect,
+        connect: ConnectMiner,
         request_timeout_s: float,
         wall_clock: Callable[[], datetime],
         new_id: Callable[[], str] = new_lease_id,
@@ -186,7 +186,7 @@ class LeaseManager:
             cpu_workers=self.cpu_workers,
         )
 
-    async def capacity(self) -> list[CapacityLine]:
+    async def capacity(self) -> list[CapacityGroup]:
         return capacity(await self.offers(self.wall_clock()), self.section.price_for)
 
     # ------------------------------------------------------------------ renter actions
@@ -279,7 +279,7 @@ class LeaseManager:
             (w.miner_hotkey, w.worker_pubkey): WorkerSighting(w.online, w.last_seen, w.state)
             for w in await self.store.workers(now)
         }
-        for chain in _by_lease(self.book.handle(Tick(now, sightings))):
+        for chain in _by_lease(self.book.handle(BookTick(now, sightings))):
             try:
                 await self._run(chain)
             except ByteLeapError as exc:
@@ -299,9 +299,10 @@ class LeaseManager:
         """Carry out ``instructions`` and everything the book answers to their results, until
         it has nothing left (or the next one is a ``pause_at``: those are returned). A refusal
         raises its error, a failed start raises the miner's error, both after the book has
-        settled; a failure to carry one out is fed back as :class:`Abandoned`, then raised."""
+        settled; a failure to carry one out is fed back as :class:`AttemptAbandoned`, then
+        raised."""
         queue = deque(instructions)
-        refused: Refuse | None = None
+        refused: RefuseRenter | None = None
         failure: ByteLeapError | None = None
         try:
             while queue:
@@ -311,9 +312,9 @@ class LeaseManager:
                 try:
                     events, error = await self._carry_out(instruction)
                 except BaseException:
-                    self.book.handle(Abandoned(instruction))
+                    self.book.handle(AttemptAbandoned(instruction))
                     raise
-                if isinstance(instruction, Refuse) and refused is None:
+                if isinstance(instruction, RefuseRenter) and refused is None:
                     refused = instruction
                 failure = failure or error
                 queue.extend(self.book.handle(*events))
@@ -382,19 +383,18 @@ class LeaseManager:
             case Notice(lease_id=lease_id, what=what, detail=detail):
                 (log.warning if what in _WARNINGS else log.info)(what, lease=lease_id, **detail)
                 return [], None
-            case Refuse():
+            case RefuseRenter():
                 return [], None
         raise TypeError(f"not a lease instruction: {instruction!r}")
 
     async def _start(self, start: StartAtMiner) -> tuple[list[LeaseEvent], ByteLeapError | None]:
-        request = LeaseStartRequest(
-            lease_id=start.lease_id,
-            worker_pubkey=start.worker_pubkey,
-            gpu_uuids=list(start.gpu_uuids),
-            ends_at=start.hold_until,
+        message = LeaseStart(
+            lease_id=start.lease_id, gpu_uuids=list(start.gpu_uuids), ends_at=start.hold_until
         )
         try:
-            answer = await self.gateway.start_lease(start.miner_hotkey, start.endpoint, request)
+            answer = await self.gateway.start_lease(
+                start.miner_hotkey, start.endpoint, start.worker_pubkey, message
+            )
         except ByteLeapError as exc:
             failed = StartPeerWrong if peer_wrong(exc) else StartLinkFailed
             return [failed(start.lease_id, f"{exc.code}: {exc.message}", self.wall_clock())], exc

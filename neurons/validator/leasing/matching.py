@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from byteleap.aliases import WorkerRef
 from byteleap.hardware import CATALOGUE, CPU_MODEL, UNKNOWN
 from byteleap.sessions.round_planner import identify_gpu
 from neurons.validator.store.leases import Verification
@@ -40,7 +41,6 @@ from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
 #: ``price_for(model_id) -> price per GPU-hour`` (``LeasesSection.price_for``)
 PricePolicy = Callable[[str], float]
-WorkerKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class Offer:
         return self.model_ids[gpu.uuid]
 
     @property
-    def key(self) -> WorkerKey:
+    def key(self) -> WorkerRef:
         return (self.miner_hotkey, self.worker_pubkey)
 
 
@@ -97,7 +97,7 @@ class NoMatch:
 
 
 @dataclass(frozen=True, slots=True)
-class CapacityLine:
+class CapacityGroup:
     """Leasable GPUs of one model and memory size."""
 
     #: canonical model id
@@ -112,7 +112,7 @@ class CapacityLine:
 def leasable_gpus(
     worker: WorkerRow,
     verification: Verification,
-    held: Collection[WorkerKey],
+    held: Collection[WorkerRef],
     cutoff: datetime,
     *,
     cpu_workers: bool = False,
@@ -148,7 +148,7 @@ def leasable_gpus(
 def offers(
     workers: Sequence[WorkerRow],
     verification: Verification,
-    held: Collection[WorkerKey],
+    held: Collection[WorkerRef],
     *,
     now: datetime,
     verified_within: timedelta,
@@ -170,7 +170,7 @@ def offers(
     return out
 
 
-def capacity(all_offers: Sequence[Offer], price_for: PricePolicy) -> list[CapacityLine]:
+def capacity(all_offers: Sequence[Offer], price_for: PricePolicy) -> list[CapacityGroup]:
     """Leasable GPUs grouped by (model, memory), sorted by model then memory."""
     groups: dict[tuple[str, int], list[int]] = {}
     for offer in all_offers:
@@ -181,7 +181,7 @@ def capacity(all_offers: Sequence[Offer], price_for: PricePolicy) -> list[Capaci
         for group, count in per_worker.items():
             groups.setdefault(group, []).append(count)
     return [
-        CapacityLine(
+        CapacityGroup(
             model=model,
             vram_mib=vram,
             count=sum(counts),
@@ -252,7 +252,7 @@ def choose(
 
 
 __all__ = [
-    "CapacityLine",
+    "CapacityGroup",
     "LeaseRequest",
     "Match",
     "NoMatch",
