@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from byteleap.aliases import Clock
 from byteleap.challenge.generate import matrix_a, matrix_b, stage_key
 from byteleap.challenge.merkle import build_levels, leaf_hash, proof
 from byteleap.challenge.params import Binding, ChallengeParams
@@ -24,11 +25,10 @@ from byteleap.challenge.params import Binding, ChallengeParams
 #: ``transform(stage, product) -> product``: lets tests and the devnet's cheaters tamper with a
 #: product before it is committed; honest runs leave it None
 Transform = Callable[[int, np.ndarray[Any, Any]], np.ndarray[Any, Any]]
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
-class RowOpening:
+class OpenedRow:
     """One revealed row: its int32 little-endian values and the Merkle path to the stage root."""
 
     stage: int
@@ -159,11 +159,11 @@ def open_rows(
     rows: Sequence[int],
     *,
     values: dict[int, bytes] | None = None,
-) -> list[RowOpening]:
+) -> list[OpenedRow]:
     """Openings for ``rows`` of ``stage``. ``values`` may supply the rows (a GPU backend recomputes
     them on the device); by default they are recomputed here."""
     if not 0 <= stage < len(run.roots):
         raise IndexError(f"stage {stage} was not committed")
     row_values = values if values is not None else recompute_rows(run, stage, rows)
     levels = build_levels(run.leaves[stage])
-    return [RowOpening(stage, row, row_values[row], proof(levels, row)) for row in rows]
+    return [OpenedRow(stage, row, row_values[row], proof(levels, row)) for row in rows]

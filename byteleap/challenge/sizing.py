@@ -39,7 +39,7 @@ from byteleap.hardware import (
     CATALOGUE,
     CPU_MODEL,
     UNKNOWN,
-    Identity,
+    DeviceIdentity,
     max_dense_tf32,
     max_exact_peak,
     slowest_backend_flops,
@@ -245,14 +245,14 @@ def size_challenge(
     )
 
 
-def impossible_limit(identity: Identity, factor: float) -> float:
+def impossible_limit(identity: DeviceIdentity, factor: float) -> float:
     """Throughput above which a commit is physically impossible for the claimed device: the
     fastest exact format's peak of the model (every catalogued model's highest for an unknown
     one), times ``factor``."""
     return factor * rate_ceiling(identity.model_id)
 
 
-def credited_throughput(identity: Identity, measured: float) -> float:
+def credited_throughput(identity: DeviceIdentity, measured: float) -> float:
     """The throughput that scores: an unknown model's is capped at the catalogue's largest dense
     TF32 peak, so a name nobody can check earns no more than the best card we know."""
     if identity.model_id == UNKNOWN:

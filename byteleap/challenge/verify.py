@@ -21,7 +21,7 @@ import numpy as np
 from byteleap.challenge.generate import a_rows_exact, b_columns_exact, stage_key
 from byteleap.challenge.merkle import HASH_BYTES, leaf_hash, root_from_proof
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
-from byteleap.challenge.reference import RowOpening
+from byteleap.challenge.reference import OpenedRow
 from byteleap.errors import FraudReason, VerificationFailed
 
 
@@ -73,10 +73,10 @@ def check_shape(commitment: Commitment) -> None:
 
 
 def _index_openings(
-    samples: Sequence[StageSample], openings: Iterable[RowOpening]
-) -> dict[tuple[int, int], RowOpening]:
+    samples: Sequence[StageSample], openings: Iterable[OpenedRow]
+) -> dict[tuple[int, int], OpenedRow]:
     wanted = {(s.stage, row) for s in samples for row in s.rows}
-    got: dict[tuple[int, int], RowOpening] = {}
+    got: dict[tuple[int, int], OpenedRow] = {}
     for opening in openings:
         place = (opening.stage, opening.row)
         if place not in wanted or place in got:
@@ -92,7 +92,7 @@ def _index_openings(
 def verify_openings(
     commitment: Commitment,
     samples: Sequence[StageSample],
-    openings: Iterable[RowOpening],
+    openings: Iterable[OpenedRow],
     *,
     entries: bool = True,
 ) -> int:

@@ -56,7 +56,7 @@ def _check_env_name(value: str) -> str:
     return value
 
 
-EnvName = Annotated[str, Field(max_length=256), AfterValidator(_check_env_name)]
+SecretEnvName = Annotated[str, Field(max_length=256), AfterValidator(_check_env_name)]
 
 
 def _read_text(path: Path) -> str:
@@ -73,7 +73,7 @@ class Secret(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    env: EnvName | None = Field(
+    env: SecretEnvName | None = Field(
         default=None, description="name of the environment variable that holds the secret"
     )
     file: ExpandedPath | None = Field(

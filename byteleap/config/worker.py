@@ -172,7 +172,7 @@ class WorkerPaths(Section):
     )
 
 
-class WorkerMetrics(MetricsSection):
+class WorkerMetricsSection(MetricsSection):
     """The Prometheus metrics endpoint (``http://host:port/metrics``)."""
 
     port: ListenPort = Field(default=9101, description="port of the metrics endpoint")
@@ -188,7 +188,9 @@ class WorkerConfig(Section):
     jobs: JobsSection = Field(default_factory=JobsSection, description="renters' jobs")
     paths: WorkerPaths = Field(default_factory=WorkerPaths, description="local state")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="logging")
-    metrics: WorkerMetrics = Field(default_factory=WorkerMetrics, description="metrics")
+    metrics: WorkerMetricsSection = Field(
+        default_factory=WorkerMetricsSection, description="metrics"
+    )
 
     @model_validator(mode="after")
     def _derived_defaults(self) -> Self:
@@ -208,6 +210,6 @@ __all__ = [
     "JobsSection",
     "LinkSection",
     "WorkerConfig",
-    "WorkerMetrics",
+    "WorkerMetricsSection",
     "WorkerPaths",
 ]

@@ -374,7 +374,7 @@ def match_model(name: str) -> GpuModel | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Identity:
+class DeviceIdentity:
     """What a reported device is, as far as the validator can tell.
 
     ``unverifiable`` is set when the report contradicts the catalogue (memory or compute
@@ -409,7 +409,7 @@ def identify(
     name: str,
     memory_mib: int | None = None,
     compute_capability: str | None = None,
-) -> Identity:
+) -> DeviceIdentity:
     """The identity of a device from what its worker reports (NVML's uuid, name, total memory in
     MiB and "major.minor" compute capability; ``None`` = not reported, accepted).
 
@@ -417,10 +417,10 @@ def identify(
     challenged, priced or leased as the GPU it names. Never raises.
     """
     if uuid.startswith(CPU_UUID_PREFIX):
-        return Identity(CPU_MODEL, None)
+        return DeviceIdentity(CPU_MODEL, None)
     model = match_model(name)
     if model is None:
-        return Identity(UNKNOWN, None)
+        return DeviceIdentity(UNKNOWN, None)
     reasons: list[str] = []
     if memory_mib is not None and not any(_memory_fits(memory_mib, n) for n in model.memory_mib):
         reasons.append(
@@ -441,7 +441,7 @@ def identify(
                 f"reported compute capability {compute_capability.strip()} does not fit "
                 f"{model.name}: expected {expected}"
             )
-    return Identity(model.id, model, "; ".join(reasons) if reasons else None)
+    return DeviceIdentity(model.id, model, "; ".join(reasons) if reasons else None)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -463,7 +463,7 @@ def slowest_backend_flops() -> float:
     return min(m.backend_flops for m in CATALOGUE.values())
 
 
-def price_key(identity: Identity) -> str:
+def price_key(identity: DeviceIdentity) -> str:
     """The key prices are looked up by: the model id (``unknown`` and ``cpu`` included), so one
     price covers every memory variant of a model and no name spelling can pick its own price."""
     return identity.model_id
@@ -479,8 +479,8 @@ __all__ = [
     "NVML_EXAMPLES",
     "TERA",
     "UNKNOWN",
+    "DeviceIdentity",
     "GpuModel",
-    "Identity",
     "identify",
     "match_model",
     "max_dense_tf32",

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from bittensor.intents.weights import normalize
 
+from byteleap.aliases import Clock
 from byteleap.chain import (
     ChainRateLimited,
     ChainRefused,
@@ -55,7 +56,6 @@ from byteleap.chain import (
 from byteleap.errors import ChainError
 
 SCHEMA_VERSION = 1
-Clock = Callable[[], float]
 T = TypeVar("T")
 
 _SCHEMA = """

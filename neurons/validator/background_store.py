@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from byteleap.errors import ByteLeapError, StorageError
 from neurons.validator.metrics import ValidatorMetrics
@@ -29,6 +29,16 @@ T = TypeVar("T")
 
 #: the background process's store and event loop (set in that process by ``_start_child``)
 _child: tuple[asyncio.AbstractEventLoop, ValidatorStore] | None = None
+
+
+class OffLoop(Protocol):
+    """Somewhere away from this process's event loop to run store work (the daemon's
+    ``BackgroundStore``: a process with an event loop and connections of its own)."""
+
+    async def run(self, job: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """``await job(store, *args)`` there, on its own store: ``job`` is a module-level
+        coroutine function and ``args`` are picklable."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,4 +177,4 @@ class BackgroundStore:
         await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
-__all__ = ["BackgroundError", "BackgroundStore", "worker_counts"]
+__all__ = ["BackgroundError", "BackgroundStore", "OffLoop", "worker_counts"]

@@ -75,7 +75,7 @@ from neurons.validator.store.leases import LeaseStore
 from neurons.validator.store.receipts import ReceiptStore
 from neurons.validator.store.records import ValidatorStore
 from neurons.validator.timed_store import TimedStore
-from neurons.validator.verification import Verifier
+from neurons.validator.verification import VerifierPool
 from neurons.validator.weights import WeightSetter, record_lease_revenue, weights_loop
 
 log = structlog.get_logger("byteleap.validator")
@@ -122,7 +122,7 @@ class ValidatorDaemon:
         rng: random.Random | None = None,
         wall_clock: Callable[[], datetime] = utc_now,
         connect: Callable[[str, str, float], MinerClient] | None = None,
-        verifier: Verifier | None = None,
+        verifier: VerifierPool | None = None,
         on_challenge: Callable[[ChallengeResult], None] | None = None,
         receipts: ReceiptStore | None = None,
         leases: LeaseStore | None = None,
@@ -149,7 +149,7 @@ class ValidatorDaemon:
             return MinerClient(signer, miner_hotkey, base_url, timeout=timeout, transport=transport)
 
         poll_connect: Callable[[str, str, float], MinerClient] = connect or poll_client
-        self.verifier = verifier or Verifier(cfg.challenge.verifier_processes)
+        self.verifier = verifier or VerifierPool(cfg.challenge.verifier_processes)
         self.sync = MetagraphSync(
             chain, self.store, hotkey, wall_clock=wall_clock, metrics=self.metrics
         )

@@ -32,12 +32,12 @@ import asyncio
 import statistics
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 import structlog
 
@@ -50,8 +50,9 @@ from byteleap.errors import (
 )
 from byteleap.protocol import codec
 from byteleap.protocol.common import MAX_GPUS, MAX_WORKERS, inventory_max_bytes
-from byteleap.protocol.validator_api import InventoryResponse, WorkerSummary
+from byteleap.protocol.miner_api.inventory import InventoryResponse, WorkerSummary
 from neurons.common.miner_client import MinerClient
+from neurons.validator.background_store import OffLoop
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store.records import (
     GpuSnapshot,
@@ -65,8 +66,6 @@ log = structlog.get_logger("byteleap.validator.poll")
 #: successful polls per miner whose durations the round-trip median is taken over
 ROUND_TRIP_SAMPLES = 16
 
-T = TypeVar("T")
-
 
 class InventoryApi(Protocol):
     async def inventory(self) -> InventoryResponse: ...
@@ -76,16 +75,6 @@ class InventoryApi(Protocol):
 
 #: ``connect(miner_hotkey, base_url, timeout)`` -> a client of that miner
 InventoryClientFactory = Callable[[str, str, float], InventoryApi]
-
-
-class OffLoop(Protocol):
-    """Somewhere away from this process's event loop to run store work (the daemon's
-    ``BackgroundStore``: a process with an event loop and connections of its own)."""
-
-    async def run(self, job: Callable[..., Awaitable[T]], /, *args: Any) -> T:
-        """``await job(store, *args)`` there, on its own store: ``job`` is a module-level
-        coroutine function and ``args`` are picklable."""
-        ...
 
 
 class InventoryOverLimit(ProtocolError):
@@ -353,7 +342,6 @@ __all__ = [
     "InventoryClientFactory",
     "InventoryLimits",
     "InventoryOverLimit",
-    "OffLoop",
     "PollSummary",
     "Poller",
     "accept_inventory",

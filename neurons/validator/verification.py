@@ -9,9 +9,9 @@ sockets and threads into the child.
 
 A verdict of fraud travels back as a :class:`VerifyReport` with the ``FraudReason`` value rather
 than as the exception: ``VerificationFailed`` carries keyword-only fields that pickling would
-lose. A crashed or killed pool process is *our* failure, not the worker's: :meth:`Verifier.verify`
-raises :class:`byteleap.errors.TransientError` (scored as excused) and the pool is rebuilt for the
-next job.
+lose. A crashed or killed pool process is *our* failure, not the worker's:
+:meth:`VerifierPool.verify` raises :class:`byteleap.errors.TransientError` (scored as excused) and
+the pool is rebuilt for the next job.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from byteleap.challenge.params import Binding
-from byteleap.challenge.reference import RowOpening
+from byteleap.challenge.reference import OpenedRow
 from byteleap.challenge.verify import Commitment, verify_openings
 from byteleap.errors import FraudReason, TransientError, VerificationFailed
 from byteleap.sessions.round_records import VerifyJob, VerifyReport
@@ -48,7 +48,7 @@ def verify_job(job: VerifyJob) -> VerifyReport:
     started = time.perf_counter()
     try:
         openings = [
-            RowOpening(stage, row, values, _split_proof(stage, row, proof))
+            OpenedRow(stage, row, values, _split_proof(stage, row, proof))
             for stage, row, values, proof in job.openings
         ]
         binding = Binding(
@@ -67,7 +67,7 @@ def pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-class Verifier:
+class VerifierPool:
     """A small process pool that runs :class:`VerifyJob`\\ s.
 
     ``fn`` is the function run in the child (``verify_job``; tests pass others). It must be a
@@ -127,4 +127,4 @@ class Verifier:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Verifier", "pool_context", "verify_job"]
+__all__ = ["VerifierPool", "pool_context", "verify_job"]

@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import structlog
 
@@ -40,6 +40,7 @@ import byteleap
 from byteleap.chain import ChainPort, ChainRateLimited, ChainRefused
 from byteleap.errors import ByteLeapError, ChainError
 from byteleap.scoring import ScoringParams, WeightResult, compute_weights
+from neurons.validator.background_store import OffLoop
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store.records import ScoringInputs, ValidatorStore, WeightSubmission
 
@@ -47,18 +48,6 @@ log = structlog.get_logger("byteleap.validator.weights")
 
 #: sleeps between attempts of one submission when the chain fails (not when it refuses)
 RETRY_DELAYS_S = (2.0, 8.0, 30.0)
-
-T = TypeVar("T")
-
-
-class OffLoop(Protocol):
-    """Somewhere away from this process's event loop to run store work (the daemon's
-    ``BackgroundStore``: a process with an event loop and connections of its own)."""
-
-    async def run(self, job: Callable[..., Awaitable[T]], /, *args: Any) -> T:
-        """``await job(store, *args)`` there, on its own store: ``job`` is a module-level
-        coroutine function and ``args`` are picklable."""
-        ...
 
 
 def weigh(now: datetime, params: ScoringParams, inputs: ScoringInputs) -> WeightResult:
@@ -367,7 +356,6 @@ async def weights_loop(
 __all__ = [
     "RETRY_DELAYS_S",
     "Attempt",
-    "OffLoop",
     "WeightSchedule",
     "WeightSetter",
     "WeightVector",

@@ -13,16 +13,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from byteleap.chain import Endpoint
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
-from byteleap.challenge.reference import RowOpening
+from byteleap.challenge.reference import OpenedRow
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
-from byteleap.protocol.validator_api import ChallengeRequest, OpeningsRequest
-from byteleap.protocol.worker_link import OpeningRequest
+from byteleap.protocol.miner_api.challenges import ChallengeRequest, OpeningsRequest
+from byteleap.protocol.worker_link.challenges import OpeningRequest
 from neurons.chain import DevChain, DevChainParams
 from neurons.common.miner_client import MinerClient
 from tests.support.ports import free_port
@@ -59,7 +60,7 @@ def stopped_on_exit(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
                 proc.kill()
 
 
-def network(tmp_path: Path) -> dict:
+def network(tmp_path: Path) -> dict[str, Any]:
     chain_file = tmp_path / "chain.db"
     chain = DevChain.create(chain_file, DevChainParams(block_seconds=0.25))
     miner_wallet, miner_hotkey = make_wallet(tmp_path / "wallets", "miner")
@@ -142,7 +143,7 @@ def test_a_validator_challenges_a_real_worker_through_a_real_miner(tmp_path: Pat
             )
             commitment = Commitment(binding, seed, PARAMS, tuple(gpu.root_list()))
             openings = [
-                RowOpening(o.stage, o.row, o.values, tuple(o.proof_list()))
+                OpenedRow(o.stage, o.row, o.values, tuple(o.proof_list()))
                 for o in revealed.openings
             ]
             return verify_openings(commitment, samples, openings)

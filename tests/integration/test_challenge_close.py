@@ -28,7 +28,7 @@ from neurons.validator.store.records import (
     GpuSnapshot,
     WorkerSnapshot,
 )
-from neurons.validator.verification import Verifier
+from neurons.validator.verification import VerifierPool
 
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
 MINER = "5Miner-close-retry"
@@ -89,8 +89,8 @@ async def store_fixture(tmp_path: Path) -> AsyncIterator[SqlStore]:
 def challenger_on(store: Any) -> Challenger:
     return Challenger(
         store=store,
-        connect=lambda *_: None,  # type: ignore[arg-type,return-value]  # never dispatches here
-        verifier=Verifier(1),  # no process starts until a job is submitted
+        connect=lambda *_: None,  # type: ignore[arg-type]  # never dispatches here
+        verifier=VerifierPool(1),  # no process starts until a job is submitted
         section=ChallengeSection(),
         wall_clock=lambda: T0,
     )

@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
-from byteleap.challenge.reference import RowOpening as CoreOpening
+from byteleap.challenge.reference import OpenedRow as CoreOpening
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.config.miner import WorkerServerSection
 from byteleap.config.secrets import Secret
@@ -26,22 +26,25 @@ from byteleap.errors import LinkError, MalformedMessage, PeerTimeout, PeerUnavai
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
 from byteleap.protocol.handshake import make_register
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.challenges import (
     ChallengeDispatch,
-    ErrorReply,
-    Heartbeat,
-    HeartbeatAck,
-    Hello,
+    OpeningRequest,
+    RevealRequest,
+)
+from byteleap.protocol.worker_link.jobs import (
     JobInfo,
     JobLogs,
     JobLogSlice,
     JobRefused,
     JobStatus,
     JobStatusQuery,
-    LeaseStart,
-    LeaseStop,
-    OpeningRequest,
-    RevealRequest,
+)
+from byteleap.protocol.worker_link.leases import LeaseStart, LeaseStop
+from byteleap.protocol.worker_link.session import (
+    ErrorReply,
+    Heartbeat,
+    HeartbeatAck,
+    Hello,
     Welcome,
 )
 from byteleap.sessions.miner_registry import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_POLICY, CLOSE_REPLACED
@@ -323,6 +326,7 @@ async def test_a_busy_worker_is_unavailable_without_a_second_dispatch(tmp_path: 
         with pytest.raises(PeerUnavailable) as info:
             await hub.challenge(key.public_key, dispatch("c-2", worker.device_uuid), timeout=5)
         assert not info.value.leased
+        assert worker.runtime.agent.running is not None
         assert worker.runtime.agent.running.challenge_id == "c-slow"
         first.cancel()
         with contextlib.suppress(asyncio.CancelledError):

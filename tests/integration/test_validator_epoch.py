@@ -24,13 +24,13 @@ from byteleap.challenge.sizing import CalibrationSettings, calibrate
 from byteleap.config.validator import ChallengeSection
 from byteleap.crypto import WorkerKey
 from byteleap.errors import ByteLeapError, Outcome, PeerUnavailable
-from byteleap.protocol.validator_api import (
+from byteleap.protocol.miner_api.challenges import (
     ChallengeResponse,
     EpochRequest,
     OpeningsRequest,
     OpeningsResponse,
 )
-from byteleap.protocol.worker_link import GpuCommit, RowOpening
+from byteleap.protocol.worker_link.challenges import GpuCommit, RowOpening
 from byteleap.sessions.round_planner import EpochPlan, EpochPlanner
 from neurons.common.miner_client import EpochArrival
 from neurons.validator.challenger import Challenger, EpochReport
@@ -41,7 +41,7 @@ from neurons.validator.store.records import (
     WorkerRow,
     WorkerSnapshot,
 )
-from neurons.validator.verification import Verifier
+from neurons.validator.verification import VerifierPool
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 MINERS = ("5Miner-epoch-a", "5Miner-epoch-b")
@@ -176,8 +176,8 @@ async def store_fixture(tmp_path: Path) -> AsyncIterator[SqlStore]:
 
 
 @pytest.fixture(scope="module", name="verifier")
-def verifier_fixture() -> Iterator[Verifier]:
-    pool = Verifier(1)
+def verifier_fixture() -> Iterator[VerifierPool]:
+    pool = VerifierPool(1)
     yield pool
     pool.close()
 
@@ -209,7 +209,7 @@ def plan_for(devs: list[Device], s: ChallengeSection) -> EpochPlan:
 
 async def run_epoch(
     store: SqlStore,
-    verifier: Verifier,
+    verifier: VerifierPool,
     devs: list[Device],
     s: ChallengeSection,
     *,
@@ -259,7 +259,7 @@ def outcome(verdict: ChallengeVerdict) -> tuple[Outcome, str | None]:
 
 
 async def test_one_request_per_miner_every_row_stored_before_dispatch(
-    store: SqlStore, verifier: Verifier
+    store: SqlStore, verifier: VerifierPool
 ) -> None:
     devs = devices((MINERS[0], 0.2), (MINERS[0], 0.4), (MINERS[1], 0.3))
     report, fakes = await run_epoch(store, verifier, devs, section())
@@ -279,7 +279,7 @@ async def test_one_request_per_miner_every_row_stored_before_dispatch(
 
 
 async def test_the_deadline_holds_for_commits_and_excuses_alike(
-    store: SqlStore, verifier: Verifier
+    store: SqlStore, verifier: VerifierPool
 ) -> None:
     late, leased, busy, late_leased, ok = devices(
         (MINERS[0], 1.6), (MINERS[0], 0.1), (MINERS[0], 0.2), (MINERS[1], 1.7), (MINERS[1], 1.4)
@@ -301,7 +301,7 @@ async def test_the_deadline_holds_for_commits_and_excuses_alike(
 
 
 async def test_a_large_epoch_requests_every_reveal_and_opens_a_random_share(
-    store: SqlStore, verifier: Verifier
+    store: SqlStore, verifier: VerifierPool
 ) -> None:
     devs = devices(*[(MINERS[i % 2], 0.5) for i in range(12)])
     devs[0].bad_proof = True
@@ -320,7 +320,7 @@ async def test_a_large_epoch_requests_every_reveal_and_opens_a_random_share(
 
 
 async def test_when_merkle_checks_would_eat_the_sample_the_rest_is_received_unchecked(
-    store: SqlStore, verifier: Verifier
+    store: SqlStore, verifier: VerifierPool
 ) -> None:
     devs = devices(*[(MINERS[i % 2], 0.5) for i in range(10)])
     report, fakes = await run_epoch(store, verifier, devs, section(), fraction=0.5, merkle_cost=0.5)

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from byteleap.aliases import Clock
 from byteleap.challenge.params import Binding, ChallengeParams
-from byteleap.challenge.reference import ProverRun, RowOpening
+from byteleap.challenge.reference import OpenedRow, ProverRun
 from byteleap.config import ValidatorConfig
 from byteleap.crypto import WorkerKey
 from byteleap.errors import Outcome
@@ -31,7 +32,7 @@ from neurons.validator.store import SqlStore, open_store
 from tests.support.rounds import Net, WallClock, running_miner, until
 from tests.support.worker import running_worker as support_worker
 from tests.wallets import make_wallet
-from workers.backends.base import Abandoned, Clock, Device, ShouldStop
+from workers.backends.base import Abandoned, Device, ShouldStop
 from workers.backends.numpy_backend import NumpyBackend
 
 CPU_PARAMS = ChallengeParams(m=64, n=64, k=64, v=15, stages=3)
@@ -45,7 +46,7 @@ class TamperingBackend(NumpyBackend):
 
     def open(
         self, device: Device, run: ProverRun, stage: int, rows: Sequence[int]
-    ) -> list[RowOpening]:
+    ) -> list[OpenedRow]:
         opened = super().open(device, run, stage, rows)
         return [replace(o, values=bytes([o.values[0] ^ 1]) + o.values[1:]) for o in opened]
 

@@ -14,22 +14,19 @@ import pytest
 from websockets.asyncio.server import serve
 
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
-from byteleap.challenge.reference import RowOpening as CoreOpening
+from byteleap.challenge.reference import OpenedRow as CoreOpening
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.protocol import codec
 from byteleap.protocol.handshake import verify_register
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.challenges import (
     ChallengeCommit,
     ChallengeDispatch,
-    ErrorReply,
-    Heartbeat,
-    LeaseAck,
-    LeaseStart,
     OpeningRequest,
     Reveal,
     RevealRequest,
-    Unavailable,
 )
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart
+from byteleap.protocol.worker_link.session import ErrorReply, Heartbeat, Unavailable
 from tests.support.fake_miner import FakeMiner, recv
 from tests.support.worker import MINER_HOTKEY, running_worker
 

@@ -6,10 +6,10 @@ import os
 import random
 
 from byteleap.challenge.params import Binding, ChallengeParams, SamplingParams
-from byteleap.challenge.reference import RowOpening
+from byteleap.challenge.reference import OpenedRow
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
-from byteleap.protocol.validator_api import ChallengeRequest, OpeningsRequest
-from byteleap.protocol.worker_link import OpeningRequest
+from byteleap.protocol.miner_api.challenges import ChallengeRequest, OpeningsRequest
+from byteleap.protocol.worker_link.challenges import OpeningRequest
 from neurons.common.miner_client import MinerClient
 from tests.support.network import Network
 
@@ -41,5 +41,5 @@ async def challenge_and_verify(
     )
     binding = Binding(miner_hotkey=net.miner_hotkey, worker_pubkey=key, gpu_uuid=uuid)
     commitment = Commitment(binding, seed, SMALL, tuple(gpu.root_list()))
-    rows = [RowOpening(o.stage, o.row, o.values, tuple(o.proof_list())) for o in revealed.openings]
+    rows = [OpenedRow(o.stage, o.row, o.values, tuple(o.proof_list())) for o in revealed.openings]
     return verify_openings(commitment, samples, rows)

@@ -17,8 +17,8 @@ from byteleap.hardware import (
     NVML_EXAMPLES,
     TERA,
     UNKNOWN,
+    DeviceIdentity,
     GpuModel,
-    Identity,
     identify,
     match_model,
     max_dense_tf32,
@@ -127,7 +127,7 @@ def test_model_identifies_with_its_memory_and_capability(model_id: str) -> None:
     name = NAME_OF[model_id]
     cc = cc_string(model)
     bare = identify(GPU_UUID, name)
-    assert bare == Identity(model_id, model)
+    assert bare == DeviceIdentity(model_id, model)
     assert bare.known and bare.verifiable
     for nominal in model.memory_mib:
         for reported in (nominal, round(nominal * 0.995), round(nominal * 0.94)):
@@ -229,7 +229,7 @@ def test_module_examples_agree_with_this_table() -> None:
 def test_ambiguous_and_unknown_names(name: str) -> None:
     assert match_model(name) is None
     identity = identify(GPU_UUID, name, 81920, "9.0")
-    assert identity == Identity(UNKNOWN, None)
+    assert identity == DeviceIdentity(UNKNOWN, None)
     assert not identity.known and identity.verifiable
 
 
@@ -270,7 +270,7 @@ def test_normalise() -> None:
 @pytest.mark.parametrize("name", ["NVIDIA H200 141GB HBM3e", "cpu", "", "NVIDIA GeForce RTX 4090"])
 def test_cpu_uuid_is_always_the_cpu(name: str) -> None:
     identity = identify(f"{CPU_UUID_PREFIX}0", name, 143771, "9.0")
-    assert identity == Identity(CPU_MODEL, None)
+    assert identity == DeviceIdentity(CPU_MODEL, None)
     assert not identity.known and identity.verifiable
     assert price_key(identity) == CPU_MODEL
 
@@ -306,14 +306,14 @@ _token_names = st.lists(
 def test_identify_never_raises(uuid: str, name: str, memory: int | None, cc: str | None) -> None:
     identity = identify(uuid, name, memory, cc)
     if uuid.startswith(CPU_UUID_PREFIX):
-        assert identity == Identity(CPU_MODEL, None)
+        assert identity == DeviceIdentity(CPU_MODEL, None)
         return
     matching = [m for m in CATALOGUE.values() if m.matches(normalise(name))]
     if len(matching) == 1:
         assert identity.model_id == matching[0].id
         assert identity.model is CATALOGUE[identity.model_id]
     else:
-        assert identity == Identity(UNKNOWN, None)
+        assert identity == DeviceIdentity(UNKNOWN, None)
     assert price_key(identity) in {UNKNOWN, *CATALOGUE}
 
 

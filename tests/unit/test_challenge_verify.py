@@ -19,8 +19,8 @@ from byteleap.challenge.params import (
     stages_for_target,
 )
 from byteleap.challenge.reference import (
+    OpenedRow,
     ProverRun,
-    RowOpening,
     canonical_product,
     open_rows,
     recompute_rows,
@@ -54,8 +54,8 @@ def commitment_of(run: ProverRun, binding: Binding = BINDING) -> Commitment:
     return Commitment(binding, SEED, PARAMS, tuple(run.roots))
 
 
-def reveal(run: ProverRun, samples: tuple[StageSample, ...]) -> list[RowOpening]:
-    out: list[RowOpening] = []
+def reveal(run: ProverRun, samples: tuple[StageSample, ...]) -> list[OpenedRow]:
+    out: list[OpenedRow] = []
     for sample in samples:
         out += open_rows(run, sample.stage, sample.rows)
     return out
@@ -91,7 +91,7 @@ def test_a_single_flipped_entry_is_fraud(honest: ProverRun) -> None:
     roots = list(honest.roots)
     roots[2] = levels[-1][0]
     cheat = Commitment(BINDING, SEED, PARAMS, tuple(roots))
-    forged = RowOpening(2, 5, bytes(values), proof(levels, 5))
+    forged = OpenedRow(2, 5, bytes(values), proof(levels, 5))
     # ... and is still caught on the exact value of the entry
     with pytest.raises(VerificationFailed) as caught:
         verify_openings(cheat, samples, [forged])
@@ -198,7 +198,7 @@ def test_a_skipped_stage_with_a_garbage_root_is_fraud(honest: ProverRun) -> None
     later = samples_with(2, (1, 2)) + samples_with(3, (4,))
     verify_openings(commitment, later, reveal(lazy, later))
     skipped = samples_with(1, (6,))
-    fake = [RowOpening(1, 6, bytes(4 * PARAMS.n), tuple([bytes(32)] * PARAMS.depth))]
+    fake = [OpenedRow(1, 6, bytes(4 * PARAMS.n), tuple([bytes(32)] * PARAMS.depth))]
     assert reason_of(commitment, skipped, fake) is FraudReason.BAD_PROOF
 
 
@@ -243,7 +243,7 @@ def test_detection_probability_of_skipping_rows_matches_the_formula() -> None:
     caught = 0
     for _ in range(trials):
         samples = draw_sample(params, SamplingParams(stages=1, rows=s, columns=1), rng)
-        openings = [RowOpening(0, r, served[r], proof(levels, r)) for r in samples[0].rows]
+        openings = [OpenedRow(0, r, served[r], proof(levels, r)) for r in samples[0].rows]
         try:
             verify_openings(commitment, samples, openings)
         except VerificationFailed as exc:

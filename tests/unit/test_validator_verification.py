@@ -17,7 +17,7 @@ from byteleap.challenge.verify import StageSample, draw_sample
 from byteleap.errors import FraudReason, Outcome, TransientError, VerificationFailed
 from byteleap.sessions.round_checks import detail_of, judge
 from byteleap.sessions.round_records import VerifyJob, VerifyReport
-from neurons.validator.verification import Verifier, verify_job
+from neurons.validator.verification import VerifierPool, verify_job
 
 HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 PUBKEY = bytes(range(32))
@@ -34,8 +34,8 @@ def honest() -> ProverRun:
 
 
 @pytest.fixture(scope="module")
-def verifier() -> Iterator[Verifier]:
-    pool = Verifier(2)
+def verifier() -> Iterator[VerifierPool]:
+    pool = VerifierPool(2)
     yield pool
     pool.close()
 
@@ -126,7 +126,7 @@ def wrong_product_job() -> VerifyJob:
 
 
 async def test_an_honest_reveal_verifies_in_the_pool_as_in_process(
-    honest: ProverRun, verifier: Verifier
+    honest: ProverRun, verifier: VerifierPool
 ) -> None:
     job = job_for(honest)
     local = verify_job(job)
@@ -137,7 +137,7 @@ async def test_an_honest_reveal_verifies_in_the_pool_as_in_process(
 
 
 async def test_every_kind_of_tampering_gets_the_same_reason_in_the_pool(
-    honest: ProverRun, verifier: Verifier
+    honest: ProverRun, verifier: VerifierPool
 ) -> None:
     cases = [*tampered_jobs(job_for(honest)), (FraudReason.WRONG_ENTRY, wrong_product_job())]
     reports = await verifier.verify_all([job for _, job in cases])
@@ -150,7 +150,7 @@ async def test_every_kind_of_tampering_gets_the_same_reason_in_the_pool(
 
 
 async def test_a_fraud_report_becomes_the_typed_error(
-    honest: ProverRun, verifier: Verifier
+    honest: ProverRun, verifier: VerifierPool
 ) -> None:
     report = await verifier.verify(wrong_product_job())
     error = report.error()
@@ -173,7 +173,7 @@ def explode(job: VerifyJob) -> VerifyReport:
 
 
 async def test_a_dead_pool_process_is_excused_and_the_pool_recovers(honest: ProverRun) -> None:
-    pool = Verifier(1, fn=die)
+    pool = VerifierPool(1, fn=die)
     try:
         with pytest.raises(TransientError) as info:
             await pool.verify(job_for(honest))
@@ -187,7 +187,7 @@ async def test_a_dead_pool_process_is_excused_and_the_pool_recovers(honest: Prov
 
 
 async def test_a_crash_in_one_gpus_job_does_not_hide_the_others(honest: ProverRun) -> None:
-    pool = Verifier(1, fn=explode)
+    pool = VerifierPool(1, fn=explode)
     try:
         results = await pool.verify_all([job_for(honest), job_for(honest, 2)])
     finally:

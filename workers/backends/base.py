@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from byteleap.aliases import Clock
 from byteleap.challenge.params import Binding, ChallengeParams
-from byteleap.challenge.reference import ProverRun, RowOpening
+from byteleap.challenge.reference import OpenedRow, ProverRun
 
-Clock = Callable[[], float]
 #: polled between stages; returning True abandons the run with :class:`Abandoned`
 ShouldStop = Callable[[], bool]
 
@@ -56,7 +56,7 @@ class ComputeBackend(Protocol):
 
     def open(
         self, device: Device, run: ProverRun, stage: int, rows: Sequence[int]
-    ) -> list[RowOpening]:
+    ) -> list[OpenedRow]:
         """Recompute ``rows`` of ``stage`` and return them with their Merkle paths."""
         ...
 

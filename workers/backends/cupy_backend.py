@@ -36,13 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from byteleap.aliases import Clock
 from byteleap.challenge.generate import B_OFFSET
 from byteleap.challenge.merkle import build_levels, leaf_hash, proof
 from byteleap.challenge.params import Binding, ChallengeParams
-from byteleap.challenge.reference import ProverRun, RowOpening
+from byteleap.challenge.reference import OpenedRow, ProverRun
 from byteleap.errors import ConfigError, WorkerFailure
 from workers.backends import kernels
-from workers.backends.base import Abandoned, Clock, Device, ShouldStop
+from workers.backends.base import Abandoned, Device, ShouldStop
 
 #: an identity the worker's inventory supplies for a CUDA device index: the NVML UUID, or
 #: ``(uuid, name)``
@@ -534,7 +535,7 @@ class CupyBackend:
 
     def open(
         self, device: Device, run: ProverRun, stage: int, rows: Sequence[int]
-    ) -> list[RowOpening]:
+    ) -> list[OpenedRow]:
         if not 0 <= stage < min(len(run.roots), len(run.leaves)):
             raise IndexError(f"stage {stage} was not committed")
         params = run.params
@@ -555,7 +556,7 @@ class CupyBackend:
         levels = build_levels(leaves)
         if levels[-1][0] != run.roots[stage]:
             raise WorkerFailure(f"the stored leaves of stage {stage} do not match its root")
-        return [RowOpening(stage, row, values[row], proof(levels, row)) for row in wanted]
+        return [OpenedRow(stage, row, values[row], proof(levels, row)) for row in wanted]
 
     def recompute_rows(
         self, device: Device, run: ProverRun, stage: int, rows: Sequence[int]

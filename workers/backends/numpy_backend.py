@@ -19,18 +19,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from byteleap.aliases import Clock
 from byteleap.challenge.generate import matrix_a, matrix_b
 from byteleap.challenge.merkle import build_levels
 from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import (
+    OpenedRow,
     ProverRun,
-    RowOpening,
     Workspace,
     compute_stage,
     open_rows,
 )
 from byteleap.errors import WorkerFailure
-from workers.backends.base import Abandoned, Clock, Device, ShouldStop
+from workers.backends.base import Abandoned, Device, ShouldStop
 
 #: the longest single sleep while pacing, so a stop request is seen within it
 PACE_SLICE_S = 0.05
@@ -125,7 +126,7 @@ class NumpyBackend:
 
     def open(
         self, device: Device, run: ProverRun, stage: int, rows: Sequence[int]
-    ) -> list[RowOpening]:
+    ) -> list[OpenedRow]:
         return open_rows(run, stage, rows)
 
     def bare_gemm_seconds(self, device: Device, params: ChallengeParams, *, clock: Clock) -> float:

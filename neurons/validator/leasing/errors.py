@@ -53,7 +53,7 @@ class LeaseStartFailed(LeaseRefused):
     code = "lease_start_failed"
 
 
-class JobRefused(LeaseRefused):
+class JobRequestRefused(LeaseRefused):
     """The worker refused a job request; ``code`` is the worker's reason."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -63,7 +63,7 @@ class JobRefused(LeaseRefused):
 
 __all__ = [
     "DurationTooLong",
-    "JobRefused",
+    "JobRequestRefused",
     "LeaseNotActive",
     "LeaseRefused",
     "LeaseStartFailed",

@@ -35,9 +35,9 @@ from neurons.validator.renter.errors import (
     status_for,
     validation_message,
 )
-from neurons.validator.renter.ratelimit import TokenBuckets
+from neurons.validator.renter.ratelimit import RenterTokenBuckets
 from neurons.validator.renter.routes import PREFIX, router
-from neurons.validator.renter.services import JobService, LeaseService
+from neurons.validator.renter.services import JobService, RenterLeaseService
 from neurons.validator.store.leases import LeaseStore
 
 log = structlog.get_logger("byteleap.validator.renter")
@@ -107,7 +107,7 @@ def create_renter_app(
 ) -> FastAPI:
     """The renter API. ``clock`` (monotonic seconds) drives the rate limits."""
     settings = settings or RenterApiSettings()
-    leases = LeaseService(store=store, manager=manager)
+    leases = RenterLeaseService(store=store, manager=manager)
     app = FastAPI(
         title="ByteLeap renter API",
         version="1",
@@ -119,7 +119,9 @@ def create_renter_app(
     )
     app.state.renter = RenterContext(
         store=store,
-        buckets=TokenBuckets(settings.rate_limit_per_minute, settings.rate_limit_burst, clock),
+        buckets=RenterTokenBuckets(
+            settings.rate_limit_per_minute, settings.rate_limit_burst, clock
+        ),
         rate_limit_per_minute=settings.rate_limit_per_minute,
         leases=leases,
         jobs=JobService(leases=leases, gateway=manager.gateway),

@@ -18,8 +18,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from byteleap.errors import Unauthenticated
 from neurons.validator.renter.errors import KeyRevoked, TooManyRequests
 from neurons.validator.renter.keys import MAX_KEY_CHARS, hash_key
-from neurons.validator.renter.ratelimit import TokenBuckets
-from neurons.validator.renter.services import JobService, LeaseService
+from neurons.validator.renter.ratelimit import RenterTokenBuckets
+from neurons.validator.renter.services import JobService, RenterLeaseService
 from neurons.validator.store.leases import LeaseStore, RenterRow
 
 LEASE_ID = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -33,9 +33,9 @@ class RenterContext:
     """Everything the routes' dependencies hand out, kept on ``app.state.renter``."""
 
     store: LeaseStore
-    buckets: TokenBuckets
+    buckets: RenterTokenBuckets
     rate_limit_per_minute: int
-    leases: LeaseService
+    leases: RenterLeaseService
     jobs: JobService
 
 
@@ -62,7 +62,7 @@ async def authenticate(
     if wait > 0:
         raise TooManyRequests(
             f"rate limit of {ctx.rate_limit_per_minute} requests a minute reached",
-            retry_after=TokenBuckets.retry_after(wait),
+            retry_after=RenterTokenBuckets.retry_after(wait),
         )
     renter = await ctx.store.renter_by_key_hash(digest)
     if renter is None:
@@ -73,7 +73,7 @@ async def authenticate(
     return renter
 
 
-def lease_service(ctx: ContextDep) -> LeaseService:
+def lease_service(ctx: ContextDep) -> RenterLeaseService:
     return ctx.leases
 
 
@@ -82,7 +82,7 @@ def job_service(ctx: ContextDep) -> JobService:
 
 
 RenterDep = Annotated[RenterRow, Depends(authenticate)]
-LeasesDep = Annotated[LeaseService, Depends(lease_service)]
+RenterLeasesDep = Annotated[RenterLeaseService, Depends(lease_service)]
 JobsDep = Annotated[JobService, Depends(job_service)]
 LeaseId = Annotated[str, Path(pattern=LEASE_ID, description="lease id")]
 JobIdParam = Annotated[str, Path(pattern=JOB_ID, description="job id")]
@@ -93,9 +93,9 @@ __all__ = [
     "JobIdParam",
     "JobsDep",
     "LeaseId",
-    "LeasesDep",
     "RenterContext",
     "RenterDep",
+    "RenterLeasesDep",
     "authenticate",
     "bearer",
 ]

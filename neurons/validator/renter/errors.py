@@ -33,7 +33,7 @@ from byteleap.errors import (
 )
 from neurons.validator.leasing.errors import (
     DurationTooLong,
-    JobRefused,
+    JobRequestRefused,
     LeaseNotActive,
     LeaseStartFailed,
     NoCapacity,
@@ -108,7 +108,7 @@ def status_for(exc: ByteLeapError) -> int:
         ((PeerUnavailable, StorageError, TransientError), 503),
         (PeerTimeout, 504),
     ]
-    if isinstance(exc, JobRefused):
+    if isinstance(exc, JobRequestRefused):
         if exc.code in _MISSING:
             return 404
         return 422 if exc.code == "invalid_job" else 409

@@ -8,13 +8,13 @@ ISO 8601 UTC; money is in the validator's price unit per GPU-hour.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from byteleap.config.validator import MAX_PRICE
 from byteleap.protocol.common import MAX_GPUS
-from byteleap.protocol.worker_link import (
+from byteleap.protocol.worker_link.jobs import (
     MAX_JOB_ARGS,
     MAX_JOB_ENV,
     MAX_JOB_TIMEOUT_S,
@@ -24,6 +24,7 @@ from byteleap.protocol.worker_link import (
     JobArg,
     JobState,
 )
+from byteleap.sessions.lease_events import LeaseStatus
 
 #: longest lease duration or extension a request may name at all (the config caps it lower)
 MAX_HOURS = 24 * 366
@@ -73,7 +74,6 @@ class LeaseExtend(_Request):
     hours: Annotated[float, Field(gt=0, le=MAX_HOURS)]
 
 
-LeaseStatus = Literal["pending", "active", "ended", "lost", "failed"]
 
 
 class LeaseView(_Response):
@@ -132,7 +132,7 @@ class Artifact(_Response):
     sha256: str = Field(description="hex")
 
 
-class JobResult(_Response):
+class JobResultView(_Response):
     job: JobView
     artifacts: list[Artifact]
     artifacts_omitted: int = Field(description="files left out (links, over the size cap, ...)")
@@ -144,11 +144,10 @@ __all__ = [
     "Capacity",
     "CapacityLine",
     "JobCreate",
-    "JobResult",
+    "JobResultView",
     "JobView",
     "LeaseCreate",
     "LeaseExtend",
     "LeaseList",
-    "LeaseStatus",
     "LeaseView",
 ]

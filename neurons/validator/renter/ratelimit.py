@@ -21,7 +21,7 @@ class _Bucket:
     updated: float
 
 
-class TokenBuckets:
+class RenterTokenBuckets:
     """``take(key)`` -> seconds to wait (0.0: allowed, and a token was taken)."""
 
     def __init__(
@@ -75,4 +75,4 @@ class TokenBuckets:
             del self._buckets[next(iter(self._buckets))]
 
 
-__all__ = ["TokenBuckets"]
+__all__ = ["RenterTokenBuckets"]

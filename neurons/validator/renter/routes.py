@@ -12,13 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from byteleap.protocol.worker_link import MAX_LOG_SLICE
-from neurons.validator.renter.deps import JobIdParam, JobsDep, LeaseId, LeasesDep, RenterDep
+from byteleap.protocol.worker_link.jobs import MAX_LOG_SLICE
+from neurons.validator.renter.deps import JobIdParam, JobsDep, LeaseId, RenterDep, RenterLeasesDep
 from neurons.validator.renter.errors import ERROR_RESPONSES
 from neurons.validator.renter.models import (
     Capacity,
     JobCreate,
-    JobResult,
+    JobResultView,
     JobView,
     LeaseCreate,
     LeaseExtend,
@@ -50,7 +50,7 @@ _ARTIFACT = {
 
 
 @router.get("/capacity", response_model=Capacity, tags=["capacity"])
-async def get_capacity(renter: RenterDep, leases: LeasesDep) -> Capacity:
+async def get_capacity(renter: RenterDep, leases: RenterLeasesDep) -> Capacity:
     """GPUs that can be leased now, grouped by model and memory."""
     return await leases.capacity()
 
@@ -59,32 +59,34 @@ async def get_capacity(renter: RenterDep, leases: LeasesDep) -> Capacity:
 
 
 @router.post("/leases", response_model=LeaseView, status_code=201, tags=["leases"])
-async def create_lease(body: LeaseCreate, renter: RenterDep, leases: LeasesDep) -> LeaseView:
+async def create_lease(body: LeaseCreate, renter: RenterDep, leases: RenterLeasesDep) -> LeaseView:
     """Lease ``count`` GPUs of one worker for ``duration_hours``."""
     return await leases.create(renter, body)
 
 
 @router.get("/leases", response_model=LeaseList, tags=["leases"])
-async def list_leases(renter: RenterDep, leases: LeasesDep) -> LeaseList:
+async def list_leases(renter: RenterDep, leases: RenterLeasesDep) -> LeaseList:
     """The renter's leases, newest first."""
     return await leases.listed(renter)
 
 
 @router.get("/leases/{lease_id}", response_model=LeaseView, tags=["leases"])
-async def get_lease(lease_id: LeaseId, renter: RenterDep, leases: LeasesDep) -> LeaseView:
+async def get_lease(lease_id: LeaseId, renter: RenterDep, leases: RenterLeasesDep) -> LeaseView:
     return await leases.get(renter, lease_id)
 
 
 @router.post("/leases/{lease_id}/extend", response_model=LeaseView, tags=["leases"])
 async def extend_lease(
-    lease_id: LeaseId, body: LeaseExtend, renter: RenterDep, leases: LeasesDep
+    lease_id: LeaseId, body: LeaseExtend, renter: RenterDep, leases: RenterLeasesDep
 ) -> LeaseView:
     """Move the lease's end by ``hours`` (up to leases.max_duration_hours in all)."""
     return await leases.extend(renter, lease_id, body.hours)
 
 
 @router.delete("/leases/{lease_id}", response_model=LeaseView, tags=["leases"])
-async def terminate_lease(lease_id: LeaseId, renter: RenterDep, leases: LeasesDep) -> LeaseView:
+async def terminate_lease(
+    lease_id: LeaseId, renter: RenterDep, leases: RenterLeasesDep
+) -> LeaseView:
     """End the lease now; its running jobs are cancelled. Ending an ended lease is a no-op."""
     return await leases.terminate(renter, lease_id)
 
@@ -144,10 +146,10 @@ async def job_logs(
     )
 
 
-@router.get("/leases/{lease_id}/jobs/{job_id}/result", response_model=JobResult, tags=["jobs"])
+@router.get("/leases/{lease_id}/jobs/{job_id}/result", response_model=JobResultView, tags=["jobs"])
 async def job_result(
     lease_id: LeaseId, job_id: JobIdParam, renter: RenterDep, jobs: JobsDep
-) -> JobResult:
+) -> JobResultView:
     """The job's state, exit code and (once it ended) its artifacts."""
     return await jobs.result(renter, lease_id, job_id)
 

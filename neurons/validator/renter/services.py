@@ -1,7 +1,7 @@
 """What the renter API's routes call: leases (through the lease driver) and jobs (through the
 lease's miner), each answered as the API's response models.
 
-Every action goes through a lease the renter owns: :meth:`LeaseService.owned` answers another
+Every action goes through a lease the renter owns: :meth:`RenterLeaseService.owned` answers another
 renter's lease exactly like a missing one (``NotFound``), so lease ids leak nothing. A miner's
 failure is turned into what the renter sees (:func:`~.errors.from_miner`): its protocol and
 verification failures are the validator's upstream's fault (502), never a bad request.
@@ -19,16 +19,8 @@ import structlog
 from pydantic import ValidationError
 
 from byteleap.errors import ByteLeapError, MalformedMessage
-from byteleap.protocol.validator_api import (
-    JobArtifactRequest,
-    JobCancelRequest,
-    JobLogsRequest,
-    JobResultRequest,
-    JobStatusRequest,
-    JobSubmitRequest,
-)
-from byteleap.protocol.worker_link import MAX_ARTIFACT_CHUNK, ArtifactInfo, JobInfo, JobSpec
-from neurons.validator.leasing.errors import JobRefused, LeaseNotActive
+from byteleap.protocol.worker_link.jobs import MAX_ARTIFACT_CHUNK, ArtifactInfo, JobInfo, JobSpec
+from neurons.validator.leasing.errors import JobRequestRefused, LeaseNotActive
 from neurons.validator.leasing.gateway import JobLink, MinerGateway
 from neurons.validator.leasing.manager import LeaseManager
 from neurons.validator.leasing.matching import LeaseRequest
@@ -38,7 +30,7 @@ from neurons.validator.renter.models import (
     Capacity,
     CapacityLine,
     JobCreate,
-    JobResult,
+    JobResultView,
     JobView,
     LeaseCreate,
     LeaseList,
@@ -87,12 +79,7 @@ def job_view(lease_id: str, job: JobInfo) -> JobView:
     )
 
 
-def _refused(refusal: str | None, reason: str) -> None:
-    if refusal is not None:
-        raise JobRefused(refusal, reason or refusal.replace("_", " "))
-
-
-class LeaseService:
+class RenterLeaseService:
     """The renter's leases."""
 
     def __init__(self, *, store: LeaseStore, manager: LeaseManager) -> None:
@@ -168,15 +155,15 @@ class ArtifactDownload:
 class JobService:
     """Jobs on the renter's leases, through the lease's miner."""
 
-    def __init__(self, *, leases: LeaseService, gateway: MinerGateway) -> None:
+    def __init__(self, *, leases: RenterLeaseService, gateway: MinerGateway) -> None:
         self.leases = leases
         self.gateway = gateway
 
     async def _call(self, lease: LeaseRow, call: Callable[[JobLink], Awaitable[T]]) -> T:
         try:
-            async with self.gateway.jobs(lease.miner_hotkey, lease.id) as link:
+            async with self.gateway.jobs(lease.miner_hotkey, lease.id, lease.worker_pubkey) as link:
                 return await call(link)
-        except JobRefused:
+        except JobRequestRefused:
             raise
         except ByteLeapError as exc:
             raise from_miner(exc) from None
@@ -191,28 +178,20 @@ class JobService:
             )
         except ValidationError as exc:
             raise InvalidRequest(validation_message(exc.errors())) from None
-        request = JobSubmitRequest(
-            lease_id=lease.id, job_id="job-" + secrets.token_hex(8), spec=spec
-        )
+        job_id = "job-" + secrets.token_hex(8)
 
         async def call(link: JobLink) -> JobView:
-            answer = await link.submit(request)
-            _refused(answer.refusal, answer.reason)
-            assert answer.job is not None
-            return job_view(lease.id, answer.job)
+            return job_view(lease.id, await link.submit(job_id, spec))
 
         view = await self._call(lease, call)
-        log.info("renter_job_submitted", renter=renter.name, lease=lease.id, job=request.job_id)
+        log.info("renter_job_submitted", renter=renter.name, lease=lease.id, job=job_id)
         return view
 
     async def status(self, renter: RenterRow, lease_id: str, job_id: str) -> JobView:
         lease = await self.leases.owned(renter, lease_id)
 
         async def call(link: JobLink) -> JobView:
-            answer = await link.status(JobStatusRequest(lease_id=lease.id, job_id=job_id))
-            _refused(answer.refusal, answer.reason)
-            assert answer.job is not None
-            return job_view(lease.id, answer.job)
+            return job_view(lease.id, await link.status(job_id))
 
         return await self._call(lease, call)
 
@@ -220,10 +199,7 @@ class JobService:
         lease = await self.leases.owned(renter, lease_id)
 
         async def call(link: JobLink) -> JobView:
-            answer = await link.cancel(JobCancelRequest(lease_id=lease.id, job_id=job_id))
-            _refused(answer.refusal, answer.reason)
-            assert answer.job is not None
-            return job_view(lease.id, answer.job)
+            return job_view(lease.id, await link.cancel(job_id))
 
         return await self._call(lease, call)
 
@@ -231,19 +207,14 @@ class JobService:
         self, renter: RenterRow, lease_id: str, job_id: str, stream: str, offset: int, limit: int
     ) -> LogSlice:
         lease = await self.leases.owned(renter, lease_id)
-        request = JobLogsRequest(
-            lease_id=lease.id,
-            job_id=job_id,
-            stdout_offset=offset if stream == "stdout" else 0,
-            stderr_offset=offset if stream == "stderr" else 0,
-            limit=limit,
-        )
 
         async def call(link: JobLink) -> LogSlice:
-            answer = await link.logs(request)
-            _refused(answer.refusal, answer.reason)
-            assert answer.logs is not None
-            logs = answer.logs
+            logs = await link.logs(
+                job_id,
+                stdout_offset=offset if stream == "stdout" else 0,
+                stderr_offset=offset if stream == "stderr" else 0,
+                limit=limit,
+            )
             if stream == "stdout":
                 data, start, total = logs.stdout, logs.stdout_offset, logs.stdout_total
             else:
@@ -256,17 +227,15 @@ class JobService:
         self, lease: LeaseRow, job_id: str
     ) -> tuple[JobInfo, list[ArtifactInfo], int]:
         async def call(link: JobLink) -> tuple[JobInfo, list[ArtifactInfo], int]:
-            answer = await link.result(JobResultRequest(lease_id=lease.id, job_id=job_id))
-            _refused(answer.refusal, answer.reason)
-            assert answer.job is not None
+            answer = await link.result(job_id)
             return answer.job, list(answer.artifacts), answer.artifacts_omitted
 
         return await self._call(lease, call)
 
-    async def result(self, renter: RenterRow, lease_id: str, job_id: str) -> JobResult:
+    async def result(self, renter: RenterRow, lease_id: str, job_id: str) -> JobResultView:
         lease = await self.leases.owned(renter, lease_id)
         job, artifacts, omitted = await self._result(lease, job_id)
-        return JobResult(
+        return JobResultView(
             job=job_view(lease.id, job),
             artifacts=[
                 Artifact(name=a.name, size=a.size, sha256=a.sha256.hex()) for a in artifacts
@@ -284,19 +253,12 @@ class JobService:
         _, artifacts, _ = await self._result(lease, job_id)
         artifact = next((a for a in artifacts if a.name == name), None)
         if artifact is None:
-            raise JobRefused("unknown_artifact", f"job {job_id} has no artifact {name!r}")
+            raise JobRequestRefused("unknown_artifact", f"job {job_id} has no artifact {name!r}")
 
         async def chunk(link: JobLink, offset: int) -> bytes:
             answer = await link.artifact(
-                JobArtifactRequest(
-                    lease_id=lease.id,
-                    job_id=job_id,
-                    name=artifact.name,
-                    offset=offset,
-                    limit=MAX_ARTIFACT_CHUNK,
-                )
+                job_id, artifact.name, offset=offset, limit=MAX_ARTIFACT_CHUNK
             )
-            _refused(answer.refusal, answer.reason)
             if answer.offset != offset or (not answer.data and offset < artifact.size):
                 raise MalformedMessage(f"artifact {artifact.name}: no progress at byte {offset}")
             return answer.data
@@ -312,7 +274,7 @@ class JobService:
                 yield first
                 return
             yield first
-            async with self.gateway.jobs(lease.miner_hotkey, lease.id) as link:
+            async with self.gateway.jobs(lease.miner_hotkey, lease.id, lease.worker_pubkey) as link:
                 while sent < artifact.size:
                     data = await chunk(link, sent)
                     sent += len(data)
@@ -331,8 +293,8 @@ class JobService:
 __all__ = [
     "ArtifactDownload",
     "JobService",
-    "LeaseService",
     "LogSlice",
+    "RenterLeaseService",
     "job_view",
     "lease_view",
 ]

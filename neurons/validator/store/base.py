@@ -36,8 +36,8 @@ from byteleap.scoring import ScoringParams
 from neurons.validator.store.receipts import ReceiptStore
 from neurons.validator.store.schema import (
     Availability,
-    Challenge,
     Gpu,
+    GpuChallenge,
     Lease,
     LeaseReceipt,
     Miner,
@@ -69,7 +69,7 @@ miners_t = metadata.tables[Miner.__tablename__]
 workers_t = metadata.tables[Worker.__tablename__]
 gpus_t = metadata.tables[Gpu.__tablename__]
 avail_t = metadata.tables[Availability.__tablename__]
-challenges_t = metadata.tables[Challenge.__tablename__]
+challenges_t = metadata.tables[GpuChallenge.__tablename__]
 weights_t = metadata.tables[WeightSubmissionRow.__tablename__]
 leases_t = metadata.tables[Lease.__tablename__]
 receipts_t = metadata.tables[LeaseReceipt.__tablename__]

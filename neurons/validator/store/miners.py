@@ -35,7 +35,7 @@ from neurons.validator.store.schema import UTCDateTime
 MAX_ERROR_CHARS = 2000
 
 
-class MinerStore(StoreBase):
+class FleetStore(StoreBase):
     """Miners, workers, GPU claims and availability buckets."""
 
     async def sync_miners(self, now: datetime, neurons: Sequence[NeuronView]) -> None:
@@ -336,4 +336,4 @@ async def gpu_claims(conn: AsyncConnection) -> list[GpuClaim]:
     return [GpuClaim(r[0], r[1], r[2], r[3], max(r[3], r[4])) for r in rows]
 
 
-__all__ = ["MAX_ERROR_CHARS", "MinerStore", "gpu_claims"]
+__all__ = ["MAX_ERROR_CHARS", "FleetStore", "gpu_claims"]

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from byteleap.chain import NeuronView
 from byteleap.challenge.params import ChallengeParams
 from byteleap.errors import Outcome
+from byteleap.protocol.worker_link.session import WorkerState
 from byteleap.scoring import (
     AvailabilityCount,
     ChallengeObservation,
@@ -29,7 +30,6 @@ from byteleap.sessions.round_records import (
     ChallengeVerdict,
     GpuSnapshot,
     WorkerRow,
-    WorkerState,
 )
 
 #: a challenge row's life: dispatched -> committed -> closed (with an Outcome)

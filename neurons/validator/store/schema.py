@@ -185,7 +185,7 @@ class Availability(Base):
     seen_gpus: Mapped[str] = mapped_column(sa.String(128))
 
 
-class Challenge(Base):
+class GpuChallenge(Base):
     """One GPU's part of one challenge, from dispatch to its verdict."""
 
     __tablename__ = "challenges"
@@ -325,8 +325,8 @@ __all__ = [
     "NAMING",
     "Availability",
     "Base",
-    "Challenge",
     "Gpu",
+    "GpuChallenge",
     "Lease",
     "LeaseReceipt",
     "Miner",

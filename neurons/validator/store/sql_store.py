@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from neurons.validator.store.base import DEFAULT_CLAIM_EXPIRY
 from neurons.validator.store.challenges import RESTART_FAILURE, ChallengeStore
 from neurons.validator.store.leases import LeaseStore
-from neurons.validator.store.miners import MinerStore
+from neurons.validator.store.miners import FleetStore
 from neurons.validator.store.retention import RetentionStore
 from neurons.validator.store.scoring_inputs import ScoringInputStore
 from neurons.validator.store.weight_submissions import WeightSubmissionStore
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class SqlStore(
-    MinerStore, ChallengeStore, ScoringInputStore, WeightSubmissionStore, RetentionStore
+    FleetStore, ChallengeStore, ScoringInputStore, WeightSubmissionStore, RetentionStore
 ):
     """:class:`~neurons.validator.store.records.ValidatorStore` on an :class:`AsyncEngine`.
 
