@@ -22,15 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from byteleap.errors import StorageError
 from byteleap.leases.receipts import MICROS, SignedReceipt, canonical_bytes
 from byteleap.scoring.observations import require_aware
+from byteleap.sessions.lease_events import LeaseStatus
 from neurons.validator.store.schema import (
-    Challenge,
+    GpuChallenge,
     Lease,
     LeaseReceipt,
     Miner,
@@ -41,7 +42,6 @@ from neurons.validator.store.schema import (
 if TYPE_CHECKING:
     from neurons.validator.store.base import StoreBase
 
-LeaseStatus = Literal["pending", "active", "ended", "lost", "failed"]
 #: statuses that hold a worker (it is neither offered nor challenged)
 HOLDING: tuple[LeaseStatus, ...] = ("pending", "active")
 #: statuses whose booked time counts against the renter's limit
@@ -50,7 +50,7 @@ BILLABLE: tuple[LeaseStatus, ...] = ("pending", "active", "ended", "lost")
 renters_t = metadata.tables[Renter.__tablename__]
 leases_t = metadata.tables[Lease.__tablename__]
 receipts_t = metadata.tables[LeaseReceipt.__tablename__]
-challenges_t = metadata.tables[Challenge.__tablename__]
+challenges_t = metadata.tables[GpuChallenge.__tablename__]
 miners_t = metadata.tables[Miner.__tablename__]
 
 
