@@ -53,6 +53,7 @@ from byteleap.protocol.worker_link.challenges import (
     RevealRequest,
     RowOpening,
 )
+from byteleap.protocol.worker_link.jobs import JobRefused, JobReply, JobRequest
 from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
 from neurons.common.miner_client import MinerClient
 from neurons.miner.api import CHALLENGE_SLACK_S, CONTENT_TYPE, create_app
@@ -194,6 +195,16 @@ class FakeWorkers:
         self.calls.append(("lease_stop", worker_pubkey, stop, timeout))
         self._known(worker_pubkey)
         return LeaseAck(lease_id=stop.lease_id, accepted=True)
+
+    async def job(self, worker_pubkey: bytes, request: JobRequest, *, timeout: float) -> JobReply:
+        self.calls.append(("job", worker_pubkey, request, timeout))
+        self._known(worker_pubkey)
+        return JobRefused(
+            request_id=request.request_id,
+            lease_id=request.lease_id,
+            job_id=request.job_id,
+            reason="runner_disabled",
+        )
 
 
 # --------------------------------------------------------------------------- the server

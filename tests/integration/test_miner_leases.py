@@ -281,7 +281,7 @@ async def test_only_the_validator_that_started_the_lease_may_use_it(
         await start_lease(miner)
         worker = miner.worker
         assert isinstance(await owner.forward(worker, submit("mine", py("pass"))), JobAccepted)
-        messages = [
+        messages: list[ForwardedMessage] = [
             submit("theirs", py("pass")),
             status_of("mine"),
             JobCancel(**ids_of("mine")),
@@ -554,7 +554,7 @@ async def test_forward_and_receipt_refuse_unsigned_replayed_oversized_malformed_
     async with miner_stack(ids, tmp_path) as miner, httpx.AsyncClient() as http:
         await start_lease(miner)
         bad_receipt = ReceiptSubmitRequest(receipt=receipt(miner), validator_signature=bytes(64))
-        routes = [("/lease/receipt", bad_receipt)]
+        routes: list[tuple[str, Message]] = [("/lease/receipt", bad_receipt)]
         routes += [forwarded(miner, message) for message in every_forwarded(miner)]
         for path, message in routes:
             body = codec.encode(message)

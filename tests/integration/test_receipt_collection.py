@@ -20,15 +20,14 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from byteleap.chain import Endpoint, MetagraphView, NeuronView
 from byteleap.challenge.params import CPU_DEFAULT
 from byteleap.config import ValidatorConfig
+from byteleap.config.leasing import DEFAULT_MAX_PRICES
 from byteleap.config.miner import MinerApiSection, WorkerServerSection
-from byteleap.config.validator import DEFAULT_MAX_PRICES
 from byteleap.errors import Outcome
 from byteleap.leases.receipts import (
     MAX_PRICE_MICROS,
@@ -40,9 +39,10 @@ from byteleap.leases.receipts import (
     verify_signatures,
 )
 from byteleap.protocol import codec
-from byteleap.protocol.validator_api import ReceiptPage
+from byteleap.protocol.miner_api.receipts import ReceiptPage
 from byteleap.scoring import ScoringParams, compute_weights
 from byteleap.scoring.leases import ReceiptUsage
+from daemonkit.http import EmbeddedServer
 from neurons.chain import DevChain, DevChainClient, DevChainParams
 from neurons.common.miner_client import MinerClient, verify_hotkey_signature
 from neurons.miner.api import create_app
@@ -179,8 +179,8 @@ def sign(
 
 def lease_1(ids: Ids) -> list[SignedReceipt]:
     """val_a sold 2 GPUs of miner1 at 2.0 per GPU-hour for 3.5 hours: revenue 14."""
-    common = {"seller": "val_a", "miner": "miner1", "lease": "L1", "price_micros": 2_000_000,
-              "worker": WORKER_1, "gpus": 2}  # fmt: skip
+    common: dict[str, Any] = {"seller": "val_a", "miner": "miner1", "lease": "L1",
+                              "price_micros": 2_000_000, "worker": WORKER_1, "gpus": 2}  # fmt: skip
     chain = [receipt(ids, seq=0, start=BASE, end=BASE, **common)]
     chain += [receipt(ids, seq=i, start=BASE + (i - 1) * HOUR, end=BASE + i * HOUR, **common)
               for i in (1, 2, 3)]  # fmt: skip
@@ -191,8 +191,8 @@ def lease_1(ids: Ids) -> list[SignedReceipt]:
 
 def lease_2(ids: Ids) -> list[SignedReceipt]:
     """val_b sold 1 GPU of miner2 at 3.0 for 1.5 hours so far, still running: revenue 4.5."""
-    common = {"seller": "val_b", "miner": "miner2", "lease": "L2", "price_micros": 3_000_000,
-              "worker": WORKER_2}  # fmt: skip
+    common: dict[str, Any] = {"seller": "val_b", "miner": "miner2", "lease": "L2",
+                              "price_micros": 3_000_000, "worker": WORKER_2}  # fmt: skip
     start = BASE + 8 * HOUR
     chain = [
         receipt(ids, seq=0, start=start, end=start, **common),
@@ -211,8 +211,8 @@ def lease_3(ids: Ids) -> list[SignedReceipt]:
 
 def forged(ids: Ids) -> dict[str, list[SignedReceipt]]:
     """What each miner serves besides the genuine receipts, and why each earns nothing."""
-    common = {"miner": "miner1", "seq": 1, "start": BASE, "end": BASE + HOUR,
-              "price_micros": 2_000_000, "worker": WORKER_1}  # fmt: skip
+    common: dict[str, Any] = {"miner": "miner1", "seq": 1, "start": BASE, "end": BASE + HOUR,
+                              "price_micros": 2_000_000, "worker": WORKER_1}  # fmt: skip
     one = sign(ids, receipt(ids, seller="val_a", lease="bad-1", **common))
     validator_only = one.model_copy(
         update={"miner_signature": one.validator_signature}
@@ -245,20 +245,9 @@ REVENUE = {"miner1": 14.0 + 1.0, "miner2": 4.5}
 
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[int]:
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
-        lifespan="off", ws="none", http="h11",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+    """The daemons' :class:`~daemonkit.http.EmbeddedServer` on 127.0.0.1:0; yields its port."""
+    async with EmbeddedServer(app, "127.0.0.1", 0, name="miner API", http="h11") as server:
+        yield server.port
 
 
 @dataclass
@@ -523,8 +512,8 @@ async def test_the_chain_of_a_lease_is_checked_against_stored_neighbours(
     ids: Ids, store: SqlStore
 ) -> None:
     receipts = store.receipts
-    common = {"seller": "val_a", "miner": "miner1", "lease": "C", "price_micros": 1_000_000,
-              "worker": WORKER_1}  # fmt: skip
+    common: dict[str, Any] = {"seller": "val_a", "miner": "miner1", "lease": "C",
+                              "price_micros": 1_000_000, "worker": WORKER_1}  # fmt: skip
 
     def at(seq: int, start: int, end: int, kind: str | None = None) -> SignedReceipt:
         return sign(ids, receipt(ids, seq=seq, start=start, end=end, kind=kind, **common))

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-import uvicorn
 from bittensor import http_auth
 
 from byteleap.chain import MetagraphView, NeuronView
 from byteleap.protocol import codec
 from byteleap.protocol.miner_api.errors import ApiError
+from daemonkit.http import EmbeddedServer
 from neurons.miner.api import CONTENT_TYPE
 from tests.wallets import make_wallet
 
@@ -57,23 +57,11 @@ def metagraph(ids: Identities) -> MetagraphView:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """uvicorn on 127.0.0.1:0 on this event loop (the hub lives here too)."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
-        lifespan="off", ws="none", http="h11",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+async def serving(app: Any, name: str = "miner API") -> AsyncIterator[str]:
+    """The daemons' :class:`~daemonkit.http.EmbeddedServer` on 127.0.0.1:0 on this event loop
+    (the hub lives here too); yields its base URL."""
+    async with EmbeddedServer(app, "127.0.0.1", 0, name=name, http="h11") as server:
+        yield server.url
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
