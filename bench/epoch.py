@@ -44,11 +44,15 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+# run as a script (python bench/epoch.py), the repository root is not on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 from sqlalchemy.engine import make_url

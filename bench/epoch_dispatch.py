@@ -28,7 +28,7 @@ from bench.epoch_world import (
     network,
 )
 from byteleap.challenge.sizing import CalibrationSettings, ExpectedRates, calibrate
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.errors import ByteLeapError
 from byteleap.protocol.miner_api.challenges import (
     EpochRequest,
@@ -40,7 +40,7 @@ from neurons.common.miner_client import EpochArrival, MinerClient
 from neurons.validator.challenger import Challenger
 from neurons.validator.metrics import ValidatorMetrics
 from neurons.validator.store import ChallengeOpen, ChallengeVerdict, SqlStore
-from neurons.validator.verification import Verifier
+from neurons.validator.verification import VerifierPool
 
 
 @dataclass
@@ -266,7 +266,7 @@ async def dispatch(
             first_reading.append(now)
         return now
 
-    verifier = Verifier(settings.section.verifier_processes)  # no commit, so never started
+    verifier = VerifierPool(settings.section.verifier_processes)  # no commit, so never started
     challenger = Challenger(
         store=epoch_store,  # type: ignore[arg-type]
         connect=connect,

@@ -16,7 +16,7 @@ from bittensor.sp_core import Keypair
 
 from bench.stub_process import StubProcess
 from byteleap.challenge.params import ChallengeParams
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"

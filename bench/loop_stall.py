@@ -54,6 +54,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+# run as a script (python bench/loop_stall.py), the repository root is not on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import structlog
 from bittensor.sp_core import Keypair
 from rich.console import Console

@@ -48,10 +48,14 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+
+# run as a script (python bench/sybil.py), the repository root is not on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.sybil_report import Day, SimRow, print_day, target_check
 from bench.sybil_serve import SimJob, calibration_settings, epoch_starts, judge, serve
@@ -86,7 +90,7 @@ from byteleap.challenge.sizing import (
     calibrate,
 )
 from byteleap.challenge.timing import DEFAULT_IMPOSSIBLE_FACTOR
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.errors import Outcome
 from byteleap.hardware import CATALOGUE
 from byteleap.scoring import (

@@ -17,7 +17,7 @@ from byteleap.challenge.sizing import (
     impossible_limit,
 )
 from byteleap.challenge.timing import DEFAULT_IMPOSSIBLE_FACTOR, check_plausible
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.errors import Outcome, VerificationFailed
 from byteleap.sessions.round_planner import EpochPlanner, PlannedChallenge
 

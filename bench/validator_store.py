@@ -37,12 +37,16 @@ import json
 import os
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+# run as a script (python bench/validator_store.py), the repository root is not on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 import sqlalchemy as sa

@@ -12,8 +12,10 @@ Typical use, once in a daemon's ``__main__``::
 See ``docs/configuration.md`` for every key.
 """
 
+from byteleap.config.challenge import ChallengeSection, ScoringSection
 from byteleap.config.common import ChainSection, LoggingSection, MetricsSection, WalletSection
 from byteleap.config.dump import check_secrets, dump_yaml, iter_secrets, redacted_dump
+from byteleap.config.leasing import LeasesSection, RenterApiSection
 from byteleap.config.loader import (
     ENV_PREFIX,
     ENV_SEPARATOR,
@@ -27,12 +29,8 @@ from byteleap.config.miner import MinerApiSection, MinerConfig, MinerPaths, Work
 from byteleap.config.models import CONFIG_MODELS
 from byteleap.config.secrets import Secret
 from byteleap.config.validator import (
-    ChallengeSection,
     DatabaseSection,
-    LeasesSection,
     MinersSection,
-    RenterApiSection,
-    ScoringSection,
     ValidatorConfig,
     ValidatorPaths,
 )

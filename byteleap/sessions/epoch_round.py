@@ -52,7 +52,7 @@ from datetime import datetime, timedelta
 
 from byteleap.aliases import WorkerRef
 from byteleap.challenge.verify import StageSample
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.errors import (
     LinkError,
     Outcome,

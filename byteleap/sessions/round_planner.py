@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from byteleap.aliases import WorkerRef
 from byteleap.challenge.params import ChallengeParams
 from byteleap.challenge.sizing import ExpectedRates, Sizing, size_challenge
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.hardware import CPU_MODEL, CPU_UUID_PREFIX, UNKNOWN, DeviceIdentity, identify
 from byteleap.sessions.round_records import GpuSnapshot, WorkerRow
 

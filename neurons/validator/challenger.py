@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.errors import ByteLeapError, PeerTimeout, StorageError
 from byteleap.protocol.miner_api.challenges import EpochRequest, OpeningsRequest, OpeningsResponse
 from byteleap.sessions.epoch_round import EpochRound

@@ -17,7 +17,7 @@ import pytest
 
 from byteleap.chain import NeuronView
 from byteleap.challenge.params import CPU_DEFAULT
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.errors import Outcome, StorageError
 from neurons.validator import challenger as challenger_module
 from neurons.validator.challenger import Challenger

@@ -21,7 +21,7 @@ from byteleap.chain import NeuronView
 from byteleap.challenge.params import Binding, ChallengeParams
 from byteleap.challenge.reference import ProverRun, open_rows, run_reference
 from byteleap.challenge.sizing import CalibrationSettings, calibrate
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.crypto import WorkerKey
 from byteleap.errors import ByteLeapError, Outcome, PeerUnavailable
 from byteleap.protocol.miner_api.challenges import (

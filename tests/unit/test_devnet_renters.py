@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from byteleap.config import ValidatorConfig, validate_config
-from byteleap.config.validator import LeasesSection
+from byteleap.config.leasing import LeasesSection
 from devnet.plan import build_plan
 from devnet.prepare import write_configs
 from devnet.renters import (

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.errors import LinkError, Outcome, PeerUnavailable, TransientError
 from byteleap.protocol.miner_api.challenges import ChallengeResponse, OpeningsResponse
 from byteleap.sessions import epoch_round

@@ -11,7 +11,7 @@ import pytest
 
 from byteleap.challenge.params import GPU_DEFAULT, ChallengeParams
 from byteleap.challenge.sizing import CalibrationSettings, ExpectedRates, calibrate
-from byteleap.config.validator import ChallengeSection
+from byteleap.config.challenge import ChallengeSection
 from byteleap.hardware import CATALOGUE, CPU_MODEL, UNKNOWN, slowest_backend_flops
 from byteleap.sessions.round_planner import (
     EpochPlan,

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from byteleap.config.validator import LeasesSection
+from byteleap.config.leasing import LeasesSection
 from byteleap.errors import ByteLeapError
 from byteleap.protocol.worker_link.leases import LeaseStart
 from byteleap.sessions.lease_book import LeaseBook, LeaseRules

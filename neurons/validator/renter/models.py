@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from byteleap.config.validator import MAX_PRICE
+from byteleap.config.leasing import MAX_PRICE
 from byteleap.protocol.common import MAX_GPUS
 from byteleap.protocol.worker_link.jobs import (
     MAX_JOB_ARGS,
