@@ -74,8 +74,6 @@ class LeaseExtend(_Request):
     hours: Annotated[float, Field(gt=0, le=MAX_HOURS)]
 
 
-
-
 class LeaseView(_Response):
     id: str
     status: LeaseStatus
