@@ -42,7 +42,7 @@ import asyncio, json, os, sys, time, psutil
 from pathlib import Path
 from byteleap.challenge.params import CPU_DEFAULT
 from byteleap.config import MinerConfig
-from byteleap.protocol.worker_link import ChallengeDispatch
+from byteleap.protocol.worker_link.challenges import ChallengeDispatch
 from neurons.miner.authorized import AuthorizedKeys
 from neurons.miner.hub import WorkerHub
 from daemonkit.logs import configure_logging
