@@ -35,7 +35,7 @@ import numpy as np
 from byteleap.challenge.generate import _fill, matrix_a, matrix_b, stage_key
 from byteleap.challenge.merkle import build_levels, leaf_hash, proof
 from byteleap.challenge.params import GPU_DEFAULT, Binding, ChallengeParams, SamplingParams
-from byteleap.challenge.reference import RowOpening, Workspace, canonical_product, compute_stage
+from byteleap.challenge.reference import OpenedRow, Workspace, canonical_product, compute_stage
 from byteleap.challenge.verify import (
     Commitment,
     StageSample,
@@ -71,11 +71,11 @@ def median_of(repeats: int, fn: Callable[[], object]) -> float:
 
 def sampled_commitment(
     params: ChallengeParams, sampling: SamplingParams, rng: random.Random
-) -> tuple[Commitment, tuple[StageSample, ...], list[RowOpening]]:
+) -> tuple[Commitment, tuple[StageSample, ...], list[OpenedRow]]:
     """A commitment whose sampled rows are honest (see the module docstring)."""
     samples = draw_sample(params, sampling, rng)
     roots = [rng.randbytes(32) for _ in range(params.stages)]
-    openings: list[RowOpening] = []
+    openings: list[OpenedRow] = []
     for sample in samples:  # in stage order, so a sampled stage keys off the final previous root
         t = sample.stage
         key = stage_key(SEED, BINDING, t, roots[t - 1] if t else None)
@@ -88,7 +88,7 @@ def sampled_commitment(
         levels = build_levels(leaves)
         roots[t] = levels[-1][0]
         openings += [
-            RowOpening(t, row, product[i].tobytes(), proof(levels, row))
+            OpenedRow(t, row, product[i].tobytes(), proof(levels, row))
             for i, row in enumerate(sample.rows)
         ]
     return Commitment(BINDING, SEED, params, tuple(roots)), samples, openings

@@ -24,7 +24,7 @@ from neurons.validator.store import (
     WorkerSnapshot,
 )
 from neurons.validator.store.availability import buckets_per_row, slot_text
-from neurons.validator.store.schema import Availability, Challenge, Gpu, Miner, Worker
+from neurons.validator.store.schema import Availability, Gpu, GpuChallenge, Miner, Worker
 
 NOW = datetime(2026, 11, 22, 12, 7, 30, tzinfo=UTC)  # mid-hour: both horizon edges are partial
 MODEL = "NVIDIA H100 80GB HBM3"
@@ -265,7 +265,7 @@ async def fill_sqlite(store: SqlStore, miners: int, workers: int) -> None:
             (Worker, worker_rows),
             (Gpu, gpu_rows),
             (Availability, availability_rows),
-            (Challenge, challenge_rows),
+            (GpuChallenge, challenge_rows),
         ):
             await conn.execute(sa.insert(table), rows)
         await conn.exec_driver_sql("ANALYZE")
