@@ -57,16 +57,16 @@ from byteleap.errors import (
 from byteleap.protocol import codec
 from byteleap.protocol.common import Message
 from byteleap.protocol.handshake import verify_register
-from byteleap.protocol.validator_api import WorkerSummary
-from byteleap.protocol.worker_link import (
-    JOB_ANSWERS,
-    ArtifactChunk,
+from byteleap.protocol.miner_api.inventory import WorkerSummary
+from byteleap.protocol.worker_link.challenges import (
     ChallengeCommit,
     ChallengeDispatch,
-    ErrorReply,
-    Heartbeat,
-    HeartbeatAck,
-    Hello,
+    Reveal,
+    RevealRequest,
+)
+from byteleap.protocol.worker_link.jobs import (
+    JOB_ANSWERS,
+    ArtifactChunk,
     JobAccepted,
     JobLogs,
     JobRefused,
@@ -74,12 +74,14 @@ from byteleap.protocol.worker_link import (
     JobRequest,
     JobResult,
     JobStatus,
-    LeaseAck,
-    LeaseStart,
-    LeaseStop,
+)
+from byteleap.protocol.worker_link.leases import LeaseAck, LeaseStart, LeaseStop
+from byteleap.protocol.worker_link.session import (
+    ErrorReply,
+    Heartbeat,
+    HeartbeatAck,
+    Hello,
     Register,
-    Reveal,
-    RevealRequest,
     Unavailable,
     Welcome,
 )

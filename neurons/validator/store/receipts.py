@@ -68,7 +68,7 @@ from byteleap.leases.receipts import (
     check_successor,
     parse_canonical,
 )
-from byteleap.protocol.validator_api import SignedReceipt
+from byteleap.protocol.miner_api.receipts import SignedReceipt
 from byteleap.scoring import LeaseInterval, LeaseUsage, ScoringParams
 from byteleap.scoring.leases import ReceiptUsage
 from byteleap.scoring.observations import require_aware
