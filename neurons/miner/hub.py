@@ -89,7 +89,7 @@ from byteleap.sessions.miner_registry import (
     CLOSE_POLICY,
     CloseSession,
     FailRequest,
-    Instruction,
+    RegistryInstruction,
     RegistryLimits,
     RequestKey,
     Verdict,
@@ -269,7 +269,7 @@ class WorkerHub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _carry_out(self, instructions: list[Instruction]) -> None:
+    def _carry_out(self, instructions: list[RegistryInstruction]) -> None:
         for instruction in instructions:
             match instruction:
                 case CloseSession(session_id=sid, code=code, reason=reason):
