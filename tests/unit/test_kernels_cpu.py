@@ -333,7 +333,7 @@ class FakeArray(np.ndarray):
     """Device memory played by host memory, with CuPy's ``.data.ptr``."""
 
     @property
-    def data(self) -> Any:  # type: ignore[override]
+    def data(self) -> Any:
         return types.SimpleNamespace(ptr=self.ctypes.data)
 
 
@@ -651,7 +651,7 @@ def test_a_missing_nvrtc_is_a_worker_failure(fake: FakeCuda) -> None:
     def no_nvrtc(*, code: str, options: tuple[str, ...] = ()) -> Any:
         raise RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: cannot open shared object")
 
-    fake.cupy.RawModule = no_nvrtc
+    fake.cupy.__dict__["RawModule"] = no_nvrtc
     backend = CupyBackend()
     with pytest.raises(WorkerFailure, match=r"compiling the challenge kernels failed.*\[ctk\]"):
         backend.run(backend.devices()[0], BINDING, SEED, SMALL, clock=clock)

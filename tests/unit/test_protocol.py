@@ -246,18 +246,14 @@ job_specs = st.builds(
     JobSpec,
     image=st.from_regex(r"[a-z0-9][a-z0-9._/:@-]{0,30}", fullmatch=True),
     command=st.lists(
-        st.text(
-            st.characters(exclude_characters="\0", exclude_categories=["Cs"]), max_size=20
-        ),
+        st.text(st.characters(exclude_characters="\0", exclude_categories=["Cs"]), max_size=20),
         max_size=4,
     ),
     env=st.dictionaries(
         st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True).filter(
             lambda k: k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
         ),
-        st.text(
-            st.characters(exclude_characters="\0\r\n", exclude_categories=["Cs"]), max_size=20
-        ),
+        st.text(st.characters(exclude_characters="\0\r\n", exclude_categories=["Cs"]), max_size=20),
         max_size=3,
     ),
     timeout_s=st.integers(1, 30 * 24 * 3600),

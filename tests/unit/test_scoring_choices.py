@@ -18,6 +18,7 @@ from byteleap.scoring import (
     AvailabilityObservation,
     ChallengeObservation,
     GpuClaim,
+    GpuOwnership,
     LeaseInterval,
     ScoringParams,
     availability_bucket_range,
@@ -54,8 +55,8 @@ def test_only_the_validators_own_failures_are_ours() -> None:
     for failure in OUR_FAILURES:
         assert is_ours(Outcome.EXCUSED, failure)
         assert not is_ours(Outcome.TIMEOUT, failure)
-    for failure in ("unavailable", "link", "malformed", "rate_limited", "forbidden", None):
-        assert not is_ours(Outcome.EXCUSED, failure)
+    for other in ("unavailable", "link", "malformed", "rate_limited", "forbidden", None):
+        assert not is_ours(Outcome.EXCUSED, other)
 
 
 def test_the_explanation_splits_excuses_and_shows_the_budget() -> None:
@@ -311,8 +312,8 @@ def claim(uuid: str, miner: str, worker: str, first: float, last: float | None =
     )
 
 
-def resolve(claims: list[GpuClaim], **kwargs: object):  # type: ignore[no-untyped-def]
-    return resolve_gpu_ownership(claims, now=NOW, claim_expiry=P.claim_expiry, **kwargs)  # type: ignore[arg-type]
+def resolve(claims: list[GpuClaim]) -> GpuOwnership:
+    return resolve_gpu_ownership(claims, now=NOW, claim_expiry=P.claim_expiry)
 
 
 def test_the_squatter_worked_example() -> None:
@@ -411,8 +412,9 @@ def test_each_uuid_counts_once_and_never_for_an_expired_miner(claims: list[GpuCl
     triples = {(c.miner_hotkey, c.worker_id, c.gpu_uuid) for c in claims}
     for uuid in {c.gpu_uuid for c in claims}:
         counting = [t for t in triples if t[2] == uuid and ownership.owns(*t)]
+        # claim_lists always sets last_seen (``or NOW``: a claim without one never expires)
         latest = {
-            m: max(c.last_seen for c in claims if c.gpu_uuid == uuid and c.miner_hotkey == m)  # type: ignore[type-var]
+            m: max(c.last_seen or NOW for c in claims if c.gpu_uuid == uuid and c.miner_hotkey == m)
             for m in {c.miner_hotkey for c in claims if c.gpu_uuid == uuid}
         }
         live = [m for m, seen in latest.items() if NOW - seen < P.claim_expiry]

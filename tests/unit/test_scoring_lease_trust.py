@@ -76,7 +76,7 @@ def receipt(draw: st.DrawFn, shares: dict[str, float], seller: str | None = None
 def world(draw: st.DrawFn) -> tuple[dict[str, float], list[ReceiptUsage], Hours, str]:
     shares = draw(stakes())
     others = draw(st.lists(receipt(shares), max_size=12))
-    verified = {
+    verified: Hours = {
         (m, g): (ago(draw(st.floats(min_value=0.5, max_value=9 * 24))),)
         for m in MINERS
         for g in UUIDS
