@@ -20,7 +20,7 @@ from neurons.validator.leasing.matching import (
     leasable_gpus,
     offers,
 )
-from neurons.validator.store.leases import Verification
+from neurons.validator.store.lease_rows import Verification
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -21,7 +21,7 @@ from byteleap.leases.receipts import (
 )
 from neurons.common.miner_client import verify_hotkey_signature
 from neurons.validator.receipts import DropReason, check_fetched, permitted_validators
-from neurons.validator.store.receipts import receipt_from_payload
+from neurons.validator.store.receipt_scoring import receipt_from_payload
 from neurons.validator.store.records import MinerRow
 
 VALIDATOR = Keypair.create_from_seed(bytes([11]) * 32)

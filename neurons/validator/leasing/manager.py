@@ -86,7 +86,8 @@ from neurons.validator.leasing.matching import (
     choose,
     offers,
 )
-from neurons.validator.store.leases import LeaseRow, LeaseStore, RenterRow
+from neurons.validator.store.lease_rows import LeaseRow, RenterRow
+from neurons.validator.store.leases import LeaseStore
 from neurons.validator.store.records import ValidatorStore
 
 log = structlog.get_logger("byteleap.validator.leases")

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from byteleap.aliases import WorkerRef
 from byteleap.hardware import CATALOGUE, CPU_MODEL, UNKNOWN
 from byteleap.sessions.round_planner import identify_gpu
-from neurons.validator.store.leases import Verification
+from neurons.validator.store.lease_rows import Verification
 from neurons.validator.store.records import GpuSnapshot, WorkerRow
 
 #: ``price_for(model_id) -> price per GPU-hour`` (``LeasesSection.price_for``)

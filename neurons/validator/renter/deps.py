@@ -20,7 +20,8 @@ from neurons.validator.renter.errors import KeyRevoked, TooManyRequests
 from neurons.validator.renter.keys import MAX_KEY_CHARS, hash_key
 from neurons.validator.renter.ratelimit import RenterTokenBuckets
 from neurons.validator.renter.services import JobService, RenterLeaseService
-from neurons.validator.store.leases import LeaseStore, RenterRow
+from neurons.validator.store.lease_rows import RenterRow
+from neurons.validator.store.leases import LeaseStore
 
 LEASE_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"

@@ -36,7 +36,8 @@ from neurons.validator.renter.models import (
     LeaseList,
     LeaseView,
 )
-from neurons.validator.store.leases import LeaseRow, LeaseStore, RenterRow, booked_amount
+from neurons.validator.store.lease_rows import LeaseRow, RenterRow, booked_amount
+from neurons.validator.store.leases import LeaseStore
 
 log = structlog.get_logger("byteleap.validator.renter")
 

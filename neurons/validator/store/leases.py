@@ -20,8 +20,7 @@ integer micro-units, and :func:`booked_amount` is what a renter is charged again
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -30,6 +29,19 @@ from byteleap.errors import StorageError
 from byteleap.leases.receipts import MICROS, SignedReceipt, canonical_bytes
 from byteleap.scoring.observations import require_aware
 from byteleap.sessions.lease_events import LeaseStatus
+from neurons.validator.store.lease_rows import (
+    HOLDING,
+    LeaseRow,
+    ReceiptTip,
+    RenterRow,
+    RenterSummary,
+    Verification,
+    aware_utc,
+    booked_amount,
+    lease_row,
+    renter_row,
+    utc_from_seconds,
+)
 from neurons.validator.store.schema import (
     GpuChallenge,
     Lease,
@@ -42,125 +54,12 @@ from neurons.validator.store.schema import (
 if TYPE_CHECKING:
     from neurons.validator.store.base import StoreBase
 
-#: statuses that hold a worker (it is neither offered nor challenged)
-HOLDING: tuple[LeaseStatus, ...] = ("pending", "active")
-#: statuses whose booked time counts against the renter's limit
-BILLABLE: tuple[LeaseStatus, ...] = ("pending", "active", "ended", "lost")
 
 renters_t = metadata.tables[Renter.__tablename__]
 leases_t = metadata.tables[Lease.__tablename__]
 receipts_t = metadata.tables[LeaseReceipt.__tablename__]
 challenges_t = metadata.tables[GpuChallenge.__tablename__]
 miners_t = metadata.tables[Miner.__tablename__]
-
-
-@dataclass(frozen=True, slots=True)
-class RenterRow:
-    id: int
-    name: str
-    key_hash: str
-    #: most the renter may book in total (price unit); None: no limit
-    spend_limit: float | None
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
-
-
-@dataclass(frozen=True, slots=True)
-class RenterSummary:
-    renter: RenterRow
-    spent: float
-    active_leases: int
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseRow:
-    id: str
-    renter_id: int
-    miner_hotkey: str
-    worker_pubkey: str
-    gpu_uuids: tuple[str, ...]
-    price_per_gpu_hour: float
-    created_at: datetime
-    ends_at: datetime
-    status: LeaseStatus
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    end_reason: str | None = None
-
-    @property
-    def gpus(self) -> int:
-        return len(self.gpu_uuids)
-
-    @property
-    def holding(self) -> bool:
-        return self.status in HOLDING
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptTip:
-    """Where this validator's receipt chain of one lease stands."""
-
-    #: highest ``seq`` stored (None: no receipt yet)
-    seq: int | None
-    #: ``period_end`` of that receipt, unix seconds
-    period_end: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Verification:
-    """Challenge verdicts that decide whether a worker may be leased."""
-
-    #: (miner, worker) -> GPU UUID -> newest verified challenge of that GPU
-    verified: dict[tuple[str, str], dict[str, datetime]]
-    #: workers with a fraud verdict in the window: never leased
-    fraud: frozenset[tuple[str, str]]
-
-
-def booked_amount(lease: LeaseRow) -> float:
-    """What ``lease`` costs its renter: ``price x gpus x hours`` from its start (or creation)
-    to its end (``ended_at`` once it ended, else the booked ``ends_at``); 0 when it failed."""
-    if lease.status not in BILLABLE:
-        return 0.0
-    start = lease.started_at or lease.created_at
-    end = lease.ended_at if lease.ended_at is not None else lease.ends_at
-    hours = max(0.0, (end - start).total_seconds() / 3600.0)
-    return lease.price_per_gpu_hour * lease.gpus * hours
-
-
-def _renter(r: Any) -> RenterRow:
-    return RenterRow(
-        id=r.id,
-        name=r.name,
-        key_hash=r.key_hash,
-        spend_limit=r.spend_limit,
-        created_at=r.created_at,
-        revoked_at=r.revoked_at,
-    )
-
-
-def _lease(r: Any) -> LeaseRow:
-    return LeaseRow(
-        id=r.id,
-        renter_id=r.renter_id,
-        miner_hotkey=r.miner_hotkey,
-        worker_pubkey=r.worker_pubkey,
-        gpu_uuids=tuple(r.gpu_uuids),
-        price_per_gpu_hour=r.price_per_gpu_hour,
-        created_at=r.created_at,
-        ends_at=r.ends_at,
-        status=r.status,
-        started_at=r.started_at,
-        ended_at=r.ended_at,
-        end_reason=r.end_reason,
-    )
-
-
-def _at(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 class LeaseStore:
@@ -193,12 +92,12 @@ class LeaseStore:
             row = (
                 await conn.execute(sa.select(renters_t).where(renters_t.c.key_hash == key_hash))
             ).first()
-        return None if row is None else _renter(row)
+        return None if row is None else renter_row(row)
 
     async def renter_by_name(self, name: str) -> RenterRow | None:
         async with self._tx(f"reading renter {name}") as conn:
             row = (await conn.execute(sa.select(renters_t).where(renters_t.c.name == name))).first()
-        return None if row is None else _renter(row)
+        return None if row is None else renter_row(row)
 
     async def revoke_renter(self, name: str, now: datetime) -> bool:
         """Revoke the renter's key; False when there is no such renter. Revoking twice keeps
@@ -219,10 +118,10 @@ class LeaseStore:
         """Every renter with what it booked and its running leases, by name."""
         async with self._tx("listing renters") as conn:
             renters = [
-                _renter(r)
+                renter_row(r)
                 for r in await conn.execute(sa.select(renters_t).order_by(renters_t.c.name))
             ]
-            leases = [_lease(r) for r in await conn.execute(sa.select(leases_t))]
+            leases = [lease_row(r) for r in await conn.execute(sa.select(leases_t))]
         spent: dict[int, float] = {}
         running: dict[int, int] = {}
         for lease in leases:
@@ -260,7 +159,7 @@ class LeaseStore:
     async def lease(self, lease_id: str) -> LeaseRow | None:
         async with self._tx(f"reading lease {lease_id}") as conn:
             row = (await conn.execute(sa.select(leases_t).where(leases_t.c.id == lease_id))).first()
-        return None if row is None else _lease(row)
+        return None if row is None else lease_row(row)
 
     async def renter_leases(self, renter_id: int) -> list[LeaseRow]:
         """The renter's leases, newest first."""
@@ -270,7 +169,7 @@ class LeaseStore:
             .order_by(leases_t.c.created_at.desc(), leases_t.c.id)
         )
         async with self._tx("reading a renter's leases") as conn:
-            return [_lease(r) for r in await conn.execute(query)]
+            return [lease_row(r) for r in await conn.execute(query)]
 
     async def leases_with_status(self, *statuses: LeaseStatus) -> list[LeaseRow]:
         query = (
@@ -279,7 +178,7 @@ class LeaseStore:
             .order_by(leases_t.c.created_at, leases_t.c.id)
         )
         async with self._tx("reading leases") as conn:
-            return [_lease(r) for r in await conn.execute(query)]
+            return [lease_row(r) for r in await conn.execute(query)]
 
     async def held_workers(self) -> set[tuple[str, str]]:
         """``(miner, worker)`` of every pending or active lease (not offered, not challenged)."""
@@ -348,7 +247,7 @@ class LeaseStore:
             )
             verified: dict[tuple[str, str], dict[str, datetime]] = {}
             for miner, worker, uuid, at in verified_rows:
-                verified.setdefault((miner, worker), {})[uuid] = _aware(at)
+                verified.setdefault((miner, worker), {})[uuid] = aware_utc(at)
             fraud_rows = await conn.execute(
                 sa.select(c.miner_hotkey, c.worker_pubkey)
                 .where(*closed, c.outcome == "fraud")
@@ -388,8 +287,8 @@ class LeaseStore:
                     miner_hotkey=receipt.miner_hotkey,
                     validator_hotkey=receipt.validator_hotkey,
                     seq=receipt.seq,
-                    period_start=_at(receipt.period_start),
-                    period_end=_at(receipt.period_end),
+                    period_start=utc_from_seconds(receipt.period_start),
+                    period_end=utc_from_seconds(receipt.period_end),
                     gpus=receipt.gpus,
                     price_per_gpu_hour=receipt.price_per_gpu_hour_micros / MICROS,
                     payload=payload,
@@ -409,7 +308,7 @@ class LeaseStore:
             seq, end = (await conn.execute(query)).one()
         return ReceiptTip(
             None if seq is None else int(seq),
-            None if end is None else int(_aware(end).timestamp()),
+            None if end is None else int(aware_utc(end).timestamp()),
         )
 
     async def receipts_of(self, validator_hotkey: str, lease_id: str) -> list[SignedReceipt]:
@@ -434,23 +333,4 @@ class LeaseStore:
         ]
 
 
-def _aware(value: Any) -> datetime:
-    """Aggregates (``max``) bypass the column type on SQLite: give them back their UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-__all__ = [
-    "BILLABLE",
-    "HOLDING",
-    "LeaseRow",
-    "LeaseStatus",
-    "LeaseStore",
-    "ReceiptTip",
-    "RenterRow",
-    "RenterSummary",
-    "Verification",
-    "booked_amount",
-]
+__all__ = ["LeaseStatus", "LeaseStore"]
