@@ -97,14 +97,12 @@ class LeaseService:
             answer = await self.job(caller, worker, message)
         return ForwardResponse(worker_pubkey=worker, lease_id=envelope.lease_id, message=answer)
 
-    async def stop(
-        self, caller: str, stop: LeaseStop, worker_pubkey: str | None = None
-    ) -> LeaseAck:
+    async def stop(self, caller: str, stop: LeaseStop, worker_pubkey: str) -> LeaseAck:
         """Stop one of ``caller``'s leases at its worker; the lease ends at the miner either way."""
         event = StopRequested(self.clock(), caller, stop.lease_id, stop.reason, worker_pubkey)
         return await self._carry_out(self.table.handle(event), stop)
 
-    async def job(self, caller: str, worker_pubkey: str | None, request: JobRequest) -> JobReply:
+    async def job(self, caller: str, worker_pubkey: str, request: JobRequest) -> JobReply:
         """Relay a job request to the worker of ``caller``'s lease; its answer or the refusal.
 
         The miner owns the ``request_id`` on its link (it routes the answer by it): the request
