@@ -12,7 +12,8 @@ from typing import Any
 from byteleap.chain import ChainPort
 from byteleap.errors import ConfigError
 from neurons.chain.bittensor_adapter import Backoff, BittensorChain, connect_client, parse_axon
-from neurons.chain.devchain import DevChain, DevChainClient, DevChainParams, WeightsRecord
+from neurons.chain.devchain import DevChain, DevChainClient
+from neurons.chain.devchain_file import DevChainParams, WeightsRecord
 
 DEVCHAIN_PREFIX = "devchain:"
 

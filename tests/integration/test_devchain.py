@@ -19,11 +19,13 @@ from byteleap.chain import (
     ChainRateLimited,
     ChainRefused,
     Endpoint,
+    MetagraphView,
     NotRegistered,
 )
 from byteleap.errors import ChainError, ConfigError
 from neurons.chain import BittensorChain, devchain_path, open_chain
-from neurons.chain.devchain import DevChain, DevChainClient, DevChainParams
+from neurons.chain.devchain import DevChain, DevChainClient
+from neurons.chain.devchain_file import DevChainParams
 from tests.wallets import coldkey_of, make_wallet
 
 GENESIS = 1_700_000_000.0
@@ -414,7 +416,7 @@ async def test_client_runs_sqlite_off_the_event_loop(
     seen: list[int] = []
     original = chain.metagraph
 
-    def spy():  # type: ignore[no-untyped-def]
+    def spy() -> MetagraphView:
         seen.append(threading.get_ident())
         return original()
 
