@@ -36,7 +36,8 @@ from tests.support.vectors import (
 )
 from workers.backends import kernels
 from workers.backends.base import Device
-from workers.backends.cupy_backend import CupyBackend, format_uuid, uuid_bytes
+from workers.backends.cupy_backend import CupyBackend
+from workers.backends.cupy_device import format_uuid, uuid_bytes
 
 pytestmark = pytest.mark.gpu
 

@@ -41,9 +41,10 @@ from byteleap.challenge.reference import open_rows, run_reference
 from byteleap.challenge.verify import Commitment, draw_sample, verify_openings
 from byteleap.errors import ConfigError, Outcome, WorkerFailure, outcome_of
 from tests.support.vectors import BINDING, SEED, SMALL, SMALL_ROOTS
-from workers.backends import cupy_backend, kernels
+from workers.backends import cupy_device, kernels
 from workers.backends.base import Abandoned, Device
-from workers.backends.cupy_backend import CupyBackend, format_uuid
+from workers.backends.cupy_backend import CupyBackend
+from workers.backends.cupy_device import format_uuid
 
 # ---- the kernel signatures, read from the source itself ------------------------------------
 
@@ -592,7 +593,7 @@ def test_launches_use_grid_stride_limits_and_one_tree_level_each(fake: FakeCuda)
     assert names.count("bl_merkle_level") == 8  # log2(256)
     for name, grid, block in fake.launches:
         if name == "bl_generate":  # 4 SMs x 32 blocks at most: the rest is the grid stride
-            assert grid[0] <= 4 * cupy_backend.GENERATE_BLOCKS_PER_SM and block == (256,)
+            assert grid[0] <= 4 * cupy_device.GENERATE_BLOCKS_PER_SM and block == (256,)
         if name == "bl_row_leaves_f32":
             assert grid[0] * block[0] >= params.m
 
@@ -753,7 +754,7 @@ def test_cupy_is_imported_with_tf32_and_pci_order_by_default(
 ) -> None:
     monkeypatch.delenv("CUPY_TF32")
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
-    assert cupy_backend._import_cupy() is fake.cupy
+    assert cupy_device._import_cupy() is fake.cupy
     assert os.environ["CUPY_TF32"] == "1"
     assert os.environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"  # the operator's choice stays
 
@@ -767,13 +768,13 @@ def test_format_uuid() -> None:
     assert format_uuid(list(raw)) == text
     for bad in (None, b"", bytes(16), "GPU-zz", 42.5, b"\x01" * 15):
         assert format_uuid(bad) is None
-    assert cupy_backend.uuid_bytes(text) == raw and cupy_backend.uuid_bytes(1.5) is None
+    assert cupy_device.uuid_bytes(text) == raw and cupy_device.uuid_bytes(1.5) is None
 
 
 def test_unavailable_without_cupy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cupy", None)
     assert CupyBackend.available() is False
-    assert cupy_backend.cupy_available() is False
+    assert cupy_device.cupy_available() is False
     assert CupyBackend().devices() == []
     with pytest.raises(WorkerFailure, match="CuPy is not installed"):
         CupyBackend().run(
@@ -801,14 +802,14 @@ def test_importing_the_backend_does_not_import_cupy() -> None:
 
 def test_memory_estimates() -> None:
     params = ChallengeParams(m=8192, n=8192, k=8192, v=15, stages=1)
-    assert cupy_backend.stage_buffer_bytes(params) == 3 * 4 * 8192**2 + 32 * (2 * 8192 - 1)
-    assert cupy_backend.open_buffer_bytes(params, 16) == 4 * (8192**2 + 16 * 8192 * 3) + 128
-    assert cupy_backend.split_digests(bytes(range(64)) + b"x", 2) == [
+    assert cupy_device.stage_buffer_bytes(params) == 3 * 4 * 8192**2 + 32 * (2 * 8192 - 1)
+    assert cupy_device.open_buffer_bytes(params, 16) == 4 * (8192**2 + 16 * 8192 * 3) + 128
+    assert cupy_device.split_digests(bytes(range(64)) + b"x", 2) == [
         bytes(range(32)),
         bytes(range(32, 64)),
     ]
     with pytest.raises(ValueError):
-        cupy_backend.split_digests(bytes(40), 2)
+        cupy_device.split_digests(bytes(40), 2)
 
 
 def test_leaf_layout_is_what_the_kernel_assumes() -> None:
