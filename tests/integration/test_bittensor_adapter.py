@@ -113,7 +113,8 @@ class _Subnets:
 
     async def metagraph(self, netuid: int, *, commitments: bool = True) -> Metagraph | None:
         self._fake.calls.append(("metagraph", netuid, commitments))
-        return self._fake.step("metagraph", self._fake.graph)
+        graph: Metagraph | None = self._fake.step("metagraph", self._fake.graph)
+        return graph
 
 
 class FakeClient:

@@ -13,7 +13,9 @@ import pytest
 from tests.support.vectors import BINDING, SEED, SMALL_ROOTS
 
 
-def run_module(module: str, *args: str, env: dict[str, str] | None = None):
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``main()`` of ``module`` in a fresh interpreter, as its console script would run it."""
     return subprocess.run(
         [sys.executable, "-c", f"from {module} import main; main()", *args],

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,7 +23,11 @@ from byteleap.config import MinerConfig, ValidatorConfig, WorkerConfig, load_con
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
-ROLES = {"validator": ValidatorConfig, "miner": MinerConfig, "worker": WorkerConfig}
+ROLES: dict[str, type[ValidatorConfig | MinerConfig | WorkerConfig]] = {
+    "validator": ValidatorConfig,
+    "miner": MinerConfig,
+    "worker": WorkerConfig,
+}
 
 
 def _tool(name: str) -> str:
@@ -72,8 +77,9 @@ def test_images_run_the_roles_console_script_as_a_non_root_user(dockerfile: Path
     assert f'byteleap-{role} = "' in pyproject
 
 
-def _compose() -> dict:
-    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+def _compose() -> dict[str, Any]:
+    compose: dict[str, Any] = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    return compose
 
 
 def test_compose_file_matches_the_compose_spec() -> None:

@@ -163,7 +163,7 @@ async def epoch_stack(
         miner_hotkey=hotkey,
         signer=signer or ids.wallets["miner"].hotkey.sign,
         gate=ValidatorGate(hotkey, metagraph_source=lambda: metagraph(ids), min_stake=1000.0),
-        workers=directory,  # type: ignore[arg-type]
+        workers=directory,
         config=MinerApiSection(max_body_bytes=MAX_BODY, request_timeout_s=10.0),
         rate_per_second=1000.0,
         rate_burst=1000,
@@ -298,7 +298,7 @@ async def test_errors_before_the_stream_are_api_errors(ids: Identities, tmp_path
             assert response.status_code == 401
             assert api_error(response).code == "unauthenticated"
             # signed and answered once; the same signed request again is a replay
-            headers = signed(stack.ids, stack, "POST", "/epoch", body)  # type: ignore[arg-type]
+            headers = signed(stack.ids, stack, "POST", "/epoch", body)
             first = await http.post(stack.url + "/epoch", content=body, headers=headers)
             assert first.status_code == 200
             assert first.headers["content-type"] == STREAM_CONTENT_TYPE
@@ -311,7 +311,7 @@ async def test_errors_before_the_stream_are_api_errors(ids: Identities, tmp_path
             assert api_error(again).message.startswith("ReplayedRequest")
             # a malformed body, and a body of another route's type
             for bad in (b"BLP1 nonsense", codec.encode(stack.challenge("fast1"))):
-                headers = signed(stack.ids, stack, "POST", "/epoch", bad)  # type: ignore[arg-type]
+                headers = signed(stack.ids, stack, "POST", "/epoch", bad)
                 response = await http.post(stack.url + "/epoch", content=bad, headers=headers)
                 assert response.status_code == 400
                 assert api_error(response).code == "malformed"
@@ -331,7 +331,8 @@ def scripted(ids: Identities, respond: Callable[[httpx.Request], Any], **kw: Any
 
     async def handler(request: httpx.Request) -> httpx.Response:
         answer = respond(request)
-        return await answer if asyncio.iscoroutine(answer) else answer
+        response: httpx.Response = await answer if asyncio.iscoroutine(answer) else answer
+        return response
 
     kw.setdefault("timeout", 5.0)
     return MinerClient(

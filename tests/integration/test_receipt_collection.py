@@ -71,7 +71,8 @@ from neurons.validator.store import (
     open_store,
     upgrade_engine,
 )
-from neurons.validator.store.receipts import OPEN_LEASE_GRACE, StoreOutcome
+from neurons.validator.store.receipt_scoring import OPEN_LEASE_GRACE
+from neurons.validator.store.receipts import StoreOutcome
 from neurons.validator.store.records import MinerRow
 from neurons.validator.store.schema import LeaseReceipt, ReceiptCursor
 from tests.support.store import (
@@ -425,7 +426,10 @@ async def test_two_validators_fed_the_same_receipts_agree_on_lease_scores(
             intervals = sorted(
                 (i.miner_hotkey, i.worker_id, i.start, i.end) for i in inputs.lease_intervals
             )
-            at = lambda s: datetime.fromtimestamp(s, UTC)  # noqa: E731
+
+            def at(s: int) -> datetime:
+                return datetime.fromtimestamp(s, UTC)
+
             assert intervals == sorted([
                 (ids["miner1"], WORKER_1, at(BASE), at(BASE + 3 * HOUR + 1800)),  # ended
                 (ids["miner2"], WORKER_2, at(BASE + 8 * HOUR), None),  # still running

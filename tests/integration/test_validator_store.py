@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from byteleap.chain import Endpoint, NeuronView
 from byteleap.challenge.params import CPU_DEFAULT
-from byteleap.config.validator import DEFAULT_MAX_PRICES
+from byteleap.config.leasing import DEFAULT_MAX_PRICES
 from byteleap.errors import Outcome, StorageError
 from byteleap.leases.receipts import Receipt, canonical_bytes
 from byteleap.scoring import (
@@ -38,6 +38,7 @@ from neurons.validator.store import (
     GpuSnapshot,
     SqlStore,
     WeightSubmission,
+    WorkerRow,
     WorkerSnapshot,
     create_engine,
     open_store,
@@ -99,11 +100,13 @@ def verdict(
     )
 
 
-async def by_worker(store: SqlStore, now: datetime) -> dict[tuple[str, str], object]:
+async def by_worker(store: SqlStore, now: datetime) -> dict[tuple[str, str], WorkerRow]:
     return {(w.miner_hotkey, w.worker_pubkey): w for w in await store.workers(now)}
 
 
-async def counts_at(store: SqlStore, now: datetime, params: ScoringParams) -> list[tuple]:
+async def counts_at(
+    store: SqlStore, now: datetime, params: ScoringParams
+) -> list[tuple[str, str, int, int, int]]:
     """The store's counts with every healthy GPU-bucket, counted or not (these tests have no
     verified challenges: the verification rule has tests of its own below)."""
     inputs = await store.scoring_inputs(now, params)
@@ -118,7 +121,7 @@ async def counts_at(store: SqlStore, now: datetime, params: ScoringParams) -> li
 
 def scorer_counts(
     polls: list[AvailabilityObservation], now: datetime, params: ScoringParams
-) -> list[tuple]:
+) -> list[tuple[str, str, int, int, int]]:
     return [
         (c.miner_hotkey, c.worker_id, c.gpus, c.online_buckets, c.gpu_buckets)
         for c in count_availability(polls, params, now)
@@ -518,7 +521,7 @@ def test_availability_property_store_equals_scorer(database_url: str) -> None:
                     )
                 )
 
-            async def run() -> list[tuple]:
+            async def run() -> list[tuple[str, str, int, int, int]]:
                 await opened.sync_miners(now, [neuron(i, h) for i, h in enumerate(hotkeys)])
                 for obs in observations:
                     uuids = [f"GPU-{obs.worker_id[-1]}-{i}" for i in range(obs.gpus)]

@@ -211,9 +211,9 @@ async def test_a_phantom_worker_kept_busy_adds_nothing(store: SqlStore) -> None:
     await store.sync_miners(T0, [neuron(1, A)])
     at = now - params.availability_horizon - timedelta(hours=1)
     while at < now:
-        real = worker(1, "GPU-real")
-        phantom = worker(2, *(f"GPU-ph-{i}" for i in range(64)), state="busy")
-        await store.record_inventory(at, A, [real, phantom], bucket_seconds=3600)
+        real_worker = worker(1, "GPU-real")
+        phantom_worker = worker(2, *(f"GPU-ph-{i}" for i in range(64)), state="busy")
+        await store.record_inventory(at, A, [real_worker, phantom_worker], bucket_seconds=3600)
         at += timedelta(hours=1)
     at = now - params.availability_horizon - timedelta(hours=24)
     while at < now:  # the real worker passes a challenge twice a day

@@ -84,7 +84,7 @@ class Requests:
 
     async def until_final(self, job_id: str) -> JobStatus:
         for _ in range(600):
-            status = await self.ask(JobStatusQuery, job_id, JobStatus)
+            status: JobStatus = await self.ask(JobStatusQuery, job_id, JobStatus)
             if status.job.final:
                 return status
             await asyncio.sleep(0.05)

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import bittensor as bt
 import httpx
 import pytest
 from bittensor import http_auth
@@ -51,7 +52,9 @@ def challenge_body(uuid: str) -> bytes:
     return codec.encode(request)
 
 
-async def flood(net: Network, wallets: dict[str, object], body: bytes, until: float) -> Counter:
+async def flood(
+    net: Network, wallets: dict[str, bt.Wallet], body: bytes, until: float
+) -> Counter[tuple[str, int]]:
     """Requests until ``until``; a count of (rogue, status)."""
     seen: Counter[tuple[str, int]] = Counter()
     replayed = http_auth.sign(wallets["permit"], method="GET", path="/inventory",
@@ -88,7 +91,7 @@ def test_rogue_validators_are_refused_and_the_honest_one_is_served(tmp_path: Pat
     no_permit, no_permit_hotkey = make_wallet(tmp_path / "wallets", "rogue-no-permit")
     net.chain.register(permit_hotkey, coldkey_of(permit), stake=5_000.0, validator_permit=True)
     net.chain.register(no_permit_hotkey, coldkey_of(no_permit))
-    wallets: dict[str, object] = {"permit": permit, "no_permit": no_permit}
+    wallets = {"permit": permit, "no_permit": no_permit}
 
     async def scenario() -> None:
         net.miner.start()

@@ -68,7 +68,12 @@ async def flood(url: str, key: WorkerKey, until: float) -> tuple[Counter[int], C
             )
         ),
     ]
-    garbage = [os.urandom(300), b"BLP1" + os.urandom(60), "{not json", '{"type":"heartbeat"}']
+    garbage: list[bytes | str] = [
+        os.urandom(300),
+        b"BLP1" + os.urandom(60),
+        "{not json",
+        '{"type":"heartbeat"}',
+    ]
     oversized = b"BLP1" + bytes(MAX_MESSAGE + 1024)
     turn = 0
     while time.monotonic() < until:
