@@ -13,12 +13,13 @@ from pathlib import Path
 from rich.console import Console
 
 from byteleap.errors import ByteLeapError
+from devnet.failures import Limits
 from devnet.plan import build_plan
 from devnet.processes import DevnetFailed, Interrupted
 from devnet.progress import LineProgress, LiveProgress, Progress
 from devnet.report import render_checks, render_renters, render_table, render_validators
 from devnet.report_checks import problems
-from devnet.runner import Devnet, Limits, Result
+from devnet.runner import Devnet, Result
 from devnet.specs import DevnetOptions
 
 

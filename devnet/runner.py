@@ -36,13 +36,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devnet.colluder import read_ledger
+from devnet.failures import Limits, not_up, too_slow
 from devnet.observe import (
-    Observed,
     Snapshot,
     StoreReader,
     bucket_end,
     colluder_report,
-    scored_per_worker,
     snapshot,
     submission_for,
     validator_view,
@@ -71,23 +70,6 @@ EXPLANATION_WAIT_S = 10.0
 #: seconds the renters wait for the colluders to lease their miners' workers (and the final
 #: weights for a minted receipt that bills something) before the run goes on without them
 COLLUDER_WAIT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Limits:
-    #: the validator's database readable and every worker online within this
-    start_s: float = 90.0
-    #: the whole run, start-up included
-    total_s: float = 300.0
-
-
-def _behind(plan: Plan, observed: Observed, needed: int, who: str = "") -> list[str]:
-    counts = scored_per_worker(observed.challenges)
-    return [
-        f"{w.name} ({counts[w.pubkey]}/{needed}{who})"
-        for w in plan.honest_workers
-        if counts[w.pubkey] < needed
-    ]
 
 
 @dataclass(frozen=True)
@@ -293,9 +275,9 @@ class Devnet:
                     counted_at = bucket_end(time.time(), plan.bucket_seconds)
                     notes.append(f"network up after {elapsed:.1f} s")
                 elif elapsed > self.limits.start_s:
-                    raise self._not_up(plan, network, group, readers, snap)
+                    raise not_up(plan, network, group, readers, snap, self.limits)
             elif up_at is None and elapsed > self.limits.start_s:
-                raise self._not_up(plan, network, group, readers, snap)
+                raise not_up(plan, network, group, readers, snap, self.limits)
             if done_at is None and snap.rounds_done >= plan.rounds:
                 done_at = time.time()
                 then = "renting" if plan.renters else "waiting for weights"
@@ -391,72 +373,11 @@ class Devnet:
             for note in notes:
                 self.progress.note(note)
             if elapsed > self.limits.total_s:
-                raise self._too_slow(plan, group, readers, observed, snap, done_at is not None)
+                raise too_slow(
+                    plan, group, readers, observed, snap, done_at is not None, self.limits
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=POLL_S)
 
     def _status(self, phase: str, elapsed: float, group: ProcessGroup, total: int) -> RunStatus:
         return RunStatus(phase, elapsed, group.running(), total)
-
-    def _not_up(
-        self,
-        plan: Plan,
-        network: Network,
-        group: ProcessGroup,
-        readers: list[StoreReader],
-        snap: Snapshot,
-    ) -> DevnetFailed:
-        by_name = {child.name: child for child in group.children}
-        for reader in readers:
-            if reader.store is None:
-                child = by_name[reader.name]
-                why = f": {reader.last_error}" if reader.last_error else ""
-                return DevnetFailed(
-                    f"the database of {reader.name} is not readable after "
-                    f"{self.limits.start_s:.0f} s{why}",
-                    process=child.name,
-                    log=child.tail(),
-                )
-        online = {m.name: m.workers_online for m in snap.miners}
-        for miner in plan.miners:
-            if online[miner.name] < len(miner.workers):
-                child = by_name[miner.workers[0].name]
-                return DevnetFailed(
-                    f"{miner.name} has {online[miner.name]}/{len(miner.workers)} workers online "
-                    f"in the validator's view after {self.limits.start_s:.0f} s (the log of "
-                    f"{miner.name} is {miner.process.log_path})",
-                    process=child.name,
-                    log=child.tail(),
-                )
-        return DevnetFailed("the network did not come up")  # pragma: no cover
-
-    def _too_slow(
-        self,
-        plan: Plan,
-        group: ProcessGroup,
-        readers: list[StoreReader],
-        observed: list[Observed],
-        snap: Snapshot,
-        rounds_finished: bool,
-    ) -> DevnetFailed:
-        limit = f"{self.limits.total_s:.0f} s"
-        validator = next(c for c in group.children if c.name == plan.validator.name)
-        several = len(readers) > 1
-        if not rounds_finished:
-            behind = ", ".join(
-                item
-                for reader, o in zip(readers, observed, strict=True)
-                for item in _behind(plan, o, plan.rounds, f" by {reader.name}" if several else "")
-            )
-            message = (
-                f"not every honest worker finished {plan.rounds} rounds within {limit}; "
-                f"behind: {behind}"
-            )
-        else:
-            message = (
-                f"the validator set no weights after the last round within {limit} "
-                f"(its last submission: {snap.last_submission or 'none'})"
-            )
-            if several:
-                message = f"not every validator set weights after the last round within {limit}"
-        return DevnetFailed(message, process=validator.name, log=validator.tail())
