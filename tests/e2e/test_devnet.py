@@ -211,8 +211,12 @@ def test_two_validators_agree_and_neither_excuses_nor_busy_claims_nor_minted_rec
         assert miner["verified"] >= 1, (miner, context)
         assert all(weight(v, miner) > 0 for v in validators), (miner, context)
 
-    # a late excuse is a timeout: never verified, never paid
-    assert late["verified"] == 0 and late["failures"].get("timeout", 0) >= 1, context
+    # a late excuse is a timeout: never verified, never paid. A challenge that reaches the worker
+    # while it holds the other validator's (the two validators' epochs can collide) is refused as
+    # busy at once, in time, which no lease explains: unexplained_busy, scored as a miss too. On a
+    # loaded machine every one of its challenges can collide, so count both
+    missed = late["failures"].get("timeout", 0) + late["failures"].get("unexplained_busy", 0)
+    assert late["verified"] == 0 and missed >= 1, context
     assert set(late["failures"]) <= EXPECTED_FAILURES[CheatMode.LATE_EXCUSE], context
     assert all(weight(v, late) == 0 for v in validators), context
 
