@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from byteleap.sessions.lease_events import LeaseStatus
+from byteleap.sessions.lease_events import LeaseStatus, StoredLease
 
 #: statuses that hold a worker (it is neither offered nor challenged)
 HOLDING: tuple[LeaseStatus, ...] = ("pending", "active")
@@ -41,23 +41,8 @@ class RenterSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class LeaseRow:
-    id: str
-    renter_id: int
-    miner_hotkey: str
-    worker_pubkey: str
-    gpu_uuids: tuple[str, ...]
-    price_per_gpu_hour: float
-    created_at: datetime
-    ends_at: datetime
-    status: LeaseStatus
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    end_reason: str | None = None
-
-    @property
-    def gpus(self) -> int:
-        return len(self.gpu_uuids)
+class LeaseRow(StoredLease):
+    """A lease row as the store returns it: the session core's record of a persisted lease."""
 
     @property
     def holding(self) -> bool:
